@@ -1,0 +1,24 @@
+"""Defaults and environment-driven switches, all in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: The model every entry point uses unless told otherwise: shipped inside the package.
+DEFAULT_MODEL_ID = "tiny"
+TINY_MODEL_DIR = PACKAGE_DIR / "models" / "tiny"
+
+#: Glyph shown for a still-masked position in a canvas.
+MASK_GLYPH = "▒"
+
+#: Devices a user may ask for.
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+#: Fraction of free accelerator memory a model may take when `auto` decides whether it fits.
+ACCELERATOR_MEMORY_HEADROOM = 0.9
+
+#: Remote code stays off unless the operator opts in.
+ALLOW_REMOTE_CODE = os.environ.get("YIPYAP_ALLOW_REMOTE_CODE", "0") == "1"

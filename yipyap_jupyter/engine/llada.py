@@ -1,0 +1,95 @@
+"""The LLaDA network, with the official checkpoint's parameter names.
+
+`model.transformer.{wte, blocks.N.*, ln_f, ff_out}`: the module tree below
+mirrors those names, so the official safetensors load with a plain
+`load_state_dict`. Each block is pre-norm, Llama-style:
+`h = x + attn_out(attention(attn_norm(x)))`, `out = h + ff_out(silu(ff_proj(m)) * up_proj(m))`
+with `m = ff_norm(h)`. Attention is bidirectional.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import LLaDAConfig
+from .layers import RMSNorm, apply_rotary, bidirectional_attention, merge_heads, rotary_tables, split_heads
+
+
+class LLaDABlock(nn.Module):
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        self.config = config
+        head_dim = config.d_model // config.n_heads
+        qkv_bias = config.include_bias or config.include_qkv_bias
+        self.attn_norm = RMSNorm(config.d_model, config.rms_norm_eps)
+        self.q_proj = nn.Linear(config.d_model, config.d_model, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.d_model, config.kv_heads * head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.d_model, config.kv_heads * head_dim, bias=qkv_bias)
+        self.attn_out = nn.Linear(config.d_model, config.d_model, bias=config.include_bias)
+        self.ff_norm = RMSNorm(config.d_model, config.rms_norm_eps)
+        self.ff_proj = nn.Linear(config.d_model, config.hidden_size, bias=config.include_bias)
+        self.up_proj = nn.Linear(config.d_model, config.hidden_size, bias=config.include_bias)
+        self.ff_out = nn.Linear(config.hidden_size, config.d_model, bias=config.include_bias)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        cos, sin = rope
+        normed = self.attn_norm(x)
+        q = apply_rotary(split_heads(self.q_proj(normed), self.config.n_heads), cos, sin, full_precision=True)
+        k = apply_rotary(split_heads(self.k_proj(normed), self.config.kv_heads), cos, sin, full_precision=True)
+        v = split_heads(self.v_proj(normed), self.config.kv_heads)
+        x = x + self.attn_out(merge_heads(bidirectional_attention(q, k, v, key_padding_mask)))
+        m = self.ff_norm(x)
+        return x + self.ff_out(nn.functional.silu(self.ff_proj(m)) * self.up_proj(m))
+
+
+class _LLaDATransformer(nn.Module):
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.padded_vocab, config.d_model),
+                "blocks": nn.ModuleList(LLaDABlock(config) for _ in range(config.n_layers)),
+                "ln_f": RMSNorm(config.d_model, config.rms_norm_eps),
+            }
+        )
+        if not config.weight_tying:
+            self.transformer["ff_out"] = nn.Linear(config.d_model, config.padded_vocab, bias=config.include_bias)
+
+
+class LLaDAModel(nn.Module):
+    """LLaDA mask predictor: token ids in, raw logits over the (padded) vocabulary out."""
+
+    family = "llada"
+
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = _LLaDATransformer(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (batch, seq, vocab). `attention_mask` (batch, seq) marks real tokens; padding is never attended to."""
+        t = self.model.transformer
+        x = t["wte"](input_ids)
+        if self.config.input_emb_norm:
+            x = x * (self.config.d_model**0.5)
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+        rope = rotary_tables(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta)
+        for block in t["blocks"]:
+            x = block(x, rope, attention_mask)
+        x = t["ln_f"](x)
+        head = t["wte"].weight if self.config.weight_tying else t["ff_out"].weight
+        logits = nn.functional.linear(x, head, None if self.config.weight_tying else t["ff_out"].bias)
+        if self.config.scale_logits:
+            logits = logits * (1 / math.sqrt(self.config.d_model))
+        return logits

@@ -1,0 +1,1 @@
+"""Samplers: LLaDA masked diffusion, Dream's algorithms, fixed and variable-length infilling."""

@@ -1,0 +1,104 @@
+"""The one exception hierarchy of yipyap-jupyter.
+
+Every failure a user can meet is one of these. Each class carries the category
+(`error_type`) and whether retrying may help (`retryable`), the fields of the
+error object that HTTP bodies, SSE `error` frames and widgets all show. Messages
+never contain a prompt, prefix or suffix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DiffusionError(Exception):
+    """Base class: a categorised, user-facing failure."""
+
+    error_type: str = "generation"
+    retryable: bool = False
+    http_status: int = 500
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error object of DESIGN.md section 2."""
+        return {"error_type": self.error_type, "message": self.message, "retryable": self.retryable}
+
+
+class ValidationError(DiffusionError, ValueError):
+    """Bad input: unknown field, out-of-range value, empty prompt, bad device."""
+
+    error_type = "validation"
+    retryable = False
+    http_status = 400
+
+
+class ModelUnavailableError(DiffusionError, LookupError):
+    """Unknown model id or weights not in the cache (404)."""
+
+    error_type = "model_unavailable"
+    retryable = False
+    http_status = 404
+
+
+class NoModelLoadedError(ModelUnavailableError):
+    """A request needs a loaded model and none is (409)."""
+
+    http_status = 409
+
+
+class ModelLoadingError(DiffusionError, RuntimeError):
+    """Weights corrupt or incompatible, or the device unusable."""
+
+    error_type = "model_loading"
+    retryable = False
+    http_status = 500
+
+
+class GenerationTimeoutError(DiffusionError, TimeoutError):
+    """The request's timeout passed before the generation finished."""
+
+    error_type = "timeout"
+    retryable = True
+    http_status = 504
+
+
+class GenerationError(DiffusionError, RuntimeError):
+    """The model failed mid-run."""
+
+    error_type = "generation"
+    retryable = True
+    http_status = 500
+
+
+class GenerationCancelled(Exception):
+    """The caller cancelled (client disconnect, Stop button, kernel interrupt).
+
+    Not a `DiffusionError`: nobody is left to show it to as a failure.
+    """
+
+    def __init__(self, step: int = 0) -> None:
+        super().__init__(f"generation cancelled at step {step}")
+        self.step = step
+
+
+class NetworkError(DiffusionError, ConnectionError):
+    """An upstream (proxy, server backend, download) is unreachable."""
+
+    error_type = "network"
+    retryable = True
+    http_status = 502
+
+
+class RateLimitedError(NetworkError):
+    """Too many requests from one client; retry after `retry_after` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
