@@ -1,0 +1,149 @@
+"""Read and write checkpoints in the official LLaDA / Dream layouts.
+
+A checkpoint directory holds `config.json` and either `model.safetensors` or
+shards listed in `model.safetensors.index.json`. The network is built on the
+`meta` device and each tensor is read once, straight to its target device and
+dtype, so loading never holds two copies of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..errors import ModelLoadingError, ModelUnavailableError
+from .config import DreamConfig, LLaDAConfig
+from .dream import DreamModel
+from .llada import LLaDAModel
+
+Family = Literal["llada", "dream", "dreamon"]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+EXPAND_TOKEN = "<|expand|>"
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The raw `config.json` of a checkpoint directory."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelUnavailableError(f"no {CONFIG_FILE} in {directory}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadingError(f"unreadable {CONFIG_FILE} in {directory}: {exc}") from None
+
+
+def _has_expand_token(directory: Path) -> bool:
+    for name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):
+        path = directory / name
+        if path.is_file() and EXPAND_TOKEN in path.read_text(encoding="utf-8", errors="ignore"):
+            return True
+    return False
+
+
+def detect_family(directory: Path | str) -> Family:
+    """LLaDA or Dream from `model_type`; DreamOn is a Dream checkpoint whose tokenizer has `<|expand|>`."""
+    directory = Path(directory)
+    model_type = str(read_config(directory).get("model_type", "")).lower()
+    if model_type == "llada":
+        return "llada"
+    if model_type == "dream":
+        return "dreamon" if _has_expand_token(directory) else "dream"
+    raise ModelLoadingError(f"unsupported model_type {model_type!r} in {directory} (expected 'llada' or 'Dream')")
+
+
+def build_network(config: dict[str, Any]) -> nn.Module:
+    """An uninitialised network for a raw config dict (parameters on the current default device)."""
+    if str(config.get("model_type", "")).lower() == "llada":
+        return LLaDAModel(LLaDAConfig.from_dict(config))
+    return DreamModel(DreamConfig.from_dict(config))
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    index = directory / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise ModelLoadingError(f"unreadable {INDEX_FILE}: {exc}") from None
+        files = [directory / name for name in sorted(set(weight_map.values()))]
+    else:
+        files = [directory / WEIGHTS_FILE]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ModelUnavailableError(f"weight files missing from {directory}: {', '.join(missing)}")
+    return files
+
+
+def _dtype_of(config: dict[str, Any]) -> torch.dtype:
+    name = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return getattr(torch, name, torch.float32)
+
+
+def load_network(
+    directory: Path | str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Build the network of `directory` and load its weights onto `device` in `dtype` (default: the checkpoint's).
+
+    Raises:
+        ModelUnavailableError: the directory lacks config or weight files.
+        ModelLoadingError: corrupt files, missing or unexpected tensors, or shape mismatches.
+    """
+    directory = Path(directory)
+    config = read_config(directory)
+    dtype = dtype or _dtype_of(config)
+    with torch.device("meta"):
+        network = build_network(config)
+    expected = {name: tensor.shape for name, tensor in network.state_dict().items()}
+    state: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    for path in _weight_files(directory):
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as shard:
+                for name in shard.keys():
+                    if name not in expected:
+                        unexpected.append(name)
+                        continue
+                    tensor = shard.get_tensor(name)
+                    if tensor.shape != expected[name]:
+                        raise ModelLoadingError(
+                            f"shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
+                            f"config expects {tuple(expected[name])}"
+                        )
+                    state[name] = tensor.to(dtype)
+        except ModelLoadingError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise ModelLoadingError(f"corrupt weight file {path.name}: {exc}") from None
+    missing = sorted(set(expected) - set(state))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(sorted(unexpected)[:3])})")
+        raise ModelLoadingError(f"checkpoint in {directory} does not match its config: {'; '.join(parts)}")
+    network.load_state_dict(state, assign=True)
+    return network.eval()
+
+
+def save_checkpoint(
+    network: nn.Module, directory: Path | str, extra_config: dict[str, Any] | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Write `network` as `config.json` + `model.safetensors` in the official layout of its family."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {**network.config.to_dict(), **(extra_config or {})}
+    state = {name: t.detach().to(dtype or t.dtype).contiguous().cpu() for name, t in network.state_dict().items()}
+    config["torch_dtype"] = str(next(iter(state.values())).dtype).removeprefix("torch.")
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return directory
