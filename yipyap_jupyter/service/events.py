@@ -1,0 +1,105 @@
+"""The four events a generation produces; `model_dump()` of each is one SSE frame's JSON.
+
+Every view (SSE, widgets, cell output, the kernel's server backend) consumes these
+and nothing else, so they are the whole wire format of a generation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import pydantic
+from pydantic import BaseModel, Field, TypeAdapter
+
+from ..errors import (
+    DiffusionError,
+    GenerationError,
+    GenerationTimeoutError,
+    ModelLoadingError,
+    ModelUnavailableError,
+    NetworkError,
+    ValidationError,
+)
+from .validation import describe
+
+
+class StatusEvent(BaseModel):
+    """A state before or around the work: queued, loading, fell back to CPU."""
+
+    type: Literal["status"] = "status"
+    message: str
+
+
+class StepEvent(BaseModel):
+    """One denoising step.
+
+    `text` is only what became final at the left-to-right front since the previous
+    step frame, so the concatenated step texts equal `CompleteEvent.raw_text`;
+    `canvas` is the whole region now, masks shown as the mask glyph.
+    """
+
+    type: Literal["step"] = "step"
+    step: int
+    total_steps: int
+    text: str
+    canvas: str
+    progress: float
+    pieces: list[str] = Field(default_factory=list)
+    changed: list[int] = Field(default_factory=list)
+
+
+class CompleteEvent(BaseModel):
+    """The end of a successful generation; `text` is cleaned, `raw_text` is as generated."""
+
+    type: Literal["complete"] = "complete"
+    text: str
+    raw_text: str
+    history: list[str] = Field(default_factory=list)
+    generation_time: float
+    model_used: str
+    device: str
+    tokens: int
+    steps: int
+
+
+class ErrorEvent(BaseModel):
+    """The end of a failed generation: the error object of DESIGN.md section 2."""
+
+    type: Literal["error"] = "error"
+    error_type: str
+    message: str
+    retryable: bool
+
+    @classmethod
+    def from_error(cls, error: DiffusionError) -> "ErrorEvent":
+        return cls(error_type=error.error_type, message=error.message, retryable=error.retryable)
+
+    def to_error(self) -> DiffusionError:
+        """The exception this frame stands for, so a remote error re-raises as the local one."""
+        error_class = _ERROR_CLASSES.get(self.error_type, DiffusionError)
+        error = error_class(self.message, retryable=self.retryable)
+        if error_class is DiffusionError:
+            error.error_type = self.error_type
+        return error
+
+
+_ERROR_CLASSES: dict[str, type[DiffusionError]] = {
+    "validation": ValidationError,
+    "model_unavailable": ModelUnavailableError,
+    "model_loading": ModelLoadingError,
+    "timeout": GenerationTimeoutError,
+    "generation": GenerationError,
+    "network": NetworkError,
+}
+
+Event = Annotated[Union[StatusEvent, StepEvent, CompleteEvent, ErrorEvent], Field(discriminator="type")]
+
+_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+
+
+def event_from_dict(data: dict[str, Any]) -> StatusEvent | StepEvent | CompleteEvent | ErrorEvent:
+    """Rebuild an event from a frame's JSON (raises `ValidationError` on an unknown shape)."""
+    try:
+        return _EVENT_ADAPTER.validate_python(data)
+    except pydantic.ValidationError as error:
+        raise ValidationError(f"malformed event: {describe(error)}") from None

@@ -1,0 +1,36 @@
+"""Turn pydantic validation failures into our `ValidationError` with a safe message.
+
+The message names fields and rules only, never the offending value: a value may be
+a prompt, and prompts never reach an error body or a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import pydantic
+
+from ..errors import ValidationError
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+
+def describe(error: pydantic.ValidationError) -> str:
+    """One line per failed field: `field: rule` (the input value is left out)."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "body"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts) or "invalid request"
+
+
+def validate(model: type[ModelT], data: Any) -> ModelT:
+    """`model.model_validate(data)`, raising `ValidationError` instead of pydantic's error."""
+    if isinstance(data, model):
+        return data
+    if not isinstance(data, dict):
+        raise ValidationError(f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise ValidationError(describe(error)) from None
