@@ -1,0 +1,63 @@
+"""Tokenizers from the checkpoint directory, with no remote code, and their special-token ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelLoadingError
+from .specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids of the tokens the samplers need, read from the tokenizer (and config for the mask)."""
+
+    mask: int
+    eos: int
+    eot: int | None
+    bos: int | None
+    expand: int | None
+
+    @property
+    def stops(self) -> frozenset[int]:
+        """Tokens that end a generation: everything after them is padding."""
+        return frozenset(i for i in (self.eos, self.eot) if i is not None)
+
+
+def load_tokenizer(directory: Path) -> Any:
+    """`AutoTokenizer` from the local snapshot; Dream's custom tokenizer class falls back to Qwen2's."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
+    except Exception as first:  # noqa: BLE001 - transformers raises many kinds here
+        try:
+            from transformers import Qwen2TokenizerFast
+
+            return Qwen2TokenizerFast.from_pretrained(str(directory), local_files_only=True)
+        except Exception:  # noqa: BLE001
+            raise ModelLoadingError(f"cannot load the tokenizer in {directory}: {first}") from None
+
+
+def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any]) -> SpecialIds:
+    """Resolve the family's special tokens to ids; the mask id comes from config.json when present."""
+
+    def lookup(token: str | None) -> int | None:
+        if token is None:
+            return None
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            return None
+        return int(token_id)
+
+    mask = config.get("mask_token_id") or lookup(spec.tokens.mask)
+    eos = lookup(spec.tokens.eos)
+    if eos is None and tokenizer.eos_token_id is not None:
+        eos = int(tokenizer.eos_token_id)
+    if mask is None or eos is None:
+        raise ModelLoadingError(f"tokenizer lacks the {spec.family} mask or end-of-text token")
+    return SpecialIds(
+        mask=int(mask), eos=eos, eot=lookup(spec.tokens.eot), bos=lookup(spec.tokens.bos), expand=lookup(spec.tokens.expand)
+    )
