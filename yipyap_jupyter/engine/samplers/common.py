@@ -1,0 +1,97 @@
+"""What the samplers share: checking the canvas, finding the network's device, Dream's token draw.
+
+Dream's `diffusion_generate` and DreamOn's infilling loop draw tokens and rank
+positions the same way (`sample_tokens` in Dream's generation utilities), so
+both samplers call `sample_tokens` here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...errors import ValidationError
+
+DREAM_ALGS = ("maskgit_plus", "topk_margin", "entropy")
+
+
+def masked_span(canvas: torch.Tensor, mask_id: int) -> tuple[int, int]:
+    """(start, end) of the one contiguous run of `mask_id` in a (1, L) canvas.
+
+    Raises:
+        ValidationError: the canvas is not (1, L) integer ids, has no mask, or its masks are not contiguous.
+    """
+    if not isinstance(canvas, torch.Tensor) or canvas.dim() != 2 or canvas.shape[0] != 1:
+        raise ValidationError("canvas must be a (1, L) tensor of token ids")
+    if canvas.dtype.is_floating_point or canvas.dtype.is_complex or canvas.dtype == torch.bool:
+        raise ValidationError("canvas must hold integer token ids")
+    positions = (canvas[0] == mask_id).nonzero().flatten()
+    if positions.numel() == 0:
+        raise ValidationError("canvas has no mask positions to generate")
+    start, end = int(positions[0]), int(positions[-1]) + 1
+    if positions.numel() != end - start:
+        raise ValidationError("the masked positions of the canvas must form one contiguous run")
+    return start, end
+
+
+def network_device(network: nn.Module, fallback: torch.device) -> torch.device:
+    """The device of the network's weights (`fallback` for a network without parameters)."""
+    for parameter in network.parameters():
+        return parameter.device
+    return fallback
+
+
+def check_token_shaping(temperature: float, top_p: float | None, top_k: int | None) -> None:
+    """Reject temperature / top_p / top_k values that `sample_tokens` cannot use."""
+    if temperature < 0:
+        raise ValidationError(f"temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValidationError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k < 1:
+        raise ValidationError(f"top_k must be >= 1, got {top_k}")
+
+
+def sample_tokens(
+    logits: torch.Tensor,
+    *,
+    alg: str,
+    temperature: float,
+    top_p: float | None,
+    top_k: int | None,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw one token per row of `logits` (rows, vocab) the way Dream does.
+
+    Returns `(confidence, x0, token_prob)`: the score that ranks positions for
+    `alg` (top probability, top1 - top2 margin, or negative entropy), the drawn
+    tokens, and the probability of each drawn token (what callers report).
+    Temperature 0 takes the most probable token.
+    """
+    if temperature > 0:
+        logits = logits / temperature
+    if top_p is not None and top_p < 1:
+        sorted_logits, sorted_indices = torch.sort(logits, descending=True)
+        cumulative = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
+        remove = cumulative > top_p
+        # keep the token that crosses the threshold
+        remove[..., 1:] = remove[..., :-1].clone()
+        remove[..., 0] = False
+        remove = torch.zeros_like(remove).scatter_(-1, sorted_indices, remove)
+        logits = logits.masked_fill(remove, torch.finfo(logits.dtype).min)
+    if top_k is not None:
+        kth_best = torch.topk(logits, min(top_k, logits.shape[-1]))[0][..., -1, None]
+        logits = logits.masked_fill(logits < kth_best, torch.finfo(logits.dtype).min)
+    probs = torch.softmax(logits, dim=-1)
+    if temperature > 0:
+        x0 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token_prob = torch.gather(probs, -1, x0[:, None]).squeeze(-1)
+    else:
+        token_prob, x0 = probs.max(dim=-1)
+    if alg == "topk_margin":
+        top2 = torch.topk(probs, 2, dim=-1).values
+        confidence = top2[:, 0] - top2[:, 1]
+    elif alg == "entropy":
+        confidence = torch.sum(probs * torch.log(probs + 1e-10), dim=-1)
+    else:
+        confidence = token_prob
+    return confidence, x0, token_prob
