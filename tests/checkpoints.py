@@ -1,0 +1,107 @@
+"""Tiny random checkpoints in the official layouts, and a fake Hugging Face cache, for tests.
+
+Every builder writes real files that the engine reads the way it reads the
+official checkpoints: `config.json` + `model.safetensors` (through
+`checkpoint.save_checkpoint`) and a `tokenizer.json` that `AutoTokenizer` loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from yipyap_jupyter.engine.checkpoint import save_checkpoint
+from yipyap_jupyter.engine.config import DreamConfig, LLaDAConfig
+from yipyap_jupyter.engine.dream import DreamModel
+from yipyap_jupyter.engine.llada import LLaDAModel
+from yipyap_jupyter.engine.specs import DREAM_TOKENS, DREAMON_TOKENS, TINY_TOKENS, FamilyTokens
+
+WORDS = (
+    "the a of to in and is it for def return if else while import class self print None True False "
+    "x y n i value list dict name data result one two three once upon time there was cat dog ran sat on mat"
+).split()
+
+
+def save_tokenizer(directory: Path, tokens: FamilyTokens) -> dict[str, int]:
+    """A word-level tokenizer over `WORDS` plus the family's special tokens; returns the vocabulary."""
+    specials = ["<unk>"] + [t for t in (tokens.bos, tokens.eos, tokens.eot, tokens.mask, tokens.expand) if t]
+    vocab = {token: i for i, token in enumerate(specials + list(WORDS))}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.add_special_tokens(specials)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>", "eos_token": tokens.eos,
+              "mask_token": tokens.mask, "model_max_length": 512}
+    if tokens.bos:
+        config["bos_token"] = tokens.bos
+    (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return vocab
+
+
+def make_llada_checkpoint(directory: Path, *, seed: int = 0, tokens: FamilyTokens = TINY_TOKENS,
+                          n_layers: int = 2, d_model: int = 32) -> Path:
+    """A random LLaDA-architecture checkpoint with the tiny model's special tokens (expand included)."""
+    vocab = save_tokenizer(directory, tokens)
+    config = LLaDAConfig(d_model=d_model, n_heads=4, n_layers=n_layers, mlp_hidden_size=2 * d_model,
+                         vocab_size=len(vocab), max_sequence_length=512, mask_token_id=vocab[tokens.mask],
+                         eos_token_id=vocab[tokens.eos], pad_token_id=vocab[tokens.eos])
+    torch.manual_seed(seed)
+    return save_checkpoint(LLaDAModel(config), directory)
+
+
+def make_dream_checkpoint(directory: Path, *, seed: int = 0, dreamon: bool = False) -> Path:
+    """A random Dream-architecture checkpoint; with `dreamon`, its tokenizer has `<|expand|>` (DreamOn)."""
+    tokens = DREAMON_TOKENS if dreamon else DREAM_TOKENS
+    vocab = save_tokenizer(directory, tokens)
+    config = DreamConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(vocab), max_position_embeddings=512,
+                         mask_token_id=vocab[tokens.mask], pad_token_id=vocab[tokens.eos],
+                         bos_token_id=vocab[tokens.bos], eos_token_id=vocab[tokens.eos])
+    torch.manual_seed(seed)
+    return save_checkpoint(DreamModel(config), directory)
+
+
+def shard_checkpoint(directory: Path, shards: int = 2) -> Path:
+    """Split `model.safetensors` into `shards` files listed in `model.safetensors.index.json`, as large checkpoints are."""
+    state = load_file(str(directory / "model.safetensors"))
+    names = sorted(state)
+    weight_map: dict[str, str] = {}
+    for index in range(shards):
+        file_name = f"model-{index + 1:05d}-of-{shards:05d}.safetensors"
+        part = {name: state[name] for name in names[index::shards]}
+        save_file(part, str(directory / file_name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, file_name))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2), encoding="utf-8")
+    (directory / "model.safetensors").unlink()
+    return directory
+
+
+def add_to_hub_cache(cache_dir: Path, repo_id: str, source: Path, revision: str = "0" * 40,
+                     skip: tuple[str, ...] = ()) -> Path:
+    """Place `source`'s files in a Hugging Face cache the way the hub does; returns the snapshot dir.
+
+    Layout: `models--org--name/blobs/<sha256>`, `snapshots/<revision>/<file>` symlinked to the blob,
+    and `refs/main` holding the revision. Files named in `skip` are left out (a partial download).
+    """
+    repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / revision
+    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.name in skip or not path.is_file():
+            continue
+        blob = repo_dir / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        shutil.copyfile(path, blob)
+        (snapshot / path.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision, encoding="utf-8")
+    return snapshot
