@@ -28,17 +28,21 @@ class SpecialIds:
 
 def load_tokenizer(directory: Path) -> Any:
     """`AutoTokenizer` from the local snapshot; Dream's custom tokenizer class falls back to Qwen2's."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, Qwen2TokenizerFast
+    from transformers.utils import logging as hf_logging
 
+    # transformers warns that our model types are unknown to it: true, and irrelevant for a tokenizer
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     except Exception as first:  # noqa: BLE001 - transformers raises many kinds here
         try:
-            from transformers import Qwen2TokenizerFast
-
             return Qwen2TokenizerFast.from_pretrained(str(directory), local_files_only=True)
         except Exception:  # noqa: BLE001
             raise ModelLoadingError(f"cannot load the tokenizer in {directory}: {first}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any]) -> SpecialIds:
