@@ -1,0 +1,151 @@
+"""`DiffusionClient`: one API for the magics, the panels and user code, over two backends.
+
+`local` runs the service (and its model manager) inside the kernel; `server`
+talks to the Jupyter server that started the kernel, over HTTP + SSE, so every
+notebook on the machine shares the server's one loaded model. `auto` takes the
+server when its extension answers, else local. Both backends hand back the
+service's own events, so a request with a seed gives the same steps either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ..constants import DEFAULT_MODEL_ID
+from ..errors import NetworkError, ValidationError
+from .cancel import StreamCancel
+from .discovery import ServerInfo, find_server
+from .live import run_live
+from .render import Context
+from .result import DiffusionResult
+
+if TYPE_CHECKING:
+    from ..engine.registry import ModelInfo
+    from ..service.events import Event
+    from ..settings import UserSettings
+
+ProgressCallback = Callable[[int, int], None]
+BackendName = Literal["auto", "local", "server"]
+BACKENDS = ("auto", "local", "server")
+
+
+class Backend(Protocol):
+    """What both backends provide; requests are plain dicts validated by the service's schemas."""
+
+    name: str
+
+    def models(self) -> list[ModelInfo]: ...
+    def load(self, model_id: str, device: str | None = None, dtype: str | None = None) -> ModelInfo: ...
+    def current(self) -> ModelInfo | None: ...
+    def unload(self) -> None: ...
+    def generate_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]: ...
+    def infill_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]: ...
+    def settings(self) -> UserSettings: ...
+    def update_settings(self, changes: dict[str, Any]) -> UserSettings: ...
+    def download(self, model_id: str, progress: ProgressCallback | None = None) -> ModelInfo: ...
+
+
+def _request(**fields: Any) -> dict[str, Any]:
+    """A request body from keyword arguments; None means "use the default" and is left out."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+class DiffusionClient:
+    """Models, settings and generations through the local service or the Jupyter server.
+
+    Args:
+        backend: "auto" (server if its `/api/diffusion` answers, else local), "local" or "server".
+        server: the server to use; found from Jupyter's runtime files when None.
+    """
+
+    def __init__(self, backend: BackendName = "auto", *, server: ServerInfo | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ValidationError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self._requested = backend
+        self._server = server
+        self._backend: Backend | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend in use, chosen on first use."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = self._choose()
+            return self._backend
+
+    def _choose(self) -> Backend:
+        if self._requested != "local":
+            from .server_backend import ServerBackend
+
+            server = self._server or find_server()
+            if server is not None:
+                remote = ServerBackend(server)
+                if self._requested == "server" or remote.available():
+                    return remote
+            elif self._requested == "server":
+                raise NetworkError("no Jupyter server found for this kernel (set YIPYAP_SERVER_URL to name one)")
+        from .local_backend import LocalBackend
+
+        return LocalBackend.shared()
+
+    def __repr__(self) -> str:
+        chosen = self._backend.name if self._backend is not None else f"{self._requested} (not connected yet)"
+        return f"DiffusionClient(backend={chosen})"
+
+    # -- models and settings ----------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        """Every known model with its cache and load state."""
+        return self.backend.models()
+
+    def load(self, model_id: str = DEFAULT_MODEL_ID, device: str | None = None, dtype: str | None = None) -> ModelInfo:
+        """Load (or switch to) a model; device None means the preferred device from the settings."""
+        return self.backend.load(model_id, device, dtype)
+
+    def current(self) -> ModelInfo | None:
+        """The loaded model, or None."""
+        return self.backend.current()
+
+    def unload(self) -> None:
+        """Free the loaded model (and its accelerator memory)."""
+        self.backend.unload()
+
+    def settings(self) -> UserSettings:
+        return self.backend.settings()
+
+    def update_settings(self, **changes: Any) -> UserSettings:
+        """Change and save settings; a bad value raises `ValidationError` and nothing is saved."""
+        return self.backend.update_settings(changes)
+
+    def download(self, model_id: str, progress: ProgressCallback | None = None) -> ModelInfo:
+        """Fetch a known model's weights into the Hugging Face cache; `progress(done, total)` in bytes."""
+        return self.backend.download(model_id, progress)
+
+    # -- generation -------------------------------------------------------------------
+
+    def stream_generate(self, prompt: str, *, cancel: StreamCancel | None = None, **options: Any) -> Iterator[Event]:
+        """The service's events for continuing `prompt`: status, steps, then complete or error.
+
+        Options are the fields of `GenerateRequest` (max_new_tokens, steps, block_length,
+        temperature, remasking, seed, model, ...); unknown ones are a `ValidationError` event.
+        """
+        return self.backend.generate_events(_request(prompt=prompt, **options), cancel)
+
+    def stream_infill(
+        self, prefix: str, suffix: str, *, cancel: StreamCancel | None = None, **options: Any
+    ) -> Iterator[Event]:
+        """The service's events for filling between `prefix` and `suffix` (fields of `InfillRequest`)."""
+        return self.backend.infill_events(_request(prefix=prefix, suffix=suffix, **options), cancel)
+
+    def generate(self, prompt: str, **options: Any) -> DiffusionResult:
+        """Continue `prompt` and return the result (raises the failure's `DiffusionError`)."""
+        return run_live(lambda cancel: self.stream_generate(prompt, cancel=cancel, **options),
+                        Context(before=prompt), live=False)
+
+    def infill(self, prefix: str, suffix: str, **options: Any) -> DiffusionResult:
+        """Fill between `prefix` and `suffix` and return the result (raises on failure)."""
+        return run_live(lambda cancel: self.stream_infill(prefix, suffix, cancel=cancel, **options),
+                        Context(before=prefix, after=suffix), live=False)

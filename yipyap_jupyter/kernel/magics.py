@@ -1,0 +1,259 @@
+"""`%%diffuse` and `%diffuse ...`: watch a diffusion model write, in the cell that asked.
+
+`%load_ext yipyap_jupyter` registers one line/cell magic. As a cell magic the
+body is the prompt (or, with `--infill`, a prefix and suffix split at one
+marker); as a line magic it manages models, settings, panels and replays.
+Bad options are argparse-style usage errors; failures show their category and
+whether a retry may help, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
+from ..errors import DiffusionError, GenerationCancelled
+from .live import run_live
+from .render import Context, error_line
+from .views import ModelTable, ModelView, Notice, SettingsView
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .client import DiffusionClient
+    from .result import DiffusionResult
+
+#: Where `--infill` splits the cell body into prefix and suffix, unless `--marker` says otherwise.
+DEFAULT_MARKER = "<|infill|>"
+
+
+class _HelpShown(Exception):
+    """argparse printed --help; the magic returns quietly."""
+
+
+class MagicParser(argparse.ArgumentParser):
+    """argparse that reports errors as IPython `UsageError`s (no traceback, no SystemExit)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.format_usage().rstrip()}\n{self.prog}: error: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if status:
+            raise UsageError(message or f"{self.prog}: error")
+        raise _HelpShown()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _identifier(text: str) -> str:
+    if not text.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Python variable name")
+    return text
+
+
+def cell_parser() -> MagicParser:
+    """The options of `%%diffuse`."""
+    parser = MagicParser(prog="%%diffuse", description="Generate from the cell body, showing the denoising live.")
+    parser.add_argument("--model", metavar="ID", help="model id or local checkpoint dir (default: the loaded one, else tiny)")
+    parser.add_argument("--steps", type=_positive, metavar="N", help="denoising steps")
+    parser.add_argument("--max-new-tokens", type=_positive, metavar="N", help="tokens to generate (infill: fixed length)")
+    parser.add_argument("--block-length", type=_positive, metavar="N", help="semi-autoregressive block length")
+    parser.add_argument("--temperature", type=_temperature, metavar="T", help="sampling temperature (0: greedy)")
+    parser.add_argument("--seed", type=_seed, metavar="S", help="random seed, for repeatable output")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, help="load the model onto this device first")
+    parser.add_argument("--infill", action="store_true", help="fill the gap at the marker between prefix and suffix")
+    parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M", help=f"the gap marker (default {DEFAULT_MARKER})")
+    parser.add_argument("--variable", action="store_true", help="variable-length infilling (implies --infill)")
+    parser.add_argument("--no-stream", action="store_true", help="show only the final result")
+    parser.add_argument("--out", type=_identifier, metavar="VAR", help="also store the result in this variable")
+    return parser
+
+
+def line_parser() -> MagicParser:
+    """The subcommands of `%diffuse`."""
+    parser = MagicParser(prog="%diffuse", description="Manage diffusion models, settings and panels.")
+    commands = parser.add_subparsers(dest="command", metavar="{models,load,current,unload,settings,panel,replay}")
+    commands.required = True
+    commands.add_parser("models", help="list known models: cached, loaded, device, size")
+    load = commands.add_parser("load", help="load or switch the model")
+    load.add_argument("model", metavar="ID", help="model id or local checkpoint directory")
+    load.add_argument("--device", choices=DEVICE_CHOICES, help="default: the preferred device from the settings")
+    load.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    commands.add_parser("current", help="the loaded model")
+    commands.add_parser("unload", help="free the model and its memory")
+    settings = commands.add_parser("settings", help="show settings, or change them with key=value")
+    settings.add_argument("changes", nargs="*", metavar="key=value")
+    commands.add_parser("panel", help="the widget panel (generate, infill, models, settings)")
+    commands.add_parser("replay", help="step through the last generation with a slider")
+    return parser
+
+
+def split_infill(body: str, marker: str) -> tuple[str, str]:
+    """Prefix and suffix around exactly one `marker` (`UsageError` naming the marker otherwise)."""
+    count = body.count(marker) if marker else 0
+    if count != 1:
+        found = "no" if count == 0 else str(count)
+        raise UsageError(f"%%diffuse --infill needs exactly one {marker!r} marker in the cell; found {found}")
+    prefix, suffix = body.split(marker)
+    return prefix, suffix
+
+
+def parse_changes(items: list[str]) -> dict[str, str]:
+    """`key=value` words into a dict (values stay strings; the settings model converts them)."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"%diffuse settings: expected key=value, got {item!r}")
+        changes[key.strip()] = value.strip()
+    return changes
+
+
+class DiffuseFailed(Exception):
+    """A categorised failure, shown as one short message instead of a traceback."""
+
+    def __init__(self, error: DiffusionError | GenerationCancelled) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+    def _render_traceback_(self) -> list[str]:
+        if isinstance(self.error, GenerationCancelled):
+            return [f"Generation cancelled at step {self.error.step}."]
+        return [error_line(self.error.error_type, self.error.message, self.error.retryable)]
+
+
+@magics_class
+class DiffusionMagics(Magics):
+    """`%diffuse` / `%%diffuse`, over one `DiffusionClient` (auto backend unless given one)."""
+
+    def __init__(self, shell: InteractiveShell, client: DiffusionClient | None = None) -> None:
+        super().__init__(shell)
+        self._client = client
+        self.last: DiffusionResult | None = None
+
+    @property
+    def client(self) -> DiffusionClient:
+        if self._client is None:
+            from .client import DiffusionClient
+
+            self._client = DiffusionClient()
+        return self._client
+
+    @line_cell_magic
+    def diffuse(self, line: str, cell: str | None = None) -> Any:
+        """%%diffuse [options]: generate from the cell body; %diffuse models|load|current|unload|settings|panel|replay."""
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            raise UsageError(f"%diffuse: cannot parse the options: {error}") from None
+        try:
+            if cell is None:
+                return self._line(line_parser().parse_args(words))
+            return self._cell(cell_parser().parse_args(words), cell)
+        except _HelpShown:
+            return None
+        except (DiffusionError, GenerationCancelled) as error:
+            raise DiffuseFailed(error) from None
+
+    # -- %%diffuse ------------------------------------------------------------------------
+
+    def _cell(self, args: argparse.Namespace, body: str) -> DiffusionResult:
+        infill = args.infill or args.variable
+        if infill:
+            prefix, suffix = split_infill(body, args.marker)
+        elif not body.strip():
+            raise UsageError("%%diffuse needs a prompt in the cell body")
+        model = args.model
+        if args.device:
+            model = model or self._current_or_default()
+            self.client.load(model, args.device)
+        elif model is None and self.client.current() is None:
+            model = DEFAULT_MODEL_ID
+        options = {
+            "model": model, "steps": args.steps, "max_new_tokens": args.max_new_tokens,
+            "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
+        }
+        client = self.client
+        if infill:
+            if args.variable:
+                options["variable"] = True
+            else:
+                options["length"] = args.max_new_tokens
+            source = lambda cancel: client.stream_infill(prefix, suffix, cancel=cancel, **options)  # noqa: E731
+            context = Context(before=prefix, after=suffix)
+        else:
+            prompt = body.rstrip("\n")
+            source = lambda cancel: client.stream_generate(prompt, cancel=cancel, **options)  # noqa: E731
+            context = Context(before=prompt)
+        result = run_live(source, context, live=not args.no_stream)
+        self.last = result
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        return result
+
+    def _current_or_default(self) -> str:
+        current = self.client.current()
+        return current.id if current is not None else DEFAULT_MODEL_ID
+
+    # -- %diffuse ... ---------------------------------------------------------------------
+
+    def _line(self, args: argparse.Namespace) -> Any:
+        client = self.client
+        if args.command == "models":
+            return ModelTable(client.models())
+        if args.command == "load":
+            return ModelView(client.load(args.model, args.device, args.dtype), client.backend.name)
+        if args.command == "current":
+            return ModelView(client.current(), client.backend.name)
+        if args.command == "unload":
+            current = client.current()
+            client.unload()
+            return Notice(f"Unloaded {current.id}." if current else "No model was loaded.")
+        if args.command == "settings":
+            changes = parse_changes(args.changes)
+            return SettingsView(client.update_settings(**changes) if changes else client.settings(), saved=bool(changes))
+        if args.command == "panel":
+            from .panels.text_llm import TextLLMPanel
+
+            return TextLLMPanel(client)
+        if self.last is None:
+            raise UsageError("%diffuse replay: nothing to replay yet; run a %%diffuse cell first")
+        return self.last.replay()
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """`%load_ext yipyap_jupyter`: register `%diffuse` / `%%diffuse`."""
+    ipython.register_magics(DiffusionMagics(ipython))
