@@ -1,0 +1,361 @@
+"""One resident diffusion model, shared by every request of a process.
+
+Loads and generations take turns in arrival order (`RequestQueue`), so a model
+switch waits for the generation in flight and a waiting request can say how many
+are ahead of it. A load builds the new model completely before it replaces the
+old one, so a failed load changes nothing. When an accelerator runs out of
+memory the model continues on the CPU and says so: in `ModelInfo.fallback`,
+through `on_status`, and in the log.
+
+Torch is imported only when a model is loaded, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
+from .registry import ModelInfo, ModelRegistry
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import DiffusionModel, GenerationStep, SamplingOptions
+    from .samplers.base import CancelToken
+    from .specs import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+StatusCallback = Callable[[str], None]
+
+#: How often a queued request re-checks its cancel token while it waits.
+QUEUE_POLL_SECONDS = 0.1
+#: Bytes per parameter assumed when sizing a model whose dtype is not chosen yet (bf16 / fp16).
+ACCELERATOR_BYTES_PER_PARAMETER = 2
+DTYPE_NAMES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}
+
+
+def _quiet(message: str) -> None:
+    """The `on_status` of callers that did not ask for status messages."""
+
+
+class RequestQueue:
+    """First come, first served: one request runs at a time, the others wait and learn their place.
+
+    Not tied to a thread: a generation may be iterated step by step from different
+    executor threads and still release its turn from whichever thread ends it.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._line: list[object] = []
+
+    @property
+    def length(self) -> int:
+        """Requests running or waiting."""
+        with self._changed:
+            return len(self._line)
+
+    @contextmanager
+    def turn(self, on_status: StatusCallback = _quiet, cancel: CancelToken | None = None) -> Iterator[None]:
+        """Wait for this request's turn, reporting "queued: N requests ahead" whenever N changes.
+
+        Raises:
+            GenerationCancelled: `cancel` was cancelled while waiting (the request leaves the line).
+        """
+        ticket = object()
+        with self._changed:
+            self._line.append(ticket)
+        try:
+            reported = 0
+            while True:
+                with self._changed:
+                    ahead = self._line.index(ticket)
+                    if ahead == reported and ahead > 0:
+                        self._changed.wait(QUEUE_POLL_SECONDS if cancel is not None else None)
+                        ahead = self._line.index(ticket)
+                if cancel is not None:
+                    cancel.raise_if_cancelled(0)
+                if ahead == 0:
+                    break
+                if ahead != reported:
+                    reported = ahead
+                    on_status(f"queued: {ahead} request{'s' if ahead > 1 else ''} ahead")
+            yield
+        finally:
+            with self._changed:
+                self._line.remove(ticket)
+                self._changed.notify_all()
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """A torch dtype from a name such as "bfloat16" / "bf16"; None or "auto" means the device's default."""
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).strip().lower()
+    if name == "auto":
+        return None
+    if name not in DTYPE_NAMES:
+        raise ValidationError(f"unknown dtype {str(dtype)[:30]!r}: use auto, float32, bfloat16 or float16")
+    return getattr(torch, DTYPE_NAMES[name])
+
+
+class DiffusionModelManager:
+    """Holds at most one `DiffusionModel` and serialises everything that uses or replaces it."""
+
+    def __init__(self, registry: ModelRegistry | None = None) -> None:
+        self.registry = registry or ModelRegistry()
+        self._queue = RequestQueue()
+        self._state = threading.Lock()  # guards the three fields below for readers that do not queue
+        self._model: DiffusionModel | None = None
+        self._device: torch.device | None = None
+        self._info: ModelInfo | None = None
+
+    # -- state --------------------------------------------------------------------
+
+    @property
+    def loaded_model(self) -> DiffusionModel | None:
+        return self._model
+
+    def current(self) -> ModelInfo | None:
+        """The loaded model's info, or None."""
+        with self._state:
+            return self._info
+
+    def models(self) -> list[ModelInfo]:
+        """Every known model's cache state, with the loaded one (known or local) marked."""
+        current = self.current()
+        infos = [self.registry.info(spec) for spec in self.registry.specs()]
+        if current is None:
+            return infos
+        merged = [current if info.id == current.id else info for info in infos]
+        return merged if any(info.id == current.id for info in infos) else merged + [current]
+
+    # -- loading ------------------------------------------------------------------
+
+    def load(
+        self,
+        model_id_or_path: str,
+        device: str = "auto",
+        dtype: str | torch.dtype | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> ModelInfo:
+        """Load (or switch to) a model; the previous one stays in service until the new one is ready.
+
+        Raises:
+            ModelUnavailableError: unknown id or weights not on disk (nothing is downloaded).
+            ModelLoadingError: corrupt or incompatible weights.
+            ValidationError: a device or dtype this machine cannot provide.
+        """
+        from .devices import default_dtype, resolve_device
+
+        say = on_status or _quiet
+        spec, path = self.registry.resolve(model_id_or_path)
+        info = self.registry.info(spec, path)
+        wanted_dtype = parse_dtype(dtype)
+        target = resolve_device(device, self._estimate_bytes(info, wanted_dtype), self._reclaimable_bytes())
+        target_dtype = wanted_dtype or default_dtype(target)
+        with self._queue.turn(say):
+            current = self.current()
+            if (current is not None and current.path == info.path and current.device == str(target)
+                    and current.dtype == _dtype_name(target_dtype)):
+                say(f"{spec.id} is already loaded on {target}")
+                return current
+            say(f"loading {spec.id} on {target}")
+            logger.info("loading %s from %s on %s (%s)", spec.id, path, target, _dtype_name(target_dtype))
+            started = time.perf_counter()
+            model, placed, fallback = self._build(spec, path, target, target_dtype, say)
+            loaded = info.model_copy(update={
+                "loaded": True, "device": str(placed), "dtype": _dtype_name(model.dtype), "fallback": fallback,
+                "parameters": info.parameters or model.parameters,
+            })
+            self._replace(model, placed, loaded)
+        logger.info("loaded %s on %s in %.1f s", spec.id, placed, time.perf_counter() - started)
+        say(f"loaded {spec.id} on {placed}")
+        return loaded
+
+    def unload(self) -> None:
+        """Drop the model and give its host and accelerator memory back."""
+        with self._queue.turn():
+            previous = self.current()
+            self._replace(None, None, None)
+        if previous is not None:
+            logger.info("unloaded %s", previous.id)
+
+    def download(self, model_id: str, progress: Callable[[int, int], None] | None = None) -> ModelInfo:
+        """Fetch a known model into the Hugging Face cache (explicit action; see `ModelRegistry.download`)."""
+        logger.info("downloading %s", model_id)
+        path = self.registry.download(model_id, progress)
+        spec, _ = self.registry.resolve(model_id)
+        return self.registry.info(spec, path)
+
+    # -- generation ---------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        options: SamplingOptions,
+        cancel: CancelToken | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> Iterator[GenerationStep]:
+        """Steps of a generation with the loaded model, holding the manager's turn until exhausted or closed.
+
+        Raises (when iterated): NoModelLoadedError, ValidationError, GenerationError, GenerationCancelled.
+        """
+        return self._stream(lambda model: model.generate(prompt, options, cancel=cancel), cancel, on_status)
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        options: SamplingOptions,
+        length: int | None = None,
+        cancel: CancelToken | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> Iterator[GenerationStep]:
+        """Steps of an infilling (fixed `length`, or variable when None); same terms as `generate`."""
+        return self._stream(
+            lambda model: model.infill(prefix, suffix, options, length=length, cancel=cancel), cancel, on_status
+        )
+
+    # -- internals ----------------------------------------------------------------
+
+    def _stream(
+        self,
+        start: Callable[[DiffusionModel], Iterator[GenerationStep]],
+        cancel: CancelToken | None,
+        on_status: StatusCallback | None,
+    ) -> Iterator[GenerationStep]:
+        """Run `start` on the loaded model; on accelerator out-of-memory, move to CPU and start over.
+
+        After such a restart the steps count from 1 again: consumers that accumulate per-step
+        text must treat a step number that does not increase as a fresh run.
+        """
+        from .devices import is_out_of_memory
+
+        say = on_status or _quiet
+        with self._queue.turn(say, cancel):
+            model = self._model
+            if model is None:
+                raise NoModelLoadedError("no model is loaded: load one first (for example 'tiny')")
+            while True:
+                device = self._device
+                try:
+                    yield from start(model)
+                    return
+                except (DiffusionError, GenerationCancelled):
+                    raise
+                except Exception as exc:  # torch and tokenizers raise plain runtime errors
+                    if device is None or device.type == "cpu" or not is_out_of_memory(exc):
+                        logger.error("generation failed on %s: %s", device, type(exc).__name__)
+                        raise GenerationError(f"generation failed on {device}: {type(exc).__name__}: {exc}") from exc
+                self._move_to_cpu(model, f"out of memory on {device} during generation; running on cpu")
+                say(f"out of memory on {device}; continuing on cpu")
+
+    def _build(
+        self, spec: ModelSpec, path: Any, device: torch.device, dtype: torch.dtype, say: StatusCallback
+    ) -> tuple[DiffusionModel, torch.device, str | None]:
+        """Load on `device`; on accelerator out-of-memory make room (or give up on it) and retry.
+
+        The previous model, if it sits on the same accelerator, is first moved to the CPU to make
+        room (it stays usable there, and goes back if the new load fails for another reason).
+        If the new model still does not fit, it loads on the CPU.
+        """
+        from .devices import CPU, free_accelerator_memory, is_out_of_memory
+        from .model import DiffusionModel
+
+        try:
+            return DiffusionModel.load(spec, path, device, dtype), device, None
+        except Exception as exc:
+            if device.type == "cpu" or not is_out_of_memory(exc):
+                raise
+        free_accelerator_memory(device)
+        previous, previous_device = self._model, self._device
+        if previous is not None and previous_device == device:
+            say(f"out of memory on {device}; moving the previous model to cpu to make room")
+            self._move_to_cpu(previous, f"moved to cpu to make room for {spec.id}")
+            try:
+                return DiffusionModel.load(spec, path, device, dtype), device, None
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    self._restore(previous, previous_device)
+                    raise
+            free_accelerator_memory(device)
+        fallback = f"out of memory on {device} at load; running on cpu"
+        logger.warning("%s: %s", spec.id, fallback)
+        say(fallback)
+        try:
+            return DiffusionModel.load(spec, path, CPU, dtype), CPU, fallback
+        except Exception:
+            if previous is not None and previous_device == device:
+                self._restore(previous, previous_device)
+            raise
+
+    def _move_to_cpu(self, model: DiffusionModel, fallback: str) -> None:
+        """Move the resident model to the CPU after accelerator out-of-memory, and record why."""
+        from .devices import CPU, free_accelerator_memory
+
+        device = self._device
+        model.to(CPU)
+        if device is not None:
+            free_accelerator_memory(device)
+        logger.warning("%s", fallback)
+        with self._state:
+            self._device = CPU
+            if self._info is not None:
+                self._info = self._info.model_copy(update={"device": str(CPU), "fallback": fallback})
+
+    def _restore(self, model: DiffusionModel, device: torch.device) -> None:
+        """Put a model moved aside for a load that failed back where it was, if it still fits."""
+        from .devices import free_accelerator_memory, is_out_of_memory
+
+        try:
+            model.to(device)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            free_accelerator_memory(device)
+            return
+        with self._state:
+            self._device = device
+            if self._info is not None:
+                self._info = self._info.model_copy(update={"device": str(device), "fallback": None})
+
+    def _replace(self, model: DiffusionModel | None, device: torch.device | None, info: ModelInfo | None) -> None:
+        """Swap the resident model and free what the old one held."""
+        from .devices import free_accelerator_memory
+
+        with self._state:
+            old_device = self._device
+            self._model, self._device, self._info = model, device, info
+        if old_device is not None:
+            free_accelerator_memory(old_device)
+
+    def _estimate_bytes(self, info: ModelInfo, dtype: torch.dtype | None) -> int:
+        """Memory the model's weights will take: parameters x dtype width, else its size on disk."""
+        if info.parameters is None:
+            return info.size_on_disk
+        width = dtype.itemsize if dtype is not None else ACCELERATOR_BYTES_PER_PARAMETER
+        return info.parameters * width
+
+    def _reclaimable_bytes(self) -> int:
+        """Accelerator memory the resident model holds (it makes way when another model needs the room)."""
+        model, device = self._model, self._device
+        if model is None or device is None or device.type == "cpu":
+            return 0
+        return model.parameters * model.dtype.itemsize
