@@ -4,7 +4,8 @@ Deterministic for a seed and a step count: data sampling and masking draw from
 one torch.Generator whose state is checkpointed, so a resumed run continues the
 same sequence. `--minutes` is a safety cap: if it is reached first the run
 stops at that step and exports what it has (the learning-rate schedule follows
-`--steps`, so pick `--steps` to fit the budget).
+`--steps`, so pick `--steps` to fit the budget; `--stop-step N` replays such a
+cut-short run exactly on a faster or slower machine).
 
     python scripts/train_tiny.py --out runs/tiny --steps 3000 --minutes 55 --threads 2
     python scripts/train_tiny.py --out runs/tiny --steps 3000 --resume   # continue / re-export
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps; the LR schedule spans these")
     p.add_argument("--minutes", type=float, default=55.0, help="wall-clock cap for this invocation")
+    p.add_argument("--stop-step", type=int, default=None,
+                   help="stop (and export) at this step, schedule unchanged: replays a run that the time cap cut short")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vocab-size", type=int, default=6000)
@@ -213,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens_seen = 0
     window_start, window_tokens = time.time(), 0
     network.train()
-    while step < args.steps and (time.time() - start) < args.minutes * 60:
+    last_step = min(args.steps, args.stop_step or args.steps)
+    while step < last_step and (time.time() - start) < args.minutes * 60:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
         batch = make_batch(stream, docs, line_end, args.batch_size, args.infill_rows, args.seq_len, ids, gen)
