@@ -1,0 +1,146 @@
+"""DiffusionLLMService over a real manager and a tiny random checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from yipyap_jupyter.engine.manager import DiffusionModelManager
+from yipyap_jupyter.engine.model import SamplingOptions
+from yipyap_jupyter.engine.samplers.base import CancelToken
+from yipyap_jupyter.errors import GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
+from yipyap_jupyter.service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
+from yipyap_jupyter.service.postprocess import clean
+from yipyap_jupyter.service.service import DiffusionLLMService
+from yipyap_jupyter.settings import SettingsStore
+
+CANARY = "CANARY-service-0c9e once upon a time"
+
+
+def check_shape(events: list) -> CompleteEvent | ErrorEvent:
+    """status first, then steps, then exactly one complete or error, which is last."""
+    assert isinstance(events[0], StatusEvent)
+    ends = [e for e in events if isinstance(e, (CompleteEvent, ErrorEvent))]
+    assert len(ends) == 1 and events[-1] is ends[0]
+    return ends[0]
+
+
+def test_generate_events(service: DiffusionLLMService, tiny_llada_dir: Path) -> None:
+    events = list(service.generate_events({"prompt": CANARY, "max_new_tokens": 16, "steps": 8, "seed": 1}))
+    end = check_shape(events)
+    assert isinstance(end, CompleteEvent)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [s.step for s in steps] == list(range(1, 9)) and steps[-1].progress == 1.0
+    assert "".join(s.text for s in steps) == end.raw_text
+    assert end.history == [s.canvas for s in steps]
+    assert end.model_used == str(tiny_llada_dir) and end.device == "cpu" and end.steps == 8
+    assert 0 < end.tokens <= 16
+    assert end.text == clean(end.raw_text, trim=True, punctuation=True, finished=end.tokens < 16)
+
+
+def test_defaults_come_from_settings(service: DiffusionLLMService) -> None:
+    service.update_settings({"max_new_tokens": 8, "auto_trim": False, "fix_punctuation": False})
+    events = list(service.generate_events({"prompt": "the cat", "steps": 4}))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert len(steps[0].pieces) == 8
+    assert events[-1].text == events[-1].raw_text
+
+
+def test_request_overrides_settings(service: DiffusionLLMService) -> None:
+    service.update_settings({"auto_trim": False, "fix_punctuation": False})
+    done = service.generate({"prompt": "the cat", "max_new_tokens": 8, "steps": 8, "auto_trim": True})
+    assert done.text == clean(done.raw_text, trim=True, punctuation=False, finished=done.tokens < 8)
+
+
+def test_fixed_and_variable_infill(service: DiffusionLLMService) -> None:
+    fixed = list(service.infill_events({"prefix": "def x", "suffix": "return y", "length": 6}))
+    end = check_shape(fixed)
+    assert isinstance(end, CompleteEvent) and len(fixed[1].pieces) == 6
+    variable = service.infill({"prefix": "def x", "suffix": "return y", "variable": True, "max_new_tokens": 12})
+    assert variable.tokens <= 12
+
+
+def test_validation_error_is_an_event_without_the_prompt(service: DiffusionLLMService) -> None:
+    events = list(service.generate_events({"prompt": CANARY, "steps": 0}))
+    end = check_shape(events)
+    assert isinstance(end, ErrorEvent) and end.error_type == "validation" and CANARY not in end.message
+    with pytest.raises(ValidationError):
+        service.generate({"prompt": CANARY, "bogus": True})
+
+
+def test_engine_validation_reaches_the_caller(service: DiffusionLLMService) -> None:
+    end = list(service.generate_events({"prompt": "x", "max_new_tokens": 10, "block_length": 3}))[-1]
+    assert isinstance(end, ErrorEvent) and end.error_type == "validation" and "block_length" in end.message
+
+
+def test_timeout_gives_a_timeout_event(service: DiffusionLLMService) -> None:
+    end = list(service.generate_events({"prompt": "x", "max_new_tokens": 64, "steps": 64, "timeout": 1e-6}))[-1]
+    assert isinstance(end, ErrorEvent) and end.error_type == "timeout" and end.retryable
+
+
+def test_cancel_stops_within_a_step(service: DiffusionLLMService, loaded_manager: DiffusionModelManager) -> None:
+    cancel = CancelToken()
+    seen = []
+    with pytest.raises(GenerationCancelled):
+        for event in service.generate_events({"prompt": "x", "max_new_tokens": 64, "steps": 64}, cancel):
+            seen.append(event)
+            if isinstance(event, StepEvent):
+                cancel.cancel()
+    assert len([e for e in seen if isinstance(e, StepEvent)]) < 64
+    assert service.generate({"prompt": "x", "max_new_tokens": 4, "steps": 4}).steps == 4  # the turn was released
+
+
+def test_queue_position_is_reported(service: DiffusionLLMService, loaded_manager: DiffusionModelManager) -> None:
+    holder = loaded_manager.generate("x", SamplingOptions(max_new_tokens=8, steps=8))
+    next(holder)  # a generation in flight holds the manager's turn while it is suspended
+    events: list = []
+    waiter = threading.Thread(target=lambda: events.extend(service.generate_events({"prompt": "y", "max_new_tokens": 4})))
+    waiter.start()
+    while not any(isinstance(e, StatusEvent) and "queued" in e.message for e in list(events)):
+        waiter.join(0.05)
+        assert waiter.is_alive(), events
+    holder.close()
+    waiter.join()
+    assert any(e.message == "queued: 1 request ahead" for e in events if isinstance(e, StatusEvent))
+    assert isinstance(events[-1], CompleteEvent)
+
+
+def test_no_model_loaded(tmp_path: Path) -> None:
+    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "s.json"), default_model=None)
+    end = list(service.generate_events({"prompt": "x"}))[-1]
+    assert isinstance(end, ErrorEvent) and end.error_type == "model_unavailable"
+    with pytest.raises(NoModelLoadedError):
+        service.generate({"prompt": "x"})
+
+
+def test_request_names_a_model_and_it_is_loaded(tmp_path: Path, tiny_llada_dir: Path) -> None:
+    manager = DiffusionModelManager()
+    service = DiffusionLLMService(manager, SettingsStore(tmp_path / "s.json"), default_model=str(tiny_llada_dir))
+    events = list(service.generate_events({"prompt": "x", "max_new_tokens": 4, "steps": 2}))
+    assert any(isinstance(e, StatusEvent) and e.message.startswith("loading") for e in events)
+    assert isinstance(events[-1], CompleteEvent) and manager.current() is not None
+    manager.unload()
+
+
+class ExplodingManager(DiffusionModelManager):
+    """A manager whose generation fails with an error nobody anticipated, quoting its input."""
+
+    def generate(self, prompt, options, cancel=None, on_status=None):  # type: ignore[no-untyped-def]
+        raise KeyError(f"internal state lost while reading {prompt}")
+
+
+def test_unexpected_failure_is_generic_and_redacted(
+    tmp_path: Path, tiny_llada_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = ExplodingManager()
+    manager.load(str(tiny_llada_dir), device="cpu")
+    service = DiffusionLLMService(manager, SettingsStore(tmp_path / "s.json"), default_model=None)
+    caplog.set_level(logging.DEBUG, logger="yipyap_jupyter")
+    end = list(service.generate_events({"prompt": CANARY}))[-1]
+    assert isinstance(end, ErrorEvent) and end.error_type == "generation" and CANARY not in end.message
+    assert "KeyError" in caplog.text and "[redacted" in caplog.text and CANARY not in caplog.text
+    with pytest.raises(GenerationError):
+        service.generate({"prompt": CANARY})
