@@ -23,3 +23,34 @@ def ipython():
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "yipyap_jupyter")
     return shell
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
+    """A real service whose default model is a tiny random LLaDA checkpoint, with its own settings file."""
+    import torch
+
+    from yipyap_jupyter.service.service import DiffusionLLMService
+    from yipyap_jupyter.settings import SettingsStore
+
+    torch.set_num_threads(1)
+    store = SettingsStore(tmp_path_factory.mktemp("service-settings") / "settings.json")
+    return DiffusionLLMService(settings_store=store, default_model=str(tiny_llada_dir))
+
+
+@pytest.fixture(scope="session")
+def client(service):
+    """A `DiffusionClient` over the local backend of `service`."""
+    from yipyap_jupyter.kernel.client import DiffusionClient
+    from yipyap_jupyter.kernel.local_backend import LocalBackend
+
+    return DiffusionClient(LocalBackend(service))
+
+
+@pytest.fixture
+def magics(ipython, client):
+    """The registered `DiffusionMagics`, working through `client`, with no last result."""
+    instance = ipython.magics_manager.registry["DiffusionMagics"]
+    instance.client = client
+    instance.last = None
+    return instance

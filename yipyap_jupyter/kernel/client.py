@@ -56,16 +56,19 @@ class DiffusionClient:
     """Models, settings and generations through the local service or the Jupyter server.
 
     Args:
-        backend: "auto" (server if its `/api/diffusion` answers, else local), "local" or "server".
+        backend: "auto" (server if its `/api/diffusion` answers, else local), "local", "server",
+            or a backend object (e.g. a `LocalBackend` over a service of your own).
         server: the server to use; found from Jupyter's runtime files when None.
     """
 
-    def __init__(self, backend: BackendName = "auto", *, server: ServerInfo | None = None) -> None:
-        if backend not in BACKENDS:
+    def __init__(self, backend: BackendName | Backend = "auto", *, server: ServerInfo | None = None) -> None:
+        self._backend: Backend | None = None
+        if not isinstance(backend, str):
+            self._backend, backend = backend, backend.name
+        elif backend not in BACKENDS:
             raise ValidationError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self._requested = backend
         self._server = server
-        self._backend: Backend | None = None
         self._lock = threading.Lock()
 
     @property

@@ -166,11 +166,16 @@ class DiffusionMagics(Magics):
 
     @property
     def client(self) -> DiffusionClient:
+        """The client the magics use: `DiffusionClient()` (auto backend) unless one was set."""
         if self._client is None:
             from .client import DiffusionClient
 
             self._client = DiffusionClient()
         return self._client
+
+    @client.setter
+    def client(self, client: DiffusionClient) -> None:
+        self._client = client
 
     @line_cell_magic
     def diffuse(self, line: str, cell: str | None = None) -> Any:
@@ -191,6 +196,7 @@ class DiffusionMagics(Magics):
     # -- %%diffuse ------------------------------------------------------------------------
 
     def _cell(self, args: argparse.Namespace, body: str) -> DiffusionResult:
+        body = body[:-1] if body.endswith("\n") else body  # the newline IPython ends every cell with
         infill = args.infill or args.variable
         if infill:
             prefix, suffix = split_infill(body, args.marker)
@@ -200,8 +206,6 @@ class DiffusionMagics(Magics):
         if args.device:
             model = model or self._current_or_default()
             self.client.load(model, args.device)
-        elif model is None and self.client.current() is None:
-            model = DEFAULT_MODEL_ID
         options = {
             "model": model, "steps": args.steps, "max_new_tokens": args.max_new_tokens,
             "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
@@ -215,7 +219,7 @@ class DiffusionMagics(Magics):
             source = lambda cancel: client.stream_infill(prefix, suffix, cancel=cancel, **options)  # noqa: E731
             context = Context(before=prefix, after=suffix)
         else:
-            prompt = body.rstrip("\n")
+            prompt = body
             source = lambda cancel: client.stream_generate(prompt, cancel=cancel, **options)  # noqa: E731
             context = Context(before=prompt)
         result = run_live(source, context, live=not args.no_stream)

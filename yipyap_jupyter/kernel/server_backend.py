@@ -1,0 +1,164 @@
+"""The server backend: the Jupyter server's `/api/diffusion` over HTTP and SSE.
+
+Every notebook on the machine then shares the server's one loaded model. Each
+SSE frame is rebuilt into the service's own event with `event_from_dict`, so a
+stream reads exactly like the local backend's. Cancelling shuts the socket:
+the blocked reader wakes at once and the server, seeing the disconnect,
+cancels the generation within one denoising step.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import EventSource, SSEError
+
+from ..errors import DiffusionError, GenerationCancelled, NetworkError, RateLimitedError
+from ..service.events import ErrorEvent, event_from_dict
+from .cancel import StreamCancel
+from .discovery import ServerInfo
+
+if TYPE_CHECKING:
+    from ..engine.registry import ModelInfo
+    from ..service.events import Event
+    from ..settings import UserSettings
+
+#: Seconds to wait for the server to answer a plain request (loading a big model is longer: see LOAD_TIMEOUT).
+REQUEST_TIMEOUT = 30.0
+LOAD_TIMEOUT = 3600.0
+#: Seconds `auto` waits for the extension to answer before choosing the local backend.
+PROBE_TIMEOUT = 3.0
+
+
+def _error_from_response(response: httpx.Response) -> DiffusionError:
+    """Our error object from a non-2xx answer; Jupyter's own refusals (auth, missing route) as network errors."""
+    try:
+        body = response.json()
+        return ErrorEvent(error_type=body["error_type"], message=body["message"], retryable=body["retryable"]).to_error()
+    except (ValueError, KeyError, TypeError, DiffusionError):
+        pass
+    if response.status_code == 429:
+        retry_after = float(response.headers.get("Retry-After", "1") or 1)
+        return RateLimitedError(f"rate limited by the Jupyter server; retry in {retry_after:g} s", retry_after=retry_after)
+    if response.status_code in (401, 403):
+        return NetworkError(f"the Jupyter server refused this kernel's token (HTTP {response.status_code})", retryable=False)
+    return NetworkError(f"the Jupyter server answered HTTP {response.status_code} for {response.request.url.path}")
+
+
+def _shutdown(response: httpx.Response) -> Callable[[], None]:
+    """An abort for `response`: shut its socket down so a read blocked in another thread returns."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+
+    def abort() -> None:
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    return abort
+
+
+class ServerBackend:
+    """HTTP client for `{server url}api/diffusion`, authenticated with the server's token."""
+
+    name = "server"
+
+    def __init__(self, server: ServerInfo) -> None:
+        self.server = server
+        headers = {"Authorization": f"token {server.token}"} if server.token else {}
+        transport = httpx.HTTPTransport(uds=server.sock) if server.sock else None
+        self._http = httpx.Client(base_url=server.api_url + "/", headers=headers, transport=transport,
+                                  timeout=REQUEST_TIMEOUT)
+
+    def __repr__(self) -> str:
+        return f"ServerBackend({self.server!r})"
+
+    def available(self) -> bool:
+        """Whether the extension answers at this server (what `auto` asks)."""
+        try:
+            return self._http.get("models", timeout=PROBE_TIMEOUT).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _call(self, method: str, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
+        try:
+            response = self._http.request(method, path, json=body, timeout=timeout)
+        except httpx.TransportError as error:
+            raise NetworkError(f"the Jupyter server at {self.server.url} is unreachable: {type(error).__name__}") from None
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        return response.json() if response.content else None
+
+    # -- models and settings ----------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        from ..engine.registry import ModelInfo
+
+        return [ModelInfo.model_validate(item) for item in self._call("GET", "models")]
+
+    def load(self, model_id: str, device: str | None = None, dtype: str | None = None) -> ModelInfo:
+        from ..engine.registry import ModelInfo
+
+        body = {key: value for key, value in (("device", device), ("dtype", dtype)) if value is not None}
+        return ModelInfo.model_validate(self._call("POST", f"models/{quote(model_id, safe='')}/load", body, LOAD_TIMEOUT))
+
+    def current(self) -> ModelInfo | None:
+        from ..engine.registry import ModelInfo
+
+        data = self._call("GET", "models/current")
+        return ModelInfo.model_validate(data) if data else None
+
+    def unload(self) -> None:
+        self._call("POST", "models/current/unload", {})
+
+    def settings(self) -> UserSettings:
+        from ..settings import UserSettings
+
+        return UserSettings.model_validate(self._call("GET", "settings"))
+
+    def update_settings(self, changes: dict[str, Any]) -> UserSettings:
+        from ..settings import UserSettings
+
+        return UserSettings.model_validate(self._call("PUT", "settings", changes))
+
+    def download(self, model_id: str, progress: Callable[[int, int], None] | None = None) -> ModelInfo:
+        from ..engine.registry import ModelInfo
+
+        return ModelInfo.model_validate(self._call("POST", f"models/{quote(model_id, safe='')}/download", {}, LOAD_TIMEOUT))
+
+    # -- generation -------------------------------------------------------------------
+
+    def generate_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]:
+        return self._stream("generate/stream", request, cancel or StreamCancel())
+
+    def infill_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]:
+        return self._stream("infill/stream", request, cancel or StreamCancel())
+
+    def _stream(self, path: str, request: dict[str, Any], cancel: StreamCancel) -> Iterator[Event]:
+        """The SSE frames of one request as events; an HTTP refusal becomes the stream's error event."""
+        step = 0
+        try:
+            with self._http.stream("POST", path, json=request, timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    yield ErrorEvent.from_error(_error_from_response(response))
+                    return
+                cancel.on_cancel(_shutdown(response))
+                for frame in EventSource(response).iter_sse():
+                    cancel.raise_if_cancelled(step)
+                    event = event_from_dict(frame.json())
+                    if event.type == "step":
+                        step = event.step
+                    yield event
+        except (httpx.TransportError, SSEError) as error:
+            if cancel.cancelled:
+                raise GenerationCancelled(step) from None
+            yield ErrorEvent.from_error(NetworkError(f"the stream from {self.server.url} broke: {type(error).__name__}"))
+            return
+        cancel.raise_if_cancelled(step)
