@@ -116,7 +116,8 @@ def run_live(source: EventSource, context: Context, *, live: bool = True, interv
             elif item is not None:
                 builder.feed(item)
                 dirty = True
-            if handle is not None and dirty and throttle.ready():
+            # Status lines are rare and always shown; step frames are throttled (the first always passes).
+            if handle is not None and dirty and (getattr(item, "type", None) == "status" or throttle.ready()):
                 handle.update(live_bundle(builder, started), raw=True)
                 dirty = False
     except KeyboardInterrupt:

@@ -1,0 +1,97 @@
+"""`%%diffuse` in a real ipykernel: the live display, nbval-stable outputs, and kernel interrupts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
+    """A python3 kernel with the extension loaded and the test checkpoint loaded on the CPU."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "YIPYAP_SETTINGS_PATH": str(tmp_path_factory.mktemp("kernel-settings") / "settings.json"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(REPO), startup_timeout=120)
+    try:
+        replies = execute(client, f"%load_ext yipyap_jupyter\n%diffuse load {tiny_llada_dir} --device cpu")
+        assert [m for m in replies if m["msg_type"] == "error"] == []
+        yield manager, client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def execute(client, code: str, until=None) -> list[dict]:
+    """Run `code`; return its iopub messages up to idle. `until(messages)` may act mid-way (once)."""
+    msg_id = client.execute(code)
+    messages: list[dict] = []
+    acted = until is None
+    while True:
+        message = client.get_iopub_msg(timeout=120)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            return messages
+        messages.append(message)
+        if not acted and until(messages):
+            acted = True
+
+
+def of_type(messages: list[dict], kind: str) -> list[dict]:
+    return [m["content"] for m in messages if m["msg_type"] == kind]
+
+
+def test_live_display_updates_in_place_and_ends_empty(kernel) -> None:
+    _, client = kernel
+    messages = execute(client, "%%diffuse --seed 2 --steps 8 --max-new-tokens 16\nonce upon a time")
+    shown, updates, results = of_type(messages, "display_data"), of_type(messages, "update_display_data"), of_type(messages, "execute_result")
+    assert of_type(messages, "error") == []
+    assert len(shown) == 1 and shown[0]["data"] == {"text/plain": ""}
+    display_id = shown[0]["transient"]["display_id"]
+    assert all(u["transient"]["display_id"] == display_id for u in updates)
+    canvases = [u for u in updates if 'class="yipyap-canvas"' in u["data"].get("text/html", "")]
+    assert canvases, "the first step is always drawn"
+    assert "step " in canvases[-1]["data"]["text/plain"] and "tok/s" in canvases[-1]["data"]["text/plain"]
+    assert len(updates) <= 1 + 8 + 1  # the status line, at most one redraw per step, the closing one
+    assert updates[-1]["data"] == {"text/plain": ""}
+    assert len(results) == 1
+    assert results[0]["data"]["text/plain"].splitlines()[-1].startswith("16 tokens · 8 steps · ")
+
+
+def test_interrupt_stops_promptly_and_leaves_the_model_usable(kernel) -> None:
+    manager, client = kernel
+
+    def interrupt_after_first_canvas(messages: list[dict]) -> bool:
+        if any("yipyap-canvas" in m["data"].get("text/html", "") for m in of_type(messages, "update_display_data")):
+            manager.interrupt_kernel()
+            return True
+        return False
+
+    messages = execute(client, "%%diffuse --seed 2 --steps 1024 --max-new-tokens 1024\nonce upon a time",
+                       until=interrupt_after_first_canvas)
+    errors = of_type(messages, "error")
+    assert [e["ename"] for e in errors] == ["KeyboardInterrupt"]
+    last = of_type(messages, "update_display_data")[-1]["data"]["text/plain"]
+    assert "cancelled at step" in last and "1024/1024" not in last
+    messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
+    assert of_type(messages, "error") == []
+    assert of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-1].startswith("8 tokens · 4 steps")
+
+
+def test_no_stream_shows_only_the_result(kernel) -> None:
+    _, client = kernel
+    messages = execute(client, "%%diffuse --no-stream --seed 2 --steps 4 --max-new-tokens 8\nthe dog ran")
+    assert of_type(messages, "display_data") == [] and of_type(messages, "update_display_data") == []
+    assert "text/html" in of_type(messages, "execute_result")[0]["data"]
