@@ -1,5 +1,8 @@
 """Tiny random checkpoints in the official layouts, and a fake Hugging Face cache, for tests.
 
+`serve_as_hub` answers the few hub routes `snapshot_download` uses, from a local
+directory, so downloads are tested without reaching a hub.
+
 Every builder writes real files that the engine reads the way it reads the
 official checkpoints: `config.json` + `model.safetensors` (through
 `checkpoint.save_checkpoint`) and a `tokenizer.json` that `AutoTokenizer` loads.
@@ -10,7 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -105,3 +113,53 @@ def add_to_hub_cache(cache_dir: Path, repo_id: str, source: Path, revision: str 
     (repo_dir / "refs").mkdir(exist_ok=True)
     (repo_dir / "refs" / "main").write_text(revision, encoding="utf-8")
     return snapshot
+
+
+@contextmanager
+def serve_as_hub(repo_id: str, source: Path, revision: str = "1" * 40) -> Iterator[str]:
+    """Serve `source`'s files as hub repository `repo_id` on localhost; yields the endpoint URL (HF_ENDPOINT).
+
+    Routes: repo info, the recursive file tree, and `resolve` (HEAD + GET). Anything else is a
+    404 that the hub client reads as "repository not found".
+    """
+    files = {path.name: path.read_bytes() for path in sorted(source.iterdir()) if path.is_file()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self, body: bytes, headers: dict[str, str], status: int = 200) -> None:
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = urlparse(self.path).path
+            resolve = f"/{repo_id}/resolve/{revision}/"
+            if path == f"/api/models/{repo_id}/revision/main":
+                info = {"id": repo_id, "sha": revision, "siblings": [{"rfilename": name} for name in files]}
+                self._answer(json.dumps(info).encode(), {"Content-Type": "application/json"})
+            elif path == f"/api/models/{repo_id}/tree/{revision}":
+                tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                        for name, data in files.items()]
+                self._answer(json.dumps(tree).encode(), {"Content-Type": "application/json"})
+            elif path.startswith(resolve) and path[len(resolve):] in files:
+                data = files[path[len(resolve):]]
+                self._answer(data, {"X-Repo-Commit": revision, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+            else:
+                self._answer(b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"}, status=404)
+
+        do_HEAD = do_GET  # noqa: N815
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -21,6 +21,18 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+@pytest.fixture
+def hub_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads allowed, for tests that serve a local hub (`checkpoints.serve_as_hub`) at HF_ENDPOINT.
+
+    The hub client read HF_HUB_OFFLINE=1 when first imported, so its constant is switched too.
+    """
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture(scope="session")
 def tiny_llada_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random LLaDA-architecture checkpoint with the tiny model's tokens (read-only: copy it to damage it)."""

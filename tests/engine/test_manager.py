@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from checkpoints import add_to_hub_cache
+from checkpoints import add_to_hub_cache, serve_as_hub
 
 from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue
@@ -139,6 +139,19 @@ def test_known_model_loads_from_the_cache_by_id(manager: DiffusionModelManager, 
     listed = {m.id: m for m in manager.models()}
     assert listed["llada-8b-base"].loaded and not listed["llada-8b-instruct"].loaded
     assert set(listed) == set(specs.KNOWN_MODELS)
+
+
+def test_download_then_load(
+    manager: DiffusionModelManager, hub_online: None, hub_cache: Path, tiny_dream_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not {m.id: m for m in manager.models()}["dream-v0-base-7b"].cached
+    with serve_as_hub("Dream-org/Dream-v0-Base-7B", tiny_dream_dir) as endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        info = manager.download("dream-v0-base-7b")
+    assert info.cached and not info.loaded and info.parameters and Path(info.path).is_relative_to(hub_cache)
+    assert {m.id: m for m in manager.models()}["dream-v0-base-7b"].cached
+    assert manager.load("dream-v0-base-7b", device="cpu").loaded
 
 
 def test_models_marks_a_loaded_local_directory(manager: DiffusionModelManager, tiny_dream_dir: Path) -> None:

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from checkpoints import add_to_hub_cache, shard_checkpoint
+from checkpoints import add_to_hub_cache, serve_as_hub, shard_checkpoint
 from safetensors import safe_open
 
 from yipyap_jupyter.engine import registry as registry_module
@@ -134,6 +134,32 @@ def test_download_is_refused_offline_and_for_unknown_ids(hub_cache: Path) -> Non
     with pytest.raises(ModelUnavailableError):
         ModelRegistry().download("gpt-9")
     assert list(hub_cache.iterdir()) == []
+
+
+def test_download_fills_the_cache_and_reports_bytes(
+    hub_online: None, hub_cache: Path, tiny_llada_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports: list[tuple[int, int]] = []
+    with serve_as_hub(LLADA_REPO, tiny_llada_dir) as endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        path = ModelRegistry().download("llada-8b-instruct", lambda done, total: reports.append((done, total)))
+    assert path == ModelRegistry().resolve("llada-8b-instruct")[1]
+    assert path.is_relative_to(hub_cache / "models--GSAI-ML--LLaDA-8B-Instruct")
+    total = sum(p.stat().st_size for p in tiny_llada_dir.iterdir())
+    assert reports[-1] == (total, total)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+def test_download_failures_are_categorised(
+    hub_online: None, hub_cache: Path, tiny_llada_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_as_hub("someone/else", tiny_llada_dir) as endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        with pytest.raises(ModelUnavailableError, match="not found on the hub"):
+            ModelRegistry().download("llada-8b-instruct")
+    with pytest.raises(NetworkError) as caught:  # the server is gone: unreachable
+        ModelRegistry().download("llada-8b-instruct")
+    assert caught.value.retryable
 
 
 def test_progress_class_reports_bytes_written(tmp_path: Path) -> None:
