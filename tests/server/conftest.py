@@ -1,0 +1,34 @@
+"""A real Jupyter server with the extension, per test (pytest-jupyter), serving a tiny random checkpoint.
+
+`yipyap_traits` overrides `DiffusionLLMApp` traits: parametrize it indirectly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - the plugin's fixtures and hooks, for this folder only
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """Tests share two cores with other work: keep torch to one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def yipyap_traits(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def jp_server_config(yipyap_traits: dict[str, Any], tiny_llada_dir: Path, tmp_path: Path) -> Config:
+    traits = {"default_model": str(tiny_llada_dir), "rate_limit_per_minute": 0.0,
+              "log_dir": str(tmp_path / "yipyap-logs"), "metrics_db": str(tmp_path / "metrics.sqlite"),
+              **yipyap_traits}
+    return Config({"ServerApp": {"jpserver_extensions": {"yipyap_jupyter": True}}, "DiffusionLLMApp": traits})

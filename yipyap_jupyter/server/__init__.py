@@ -1,0 +1,1 @@
+"""The jupyter-server extension: `/api/diffusion` over HTTP and Server-Sent Events."""

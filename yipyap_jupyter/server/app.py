@@ -1,0 +1,117 @@
+"""The jupyter-server extension app: configuration traits, shared state and routes.
+
+Enable with `jupyter server extension enable yipyap_jupyter` (pip installs do it
+through `jupyter_server_config.d/yipyap_jupyter.json`); configure as
+`c.DiffusionLLMApp.<trait>` or `--DiffusionLLMApp.<trait>=...`.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Enum, Float, Integer, Unicode
+
+from .. import __version__
+from ..constants import DEFAULT_MODEL_ID
+from ..service.correlation import in_current_context
+from ..service.logs import configure_log_files, get_logger, remove_log_files
+from .routes import embedded_routes, proxy_routes
+from .state import SETTINGS_KEY, ExtensionState
+
+log = get_logger(__name__)
+
+
+class DiffusionLLMApp(ExtensionApp):
+    """Serves `{base_url}api/diffusion`: models, generation and infilling (JSON and SSE), settings, downloads, metrics."""
+
+    name = "yipyap_jupyter"
+    description = "Diffusion language models (LLaDA, Dream, DreamOn) on the Jupyter server"
+    version = __version__
+    load_other_extensions = True
+
+    diffusion_llm_enabled = Bool(True, help="Register the /api/diffusion routes; when false no route exists.").tag(config=True)
+    mode = Enum(["embedded", "proxy"], "embedded",
+                help="embedded: run models in this server. proxy: forward every route to proxy_url.").tag(config=True)
+    proxy_url = Unicode("", help="Base URL of the upstream Jupyter server in proxy mode (with its base_url).").tag(config=True)
+    proxy_token = Unicode("", help="Token for the upstream server in proxy mode.").tag(config=True)
+    default_model = Unicode(
+        DEFAULT_MODEL_ID,
+        help="Model id or checkpoint path loaded by `preload`, and on demand when a generation arrives with no model"
+             " loaded; empty: such a generation fails with model_unavailable (409).",
+    ).tag(config=True)
+    preload = Bool(False, help="Load default_model in the background when the server starts.").tag(config=True)
+    log_dir = Unicode("", help="Directory of structured.log and backend.log (default <jupyter data dir>/yipyap_jupyter/logs).").tag(config=True)
+    metrics_db = Unicode("", help="SQLite metrics file (default <jupyter data dir>/yipyap_jupyter/metrics.sqlite).").tag(config=True)
+    rate_limit_per_minute = Float(30.0, help="Streaming requests per minute per client (user + address); 0 disables.").tag(config=True)
+    rate_limit_burst = Integer(5, help="Streaming requests a client may make at once before the per-minute rate applies.").tag(config=True)
+    keepalive_seconds = Float(15.0, help="Seconds of silence after which a stream sends a keep-alive comment.").tag(config=True)
+    worker_threads = Integer(16, help="Threads for blocking work; model work itself is serialised by the manager.").tag(config=True)
+    allow_remote_code = Bool(
+        False,
+        help="Kept false: yipyap loads every supported checkpoint with its own networks and never runs a checkpoint's"
+             " Python code, so there is nothing this could enable.",
+    ).tag(config=True)
+
+    state: ExtensionState | None = None
+
+    def initialize_settings(self) -> None:
+        if not self.diffusion_llm_enabled:
+            self.log.info("yipyap_jupyter: diffusion_llm_enabled is false; no /api/diffusion routes")
+            return
+        if self.mode == "proxy" and not self.proxy_url:
+            raise ValueError("DiffusionLLMApp.mode is 'proxy' but proxy_url is empty")
+        if self.allow_remote_code:
+            log.warning("allow_remote_code has no effect: checkpoints are loaded with yipyap's own networks")
+        data = Path(jupyter_data_dir()) / "yipyap_jupyter"
+        log_dir = Path(self.log_dir) if self.log_dir else data / "logs"
+        configure_log_files(log_dir)
+        from ..service.metrics import MetricsStore
+        from ..service.ratelimit import RateLimiter
+
+        executor = ThreadPoolExecutor(max_workers=max(1, self.worker_threads), thread_name_prefix="yipyap")
+        service = downloads = None
+        if self.mode == "embedded":
+            from ..service.downloads import Downloads
+            from ..service.service import DiffusionLLMService
+
+            service = DiffusionLLMService(default_model=self.default_model or None)
+            downloads = Downloads(service.manager)
+        self.state = ExtensionState(
+            service=service, downloads=downloads,
+            metrics=MetricsStore(Path(self.metrics_db) if self.metrics_db else data / "metrics.sqlite"),
+            limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
+            executor=executor, keepalive_seconds=self.keepalive_seconds,
+            proxy_url=self.proxy_url or None, proxy_token=self.proxy_token,
+        )
+        self.settings[SETTINGS_KEY] = self.state
+        log.info("yipyap_jupyter started in %s mode (logs in %s)", self.mode, log_dir)
+        if service is not None and self.preload and self.default_model:
+            executor.submit(in_current_context(self._preload), service, self.default_model)
+
+    def initialize_handlers(self) -> None:
+        if self.state is None:
+            return
+        routes = embedded_routes() if self.mode == "embedded" else proxy_routes()
+        self.handlers.extend(routes)
+
+    @staticmethod
+    def _preload(service: Any, model_id: str) -> None:
+        try:
+            info = service.load_model(model_id)
+            log.info("preloaded %s on %s", info.id, info.device)
+        except Exception as error:  # a failed preload must not stop the server; requests will report it
+            log.warning("preloading %s failed: %s", model_id, getattr(error, "message", type(error).__name__))
+
+    async def stop_extension(self) -> None:
+        """Stop taking work, free the model, close the log files."""
+        state, self.state = self.state, None
+        if state is None:
+            return
+        state.executor.shutdown(wait=False, cancel_futures=True)
+        if state.service is not None and state.service.current_model() is not None:
+            state.service.unload_model()
+        remove_log_files()

@@ -1,0 +1,327 @@
+"""HTTP handlers of `/api/diffusion`: each only translates HTTP to a service call and back.
+
+The base handler gives every route the same manners: Jupyter authentication on
+every verb, a correlation id, JSON bodies parsed without logging them, our errors
+as their HTTP status with the error object as the body, and one metrics row per
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..errors import DiffusionError, GenerationCancelled, GenerationError, RateLimitedError, ValidationError
+from ..service.correlation import HEADER, choose_correlation_id, correlation_id, in_current_context
+from ..service.logs import get_logger
+from ..service.redaction import register_sensitive
+from ..service.schemas import GenerateRequest, InfillRequest
+from ..service.service import DiffusionLLMService
+from ..service.validation import validate
+from .cancel import Disconnect
+from .openapi import openapi_document
+from .sse import EventStream
+from .state import SETTINGS_KEY, ExtensionState
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+#: The error object for HTTP errors Jupyter raises itself (authentication, XSRF, unknown route).
+_HTTP_ERROR_TYPES = {400: "validation", 404: "model_unavailable", 405: "validation", 413: "validation"}
+
+
+class DiffusionHandler(APIHandler):
+    """Base of every route: correlation id, JSON in and out, errors, metrics."""
+
+    #: Name of the route in logs and the metrics DB.
+    endpoint = ""
+    #: Streams are recorded as such in the metrics DB.
+    streaming = False
+
+    _correlation_id: str | None = None
+    _error_type: str | None = None
+    _model: str | None = None
+    _started = 0.0
+
+    @property
+    def correlation_id(self) -> str:
+        if self._correlation_id is None:
+            self._correlation_id = choose_correlation_id(self.request.headers.get(HEADER))
+        return self._correlation_id
+
+    @property
+    def state(self) -> ExtensionState:
+        return self.settings[SETTINGS_KEY]
+
+    @property
+    def service(self) -> DiffusionLLMService:
+        service = self.state.service
+        assert service is not None, "embedded routes are only registered in embedded mode"
+        return service
+
+    def set_default_headers(self) -> None:
+        """Also after `clear()` (error responses), so every answer carries the correlation id."""
+        super().set_default_headers()
+        self.set_header(HEADER, self.correlation_id)
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._started = time.monotonic()
+        correlation_id.set(self.correlation_id)  # this request's own asyncio task context
+        await super().prepare()
+
+    def json_body(self) -> Any:
+        """The parsed body (`{}` when empty); its texts are registered for redaction before anything logs."""
+        raw = self.request.body or b""
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ValidationError("the request body is not valid JSON") from None
+        if isinstance(data, dict):
+            register_sensitive(str(data.get(key, "")) for key in ("prompt", "prefix", "suffix"))
+        return data
+
+    async def blocking(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function` on the extension's executor, in this request's context."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.state.executor, in_current_context(function), *args)
+
+    def reply(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(payload, ensure_ascii=False))
+
+    def rate_limit(self) -> None:
+        """Spend one token of this client's bucket (user + remote address) or answer 429."""
+        user = self.current_user
+        name = getattr(user, "username", None) or str(user)
+        self.state.limiter.acquire(f"{name}|{self.request.remote_ip}")
+
+    # -- errors -----------------------------------------------------------------------
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        """Our errors answer with their own status; anything else is logged (redacted) and answered generically."""
+        if isinstance(e, DiffusionError):
+            if self._finished:
+                return
+            self.send_error(e.http_status, exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)  # type: ignore[misc]
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, web.HTTPError):
+            super().log_exception(typ, value, tb)
+            return
+        log.error("unexpected failure in %s (%s)", self.endpoint, typ.__name__, exc_info=(typ, value, tb))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(error, DiffusionError):
+            body = error.to_dict()
+            if isinstance(error, RateLimitedError):
+                self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
+        elif isinstance(error, web.HTTPError):
+            body = {"error_type": _HTTP_ERROR_TYPES.get(status_code, "validation" if status_code < 500 else "generation"),
+                    "message": error.log_message or self._reason, "retryable": False}
+        else:
+            body = GenerationError(
+                f"the request failed unexpectedly; the server log has the details (correlation id {self.correlation_id})"
+            ).to_dict()
+        self._error_type = body["error_type"]
+        self.finish(json.dumps(body))
+
+    def on_finish(self) -> None:
+        duration = time.monotonic() - self._started if self._started else 0.0
+        status = self.get_status()
+        self.state.metrics.record(
+            endpoint=self.endpoint, method=self.request.method or "", status=status, duration_s=duration,
+            stream=self.streaming, error_type=self._error_type, model=self._model, correlation_id=self.correlation_id,
+        )
+        log.info("%s %s answered %d in %.3f s", self.request.method, self.endpoint, status, duration,
+                 extra={"fields": {"endpoint": self.endpoint, "status": status, "error_type": self._error_type,
+                                   "seconds": round(duration, 4)}})
+
+
+class ModelsHandler(DiffusionHandler):
+    """Known models with their cache and load state."""
+
+    endpoint = "models"
+
+    @web.authenticated
+    async def get(self) -> None:
+        models = await self.blocking(self.service.models)
+        self.reply({"models": [m.model_dump() for m in models]})
+
+
+class LoadModelHandler(DiffusionHandler):
+    """Load or switch the resident model."""
+
+    endpoint = "models/load"
+
+    @web.authenticated
+    async def post(self, model_id: str) -> None:
+        body = self.json_body()
+        info = await self.blocking(self.service.load_model, model_id, body)
+        self._model = info.id
+        self.reply(info.model_dump())
+
+
+class CurrentModelHandler(DiffusionHandler):
+    """The resident model, or `{"loaded": false}`."""
+
+    endpoint = "models/current"
+
+    @web.authenticated
+    async def get(self) -> None:
+        info = self.service.current_model()
+        self.reply(info.model_dump() if info is not None else {"loaded": False})
+
+
+class UnloadModelHandler(DiffusionHandler):
+    """Free the resident model (after the generation in flight, if any)."""
+
+    endpoint = "models/current/unload"
+
+    @web.authenticated
+    async def post(self) -> None:
+        previous = self.service.current_model()
+        await self.blocking(self.service.unload_model)
+        self.reply({"loaded": False, "unloaded": previous.id if previous is not None else None})
+
+
+class CompletionHandler(DiffusionHandler):
+    """Shared by `/generate` and `/infill`: the whole generation, answered with the `complete` fields."""
+
+    kind = "generate"
+
+    def initialize(self, kind: str) -> None:
+        self.kind = kind
+        self.endpoint = kind
+        self.disconnect = Disconnect()
+
+    def on_connection_close(self) -> None:
+        self.disconnect.cancel()
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        run = self.service.generate if self.kind == "generate" else self.service.infill
+        try:
+            done = await self.blocking(lambda: run(body, self.disconnect.engine_token()))
+        except GenerationCancelled:
+            self._error_type = "cancelled"
+            log.info("%s cancelled: the client went away", self.kind)
+            return
+        self._model = done.model_used
+        self.reply(done.model_dump(exclude={"type"}))
+
+
+class StreamHandler(DiffusionHandler):
+    """Shared by `/generate/stream` and `/infill/stream`: the same work as Server-Sent Events."""
+
+    streaming = True
+    stream: EventStream | None = None
+
+    def initialize(self, kind: str) -> None:
+        self.kind = kind
+        self.endpoint = f"{kind}/stream"
+
+    def on_connection_close(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+
+    @web.authenticated
+    async def post(self) -> None:
+        self.rate_limit()
+        schema = GenerateRequest if self.kind == "generate" else InfillRequest
+        request = validate(schema, self.json_body())  # a bad body is a 400 before the stream opens
+        events = self.service.generate_events if self.kind == "generate" else self.service.infill_events
+        self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds)
+        log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
+        outcome = await self.stream.run(lambda token: events(request, token))
+        self._model, self._error_type = outcome.model, outcome.error_type or (
+            None if outcome.end == "complete" else outcome.end)
+        log.info("stream %s ended (%s) after %.3f s", self.endpoint, outcome.end, time.monotonic() - self._started,
+                 extra={"fields": {"endpoint": self.endpoint, "end": outcome.end, "frames": outcome.frames,
+                                   "error_type": outcome.error_type,
+                                   "seconds": round(time.monotonic() - self._started, 4)}})
+        if not self.stream.closed:
+            self.finish(set_content_type="text/event-stream; charset=utf-8")
+
+
+class SettingsHandler(DiffusionHandler):
+    """The persisted user settings (shared with the kernel side through the same file)."""
+
+    endpoint = "settings"
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(self.service.settings().model_dump())
+
+    @web.authenticated
+    async def put(self) -> None:
+        updated = await self.blocking(self.service.update_settings, self.json_body())
+        self.reply(updated.model_dump())
+
+
+class DownloadsHandler(DiffusionHandler):
+    """Cache state of every known model and the downloads started since start-up."""
+
+    endpoint = "downloads"
+
+    @web.authenticated
+    async def get(self) -> None:
+        models = await self.blocking(self.service.models)
+        assert self.state.downloads is not None
+        self.reply({
+            "models": [{"id": m.id, "repo_id": m.repo_id, "cached": m.cached, "size_on_disk": m.size_on_disk,
+                        "path": m.path} for m in models],
+            "downloads": [d.model_dump() for d in self.state.downloads.states()],
+        })
+
+
+class DownloadModelHandler(DiffusionHandler):
+    """Start downloading a known model in the background (202); poll `/downloads` for progress."""
+
+    endpoint = "models/download"
+
+    @web.authenticated
+    async def post(self, model_id: str) -> None:
+        assert self.state.downloads is not None
+        state = self.state.downloads.start(model_id)
+        self._model = state.model_id
+        self.reply(state.model_dump(), status=202)
+
+
+class MetricsHandler(DiffusionHandler):
+    """Counts and durations per route, and the latest requests, from the metrics DB."""
+
+    endpoint = "metrics"
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            recent = int(self.get_argument("recent", "20"))
+        except ValueError:
+            raise ValidationError("recent must be an integer") from None
+        if not 0 <= recent <= 1000:
+            raise ValidationError("recent must be between 0 and 1000")
+        self.reply(await self.blocking(self.state.metrics.summary, recent))
+
+
+class OpenAPIHandler(DiffusionHandler):
+    """This API described as OpenAPI 3."""
+
+    endpoint = "openapi.json"
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(openapi_document())

@@ -1,0 +1,32 @@
+"""What the extension's handlers share, kept in the Tornado settings under one key."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..service.downloads import Downloads
+from ..service.metrics import MetricsStore
+from ..service.ratelimit import RateLimiter
+from ..service.service import DiffusionLLMService
+
+SETTINGS_KEY = "yipyap_jupyter_state"
+
+
+@dataclass
+class ExtensionState:
+    """The service and its companions, created once when the extension starts.
+
+    `executor` runs every call that may block (model loads, generations waiting for
+    their turn): the manager serialises model work, so the pool only has to be wide
+    enough for waiting requests to report their queue position.
+    """
+
+    service: DiffusionLLMService | None  # None in proxy mode
+    downloads: Downloads | None  # None in proxy mode
+    metrics: MetricsStore
+    limiter: RateLimiter
+    executor: ThreadPoolExecutor
+    keepalive_seconds: float = 15.0
+    proxy_url: str | None = None
+    proxy_token: str = ""
