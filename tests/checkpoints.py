@@ -45,21 +45,35 @@ def save_tokenizer(directory: Path, tokens: FamilyTokens) -> dict[str, int]:
     tokenizer.add_special_tokens(specials)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(directory / "tokenizer.json"))
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>", "eos_token": tokens.eos,
-              "mask_token": tokens.mask, "model_max_length": 512}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "unk_token": "<unk>",
+        "eos_token": tokens.eos,
+        "mask_token": tokens.mask,
+        "model_max_length": 512,
+    }
     if tokens.bos:
         config["bos_token"] = tokens.bos
     (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return vocab
 
 
-def make_llada_checkpoint(directory: Path, *, seed: int = 0, tokens: FamilyTokens = TINY_TOKENS,
-                          n_layers: int = 2, d_model: int = 32) -> Path:
+def make_llada_checkpoint(
+    directory: Path, *, seed: int = 0, tokens: FamilyTokens = TINY_TOKENS, n_layers: int = 2, d_model: int = 32
+) -> Path:
     """A random LLaDA-architecture checkpoint with the tiny model's special tokens (expand included)."""
     vocab = save_tokenizer(directory, tokens)
-    config = LLaDAConfig(d_model=d_model, n_heads=4, n_layers=n_layers, mlp_hidden_size=2 * d_model,
-                         vocab_size=len(vocab), max_sequence_length=512, mask_token_id=vocab[tokens.mask],
-                         eos_token_id=vocab[tokens.eos], pad_token_id=vocab[tokens.eos])
+    config = LLaDAConfig(
+        d_model=d_model,
+        n_heads=4,
+        n_layers=n_layers,
+        mlp_hidden_size=2 * d_model,
+        vocab_size=len(vocab),
+        max_sequence_length=512,
+        mask_token_id=vocab[tokens.mask],
+        eos_token_id=vocab[tokens.eos],
+        pad_token_id=vocab[tokens.eos],
+    )
     torch.manual_seed(seed)
     return save_checkpoint(LLaDAModel(config), directory)
 
@@ -68,16 +82,25 @@ def make_dream_checkpoint(directory: Path, *, seed: int = 0, dreamon: bool = Fal
     """A random Dream-architecture checkpoint; with `dreamon`, its tokenizer has `<|expand|>` (DreamOn)."""
     tokens = DREAMON_TOKENS if dreamon else DREAM_TOKENS
     vocab = save_tokenizer(directory, tokens)
-    config = DreamConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(vocab), max_position_embeddings=512,
-                         mask_token_id=vocab[tokens.mask], pad_token_id=vocab[tokens.eos],
-                         bos_token_id=vocab[tokens.bos], eos_token_id=vocab[tokens.eos])
+    config = DreamConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(vocab),
+        max_position_embeddings=512,
+        mask_token_id=vocab[tokens.mask],
+        pad_token_id=vocab[tokens.eos],
+        bos_token_id=vocab[tokens.bos],
+        eos_token_id=vocab[tokens.eos],
+    )
     torch.manual_seed(seed)
     return save_checkpoint(DreamModel(config), directory)
 
 
 def shard_checkpoint(directory: Path, shards: int = 2) -> Path:
-    """Split `model.safetensors` into `shards` files listed in `model.safetensors.index.json`, as large checkpoints are."""
+    """Split `model.safetensors` into shards listed in `model.safetensors.index.json`, as large checkpoints are."""
     state = load_file(str(directory / "model.safetensors"))
     names = sorted(state)
     weight_map: dict[str, str] = {}
@@ -93,8 +116,9 @@ def shard_checkpoint(directory: Path, shards: int = 2) -> Path:
     return directory
 
 
-def add_to_hub_cache(cache_dir: Path, repo_id: str, source: Path, revision: str = "0" * 40,
-                     skip: tuple[str, ...] = ()) -> Path:
+def add_to_hub_cache(
+    cache_dir: Path, repo_id: str, source: Path, revision: str = "0" * 40, skip: tuple[str, ...] = ()
+) -> Path:
     """Place `source`'s files in a Hugging Face cache the way the hub does; returns the snapshot dir.
 
     Layout: `models--org--name/blobs/<sha256>`, `snapshots/<revision>/<file>` symlinked to the blob,
@@ -143,11 +167,13 @@ def serve_as_hub(repo_id: str, source: Path, revision: str = "1" * 40) -> Iterat
                 info = {"id": repo_id, "sha": revision, "siblings": [{"rfilename": name} for name in files]}
                 self._answer(json.dumps(info).encode(), {"Content-Type": "application/json"})
             elif path == f"/api/models/{repo_id}/tree/{revision}":
-                tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                        for name, data in files.items()]
+                tree = [
+                    {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    for name, data in files.items()
+                ]
                 self._answer(json.dumps(tree).encode(), {"Content-Type": "application/json"})
-            elif path.startswith(resolve) and path[len(resolve):] in files:
-                data = files[path[len(resolve):]]
+            elif path.startswith(resolve) and path[len(resolve) :] in files:
+                data = files[path[len(resolve) :]]
                 self._answer(data, {"X-Repo-Commit": revision, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
             else:
                 self._answer(b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"}, status=404)

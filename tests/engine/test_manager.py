@@ -108,7 +108,9 @@ def manager() -> DiffusionModelManager:
     return DiffusionModelManager()
 
 
-def test_load_then_generate_on_cpu(manager: DiffusionModelManager, tiny_llada_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_load_then_generate_on_cpu(
+    manager: DiffusionModelManager, tiny_llada_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="yipyap_jupyter.engine.manager")
     statuses: list[str] = []
     info = manager.load(str(tiny_llada_dir), device="cpu", on_status=statuses.append)
@@ -132,17 +134,27 @@ def test_infill_through_the_manager(manager: DiffusionModelManager, tiny_llada_d
     assert len(steps[-1].tokens) == 4 and manager.loaded_model.ids.mask not in steps[-1].tokens
 
 
-def test_known_model_loads_from_the_cache_by_id(manager: DiffusionModelManager, hub_cache: Path, tiny_llada_dir: Path) -> None:
+def test_known_model_loads_from_the_cache_by_id(
+    manager: DiffusionModelManager, hub_cache: Path, tiny_llada_dir: Path
+) -> None:
     snapshot = add_to_hub_cache(hub_cache, "GSAI-ML/LLaDA-8B-Base", tiny_llada_dir)
     info = manager.load("llada-8b-base", device="cpu")
-    assert (info.id, info.path, info.cached, info.repo_id) == ("llada-8b-base", str(snapshot), True, "GSAI-ML/LLaDA-8B-Base")
+    assert (info.id, info.path, info.cached, info.repo_id) == (
+        "llada-8b-base",
+        str(snapshot),
+        True,
+        "GSAI-ML/LLaDA-8B-Base",
+    )
     listed = {m.id: m for m in manager.models()}
     assert listed["llada-8b-base"].loaded and not listed["llada-8b-instruct"].loaded
     assert set(listed) == set(specs.KNOWN_MODELS)
 
 
 def test_download_then_load(
-    manager: DiffusionModelManager, hub_online: None, hub_cache: Path, tiny_dream_dir: Path,
+    manager: DiffusionModelManager,
+    hub_online: None,
+    hub_cache: Path,
+    tiny_dream_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert not {m.id: m for m in manager.models()}["dream-v0-base-7b"].cached
@@ -187,8 +199,13 @@ def test_reloading_the_same_model_keeps_it(manager: DiffusionModelManager, tiny_
     ],
 )
 def test_failed_load_leaves_the_previous_model_answering(
-    manager: DiffusionModelManager, tiny_llada_dir: Path, other_llada_dir: Path, tmp_path: Path,
-    damage: str, error: type[Exception], message: str,
+    manager: DiffusionModelManager,
+    tiny_llada_dir: Path,
+    other_llada_dir: Path,
+    tmp_path: Path,
+    damage: str,
+    error: type[Exception],
+    message: str,
 ) -> None:
     before = manager.load(str(tiny_llada_dir), device="cpu")
     model = manager.loaded_model
@@ -211,7 +228,10 @@ def test_bad_device_or_dtype_is_rejected_and_changes_nothing(
 
 
 def test_out_of_memory_at_load_falls_back_to_cpu(
-    manager: DiffusionModelManager, fake_cuda: Any, monkeypatch: pytest.MonkeyPatch, tiny_llada_dir: Path,
+    manager: DiffusionModelManager,
+    fake_cuda: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_llada_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     PretendGpu(monkeypatch, capacity=0)
@@ -226,8 +246,11 @@ def test_out_of_memory_at_load_falls_back_to_cpu(
 
 
 def test_switching_on_a_full_gpu_moves_the_previous_model_aside(
-    manager: DiffusionModelManager, fake_cuda: Any, monkeypatch: pytest.MonkeyPatch,
-    tiny_llada_dir: Path, other_llada_dir: Path,
+    manager: DiffusionModelManager,
+    fake_cuda: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_llada_dir: Path,
+    other_llada_dir: Path,
 ) -> None:
     gpu = PretendGpu(monkeypatch, capacity=1)
     assert manager.load(str(tiny_llada_dir)).device == "cuda:0"
@@ -239,8 +262,12 @@ def test_switching_on_a_full_gpu_moves_the_previous_model_aside(
 
 
 def test_failed_switch_on_a_full_gpu_puts_the_previous_model_back(
-    manager: DiffusionModelManager, fake_cuda: Any, monkeypatch: pytest.MonkeyPatch,
-    tiny_llada_dir: Path, other_llada_dir: Path, tmp_path: Path,
+    manager: DiffusionModelManager,
+    fake_cuda: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_llada_dir: Path,
+    other_llada_dir: Path,
+    tmp_path: Path,
 ) -> None:
     gpu = PretendGpu(monkeypatch, capacity=1)
     before = manager.load(str(tiny_llada_dir))
@@ -261,7 +288,9 @@ def test_out_of_memory_mid_generation_continues_on_cpu(
     expected = final_tokens(list(reference.generate("def x", OPTIONS)))
 
     assert manager.load(str(tiny_llada_dir), dtype="float32").device == "cuda:0"
-    fail_forward(manager.loaded_model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), on_call=2)
+    fail_forward(
+        manager.loaded_model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), on_call=2
+    )
     statuses: list[str] = []
     steps = list(manager.generate("def x", OPTIONS, on_status=statuses.append))
 
@@ -274,7 +303,9 @@ def test_out_of_memory_mid_generation_continues_on_cpu(
     assert list(gpu.resident) == []
 
 
-def test_other_failures_mid_generation_are_generation_errors(manager: DiffusionModelManager, tiny_llada_dir: Path) -> None:
+def test_other_failures_mid_generation_are_generation_errors(
+    manager: DiffusionModelManager, tiny_llada_dir: Path
+) -> None:
     manager.load(str(tiny_llada_dir), device="cpu")
     fail_forward(manager.loaded_model, RuntimeError("expected all tensors to be on the same device"), on_call=2)
     with pytest.raises(GenerationError, match="same device") as caught:
@@ -372,7 +403,10 @@ def test_queue_positions_count_down_in_arrival_order() -> None:
     for thread in threads.values():
         thread.join(WAIT_SECONDS)
     assert order == ["first", "second", "third"]
-    assert reports == {"second": ["queued: 1 request ahead"], "third": ["queued: 2 requests ahead", "queued: 1 request ahead"]}
+    assert reports == {
+        "second": ["queued: 1 request ahead"],
+        "third": ["queued: 2 requests ahead", "queued: 1 request ahead"],
+    }
 
 
 def test_unload_frees_the_model(manager: DiffusionModelManager, tiny_llada_dir: Path) -> None:

@@ -34,7 +34,9 @@ def test_known_model_resolves_to_its_snapshot_in_the_cache(hub_cache: Path, tiny
     assert ModelRegistry().resolve(LLADA_REPO)[1] == snapshot
 
 
-def test_cache_location_is_read_at_call_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_llada_dir: Path) -> None:
+def test_cache_location_is_read_at_call_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_llada_dir: Path
+) -> None:
     registry = ModelRegistry()
     with pytest.raises(ModelUnavailableError):
         registry.resolve("llada-8b-instruct")
@@ -93,7 +95,9 @@ def test_local_directory_without_weights_is_unavailable(tmp_path: Path, tiny_lla
         ModelRegistry().resolve(str(tmp_path / "m"))
 
 
-def test_tiny_resolves_to_the_package_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_llada_dir: Path) -> None:
+def test_tiny_resolves_to_the_package_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_llada_dir: Path
+) -> None:
     monkeypatch.setattr(specs, "TINY_MODEL_DIR", tmp_path / "absent")
     with pytest.raises(ModelUnavailableError, match="reinstall"):
         ModelRegistry().resolve("tiny")

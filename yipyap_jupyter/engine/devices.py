@@ -52,12 +52,16 @@ def resolve_device(requested: str, estimated_bytes: int, reclaimable_bytes: int 
         return CPU
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValidationError("device 'cuda' was requested but this machine has no usable CUDA GPU; use 'auto' or 'cpu'")
+            raise ValidationError(
+                "device 'cuda' was requested but this machine has no usable CUDA GPU; use 'auto' or 'cpu'"
+            )
         if name == "cuda":
             return torch.device("cuda", torch.cuda.current_device())
         index = name.removeprefix("cuda:")
         if not index.isdigit() or int(index) >= torch.cuda.device_count():
-            raise ValidationError(f"device {requested!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValidationError(
+                f"device {requested!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         return torch.device("cuda", int(index))
     if name == "mps":
         if not _mps_available():

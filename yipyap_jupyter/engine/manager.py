@@ -37,11 +37,8 @@ StatusCallback = Callable[[str], None]
 QUEUE_POLL_SECONDS = 0.1
 #: Bytes per parameter assumed when sizing a model whose dtype is not chosen yet (bf16 / fp16).
 ACCELERATOR_BYTES_PER_PARAMETER = 2
-DTYPE_NAMES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
 def _quiet(message: str) -> None:
@@ -110,9 +107,10 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     name = str(dtype).strip().lower()
     if name == "auto":
         return None
-    if name not in DTYPE_NAMES:
-        raise ValidationError(f"unknown dtype {str(dtype)[:30]!r}: use auto, float32, bfloat16 or float16")
-    return getattr(torch, DTYPE_NAMES[name])
+    name = DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES:
+        raise ValidationError(f"unknown dtype {str(dtype)[:30]!r}: use auto, {', '.join(DTYPES)}")
+    return getattr(torch, name)
 
 
 class DiffusionModelManager:
@@ -130,6 +128,7 @@ class DiffusionModelManager:
 
     @property
     def loaded_model(self) -> DiffusionModel | None:
+        """The resident model itself (None when nothing is loaded); requests go through `generate`/`infill`."""
         return self._model
 
     def current(self) -> ModelInfo | None:
@@ -172,18 +171,27 @@ class DiffusionModelManager:
         target_dtype = wanted_dtype or default_dtype(target)
         with self._queue.turn(say):
             current = self.current()
-            if (current is not None and current.path == info.path and current.device == str(target)
-                    and current.dtype == _dtype_name(target_dtype)):
+            if (
+                current is not None
+                and current.path == info.path
+                and current.device == str(target)
+                and current.dtype == _dtype_name(target_dtype)
+            ):
                 say(f"{spec.id} is already loaded on {target}")
                 return current
             say(f"loading {spec.id} on {target}")
             logger.info("loading %s from %s on %s (%s)", spec.id, path, target, _dtype_name(target_dtype))
             started = time.perf_counter()
             model, placed, fallback = self._build(spec, path, target, target_dtype, say)
-            loaded = info.model_copy(update={
-                "loaded": True, "device": str(placed), "dtype": _dtype_name(model.dtype), "fallback": fallback,
-                "parameters": info.parameters or model.parameters,
-            })
+            loaded = info.model_copy(
+                update={
+                    "loaded": True,
+                    "device": str(placed),
+                    "dtype": _dtype_name(model.dtype),
+                    "fallback": fallback,
+                    "parameters": info.parameters or model.parameters,
+                }
+            )
             self._replace(model, placed, loaded)
         logger.info("loaded %s on %s in %.1f s", spec.id, placed, time.perf_counter() - started)
         say(f"loaded {spec.id} on {placed}")
@@ -258,10 +266,12 @@ class DiffusionModelManager:
                 try:
                     yield from start(model)
                     return
-                except (DiffusionError, GenerationCancelled):
+                except GenerationCancelled:
                     raise
                 except Exception as exc:  # torch and tokenizers raise plain runtime errors
                     if device is None or device.type == "cpu" or not is_out_of_memory(exc):
+                        if isinstance(exc, DiffusionError):
+                            raise
                         logger.error("generation failed on %s: %s", device, type(exc).__name__)
                         raise GenerationError(f"generation failed on {device}: {type(exc).__name__}: {exc}") from exc
                 self._move_to_cpu(model, f"out of memory on {device} during generation; running on cpu")

@@ -210,7 +210,9 @@ class ModelRegistry:
         """
         spec = self.lookup(model_id)
         if spec is None:
-            raise ModelUnavailableError(f"unknown model {model_id[:200]!r}: only {', '.join(self.known)} can be downloaded")
+            raise ModelUnavailableError(
+                f"unknown model {model_id[:200]!r}: only {', '.join(self.known)} can be downloaded"
+            )
         if spec.repo_id is None:
             return self._located(spec)
         if hub_offline():
