@@ -143,12 +143,15 @@ class DiffusionClient:
         """The service's events for filling between `prefix` and `suffix` (fields of `InfillRequest`)."""
         return self.backend.infill_events(_request(prefix=prefix, suffix=suffix, **options), cancel)
 
-    def generate(self, prompt: str, **options: Any) -> DiffusionResult:
-        """Continue `prompt` and return the result (raises the failure's `DiffusionError`)."""
-        return run_live(lambda cancel: self.stream_generate(prompt, cancel=cancel, **options),
-                        Context(before=prompt), live=False)
+    def generate(self, prompt: str, *, live: bool = False, **options: Any) -> DiffusionResult:
+        """Continue `prompt` and return the result (raises the failure's `DiffusionError`).
 
-    def infill(self, prefix: str, suffix: str, **options: Any) -> DiffusionResult:
+        With `live=True` in a notebook, the denoising is drawn in the cell as `%%diffuse` does.
+        """
+        return run_live(lambda cancel: self.stream_generate(prompt, cancel=cancel, **options),
+                        Context(before=prompt), live=live)
+
+    def infill(self, prefix: str, suffix: str, *, live: bool = False, **options: Any) -> DiffusionResult:
         """Fill between `prefix` and `suffix` and return the result (raises on failure)."""
         return run_live(lambda cancel: self.stream_infill(prefix, suffix, cancel=cancel, **options),
-                        Context(before=prefix, after=suffix), live=False)
+                        Context(before=prefix, after=suffix), live=live)

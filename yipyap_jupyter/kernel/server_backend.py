@@ -10,6 +10,7 @@ cancels the generation within one denoising step.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -30,22 +31,24 @@ if TYPE_CHECKING:
 #: Seconds to wait for the server to answer a plain request (loading a big model is longer: see LOAD_TIMEOUT).
 REQUEST_TIMEOUT = 30.0
 LOAD_TIMEOUT = 3600.0
+#: Seconds between two looks at a server-side download's progress.
+DOWNLOAD_POLL_SECONDS = 0.5
 #: Seconds `auto` waits for the extension to answer before choosing the local backend.
 PROBE_TIMEOUT = 3.0
 
 
 def _error_from_response(response: httpx.Response) -> DiffusionError:
-    """Our error object from a non-2xx answer; Jupyter's own refusals (auth, missing route) as network errors."""
+    """Our error object from a non-2xx answer; an authentication refusal or a foreign answer as a network error."""
+    if response.status_code in (401, 403):
+        return NetworkError(f"the Jupyter server refused this kernel's token (HTTP {response.status_code})", retryable=False)
     try:
         body = response.json()
         return ErrorEvent(error_type=body["error_type"], message=body["message"], retryable=body["retryable"]).to_error()
-    except (ValueError, KeyError, TypeError, DiffusionError):
+    except (ValueError, KeyError, TypeError):
         pass
     if response.status_code == 429:
         retry_after = float(response.headers.get("Retry-After", "1") or 1)
         return RateLimitedError(f"rate limited by the Jupyter server; retry in {retry_after:g} s", retry_after=retry_after)
-    if response.status_code in (401, 403):
-        return NetworkError(f"the Jupyter server refused this kernel's token (HTTP {response.status_code})", retryable=False)
     return NetworkError(f"the Jupyter server answered HTTP {response.status_code} for {response.request.url.path}")
 
 
@@ -100,7 +103,7 @@ class ServerBackend:
     def models(self) -> list[ModelInfo]:
         from ..engine.registry import ModelInfo
 
-        return [ModelInfo.model_validate(item) for item in self._call("GET", "models")]
+        return [ModelInfo.model_validate(item) for item in self._call("GET", "models")["models"]]
 
     def load(self, model_id: str, device: str | None = None, dtype: str | None = None) -> ModelInfo:
         from ..engine.registry import ModelInfo
@@ -112,7 +115,7 @@ class ServerBackend:
         from ..engine.registry import ModelInfo
 
         data = self._call("GET", "models/current")
-        return ModelInfo.model_validate(data) if data else None
+        return ModelInfo.model_validate(data) if data.get("id") else None  # else {"loaded": false}
 
     def unload(self) -> None:
         self._call("POST", "models/current/unload", {})
@@ -128,9 +131,18 @@ class ServerBackend:
         return UserSettings.model_validate(self._call("PUT", "settings", changes))
 
     def download(self, model_id: str, progress: Callable[[int, int], None] | None = None) -> ModelInfo:
-        from ..engine.registry import ModelInfo
-
-        return ModelInfo.model_validate(self._call("POST", f"models/{quote(model_id, safe='')}/download", {}, LOAD_TIMEOUT))
+        """Start the server's background download, then poll `/downloads` for its progress."""
+        state = self._call("POST", f"models/{quote(model_id, safe='')}/download", {})
+        while True:
+            if progress is not None and state["bytes_total"]:
+                progress(state["bytes_done"], state["bytes_total"])
+            if state["state"] == "failed":
+                raise ErrorEvent.model_validate(state["error"]).to_error()
+            if state["state"] == "done":
+                return next(m for m in self.models() if m.id == state["model_id"])
+            time.sleep(DOWNLOAD_POLL_SECONDS)
+            downloads = self._call("GET", "downloads")["downloads"]
+            state = next(d for d in downloads if d["model_id"] == state["model_id"])
 
     # -- generation -------------------------------------------------------------------
 

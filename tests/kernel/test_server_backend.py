@@ -1,0 +1,144 @@
+"""The server backend against a real `jupyter server` running the extension (found through its runtime file)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from yipyap_jupyter.errors import GenerationCancelled, ModelUnavailableError, NetworkError, ValidationError
+from yipyap_jupyter.kernel.cancel import StreamCancel
+from yipyap_jupyter.kernel.client import DiffusionClient
+from yipyap_jupyter.kernel.discovery import ServerInfo, find_server, running_servers
+from yipyap_jupyter.kernel.server_backend import ServerBackend
+from yipyap_jupyter.settings import SettingsStore
+
+REPO = Path(__file__).resolve().parents[2]
+REQUEST = {"max_new_tokens": 8, "steps": 4, "seed": 11}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
+    """`jupyter server` with the extension, the test checkpoint as its default model, and its own dirs."""
+    home = tmp_path_factory.mktemp("jupyter")
+    runtime = home / "runtime"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_CONFIG_DIR": str(home / "config"), "YIPYAP_SETTINGS_PATH": str(home / "settings.json"),
+        "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(home / "hf"), "OMP_NUM_THREADS": "1",
+    }
+    token = secrets.token_hex(16)
+    log = home / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={free_port()}", "--ip=127.0.0.1",
+         f"--ServerApp.root_dir={home}", "--ServerApp.base_url=/base/", f"--IdentityProvider.token={token}",
+         "--ServerApp.jpserver_extensions={'yipyap_jupyter': True}",
+         f"--DiffusionLLMApp.default_model={tiny_llada_dir}", "--DiffusionLLMApp.rate_limit_per_minute=0",
+         "--DiffusionLLMApp.preload=True"],
+        env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (runtime.exists() and running_servers(runtime)):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"jupyter server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        server = ServerInfo.from_runtime(running_servers(runtime)[0])
+        backend = ServerBackend(server)
+        while not backend.available():
+            assert time.monotonic() < deadline, "the extension never answered"
+            time.sleep(0.2)
+        yield server, runtime, home
+    finally:
+        process.kill()  # a throwaway server: nothing in its temporary dirs needs a clean shutdown
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def remote(jupyter) -> DiffusionClient:
+    return DiffusionClient("server", server=jupyter[0])
+
+
+def test_both_backends_yield_identical_events(remote: DiffusionClient, client: DiffusionClient, tiny_llada_dir) -> None:
+    client.load(str(tiny_llada_dir), "cpu")
+    remote.load(str(tiny_llada_dir), "cpu")
+    for stream in ("stream_generate", "stream_infill"):
+        args = ("once upon a time",) if stream == "stream_generate" else ("def f ( x ) :", "return x")
+        local = list(getattr(client, stream)(*args, **REQUEST))
+        served = list(getattr(remote, stream)(*args, **REQUEST))
+        timeless = lambda e: e.model_dump(exclude={"generation_time"})  # noqa: E731
+        assert [e.type for e in served] == [e.type for e in local] == ["status", "step", "step", "step", "step", "complete"]
+        assert [timeless(e) for e in served] == [timeless(e) for e in local]
+
+
+def test_models_settings_and_errors_over_http(remote: DiffusionClient, jupyter, tiny_llada_dir) -> None:
+    assert remote.backend.name == "server"
+    assert remote.current().id == str(tiny_llada_dir)
+    assert {"tiny", "llada-8b-instruct", str(tiny_llada_dir)} <= {m.id for m in remote.models()}
+    remote.unload()
+    assert remote.current() is None
+    assert remote.generate("the cat", **REQUEST).model == str(tiny_llada_dir)  # the server loads its default
+    with pytest.raises(ModelUnavailableError):
+        remote.load("no-such-model")
+    with pytest.raises(ValidationError, match="max_new_tokens"):
+        remote.generate("the cat", max_new_tokens=0)
+    assert remote.update_settings(max_new_tokens=20, auto_trim=False).max_new_tokens == 20
+    assert SettingsStore(jupyter[2] / "settings.json").load().auto_trim is False
+    with pytest.raises(ValidationError):
+        remote.update_settings(max_new_tokens=5000)
+    assert remote.settings().max_new_tokens == 20
+    remote.update_settings(max_new_tokens=64, auto_trim=True)
+    with pytest.raises(NetworkError, match="refused this kernel's token"):
+        ServerBackend(ServerInfo(url=jupyter[0].url, token="wrong")).models()
+
+
+def test_cancel_closes_the_stream_and_the_server_stays_usable(remote: DiffusionClient) -> None:
+    cancel = StreamCancel()
+    first_step = threading.Event()
+    outcome: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for event in remote.stream_generate("the cat", cancel=cancel, max_new_tokens=1024, steps=1024, seed=1):
+                if event.type == "step":
+                    first_step.set()
+        except BaseException as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    assert first_step.wait(120)
+    cancel.cancel()
+    reader.join(120)
+    assert not reader.is_alive() and isinstance(outcome[0], GenerationCancelled)
+    assert remote.generate("the dog", **REQUEST).steps == 4
+
+
+def test_auto_finds_the_server_through_its_runtime_file(jupyter, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, runtime, _ = jupyter
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JPY_PARENT_PID", str(server.pid))  # as if the server had launched this kernel
+    assert find_server() == server
+    assert DiffusionClient("auto").backend.name == "server"
+    monkeypatch.delenv("JPY_PARENT_PID")
+    assert find_server() is None
+    assert DiffusionClient("auto").backend.name == "local"
+    with pytest.raises(NetworkError, match="no Jupyter server found"):
+        DiffusionClient("server").models()
+    dead = ServerInfo(url=f"http://127.0.0.1:{free_port()}/", token="x")
+    assert DiffusionClient("auto", server=dead).backend.name == "local"
