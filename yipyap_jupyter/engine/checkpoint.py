@@ -10,77 +10,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import ModelLoadingError, ModelUnavailableError
+from ..errors import ModelLoadingError
 from .config import DreamConfig, LLaDAConfig
 from .dream import DreamModel
+from .layout import CONFIG_FILE, WEIGHTS_FILE, read_config, weight_files
 from .llada import LLaDAModel
-
-Family = Literal["llada", "dream", "dreamon"]
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
-EXPAND_TOKEN = "<|expand|>"
-
-
-def read_config(directory: Path) -> dict[str, Any]:
-    """The raw `config.json` of a checkpoint directory."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise ModelUnavailableError(f"no {CONFIG_FILE} in {directory}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadingError(f"unreadable {CONFIG_FILE} in {directory}: {exc}") from None
-
-
-def _has_expand_token(directory: Path) -> bool:
-    for name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):
-        path = directory / name
-        if path.is_file() and EXPAND_TOKEN in path.read_text(encoding="utf-8", errors="ignore"):
-            return True
-    return False
-
-
-def detect_family(directory: Path | str) -> Family:
-    """LLaDA or Dream from `model_type`; DreamOn is a Dream checkpoint whose tokenizer has `<|expand|>`."""
-    directory = Path(directory)
-    model_type = str(read_config(directory).get("model_type", "")).lower()
-    if model_type == "llada":
-        return "llada"
-    if model_type == "dream":
-        return "dreamon" if _has_expand_token(directory) else "dream"
-    raise ModelLoadingError(f"unsupported model_type {model_type!r} in {directory} (expected 'llada' or 'Dream')")
-
 
 def build_network(config: dict[str, Any]) -> nn.Module:
     """An uninitialised network for a raw config dict (parameters on the current default device)."""
     if str(config.get("model_type", "")).lower() == "llada":
         return LLaDAModel(LLaDAConfig.from_dict(config))
     return DreamModel(DreamConfig.from_dict(config))
-
-
-def _weight_files(directory: Path) -> list[Path]:
-    index = directory / INDEX_FILE
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise ModelLoadingError(f"unreadable {INDEX_FILE}: {exc}") from None
-        files = [directory / name for name in sorted(set(weight_map.values()))]
-    else:
-        files = [directory / WEIGHTS_FILE]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise ModelUnavailableError(f"weight files missing from {directory}: {', '.join(missing)}")
-    return files
 
 
 def _dtype_of(config: dict[str, Any]) -> torch.dtype:
@@ -105,7 +52,7 @@ def load_network(
     expected = {name: tensor.shape for name, tensor in network.state_dict().items()}
     state: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
-    for path in _weight_files(directory):
+    for path in weight_files(directory):
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as shard:
                 for name in shard.keys():
@@ -119,7 +66,7 @@ def load_network(
                             f"config expects {tuple(expected[name])}"
                         )
                     state[name] = tensor.to(dtype)
-        except ModelLoadingError:
+        except (ModelLoadingError, torch.OutOfMemoryError):
             raise
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise ModelLoadingError(f"corrupt weight file {path.name}: {exc}") from None

@@ -19,11 +19,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import ModelUnavailableError, NetworkError
+from .layout import CONFIG_FILE, checkpoint_files, detect_family, has_expand_token
 from .specs import KNOWN_MODELS, ModelSpec, spec_for_local
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
 #: What a download fetches: weights, configs and tokenizer files (no remote code, no duplicate .bin weights).
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 #: A safetensors header larger than this is a corrupt file, not a header.
@@ -76,23 +74,6 @@ def hub_offline() -> bool:
         if flag is not None:
             return flag
     return bool(constants.HF_HUB_OFFLINE)
-
-
-def checkpoint_files(directory: Path) -> tuple[list[Path], list[str]]:
-    """The config and weight files a checkpoint directory needs: (present, missing names)."""
-    needed = [directory / CONFIG_FILE]
-    index = directory / INDEX_FILE
-    if index.is_file():
-        needed.append(index)
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError):
-            shards = []  # unreadable index: loading reports it as a model_loading error
-        needed += [directory / name for name in shards]
-    else:
-        needed.append(directory / WEIGHTS_FILE)
-    present = [path for path in needed if path.is_file()]
-    return present, [path.name for path in needed if not path.is_file()]
 
 
 def safetensors_parameters(files: list[Path]) -> int | None:
@@ -271,6 +252,5 @@ class ModelRegistry:
         _, missing = checkpoint_files(directory)
         if missing:
             raise ModelUnavailableError(f"{directory} is not a complete checkpoint (missing {', '.join(missing[:3])})")
-        from .checkpoint import _has_expand_token, detect_family
 
-        return spec_for_local(str(directory), detect_family(directory), has_expand=_has_expand_token(directory))
+        return spec_for_local(str(directory), detect_family(directory), has_expand=has_expand_token(directory))

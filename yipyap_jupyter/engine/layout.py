@@ -1,0 +1,77 @@
+"""The on-disk layout of a checkpoint directory, readable without importing torch.
+
+`config.json` plus `model.safetensors`, or shards listed in
+`model.safetensors.index.json`; the tokenizer files beside them. The registry
+lists models with this module alone; `checkpoint` uses it to load them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ModelLoadingError, ModelUnavailableError
+
+Family = Literal["llada", "dream", "dreamon"]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+EXPAND_TOKEN = "<|expand|>"
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The raw `config.json` of a checkpoint directory."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelUnavailableError(f"no {CONFIG_FILE} in {directory}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadingError(f"unreadable {CONFIG_FILE} in {directory}: {exc}") from None
+
+
+def has_expand_token(directory: Path) -> bool:
+    """Whether the tokenizer beside the weights knows `<|expand|>` (DreamOn-style variable-length infilling)."""
+    for name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):
+        path = Path(directory) / name
+        if path.is_file() and EXPAND_TOKEN in path.read_text(encoding="utf-8", errors="ignore"):
+            return True
+    return False
+
+
+def detect_family(directory: Path | str) -> Family:
+    """LLaDA or Dream from `model_type`; DreamOn is a Dream checkpoint whose tokenizer has `<|expand|>`."""
+    directory = Path(directory)
+    model_type = str(read_config(directory).get("model_type", "")).lower()
+    if model_type == "llada":
+        return "llada"
+    if model_type == "dream":
+        return "dreamon" if has_expand_token(directory) else "dream"
+    raise ModelLoadingError(f"unsupported model_type {model_type!r} in {directory} (expected 'llada' or 'Dream')")
+
+
+def checkpoint_files(directory: Path) -> tuple[list[Path], list[str]]:
+    """The config and weight files a checkpoint directory needs: (present, missing names)."""
+    needed = [directory / CONFIG_FILE]
+    index = directory / INDEX_FILE
+    if index.is_file():
+        needed.append(index)
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            raise ModelLoadingError(f"unreadable {INDEX_FILE} in {directory}") from None
+        needed += [directory / name for name in shards]
+    else:
+        needed.append(directory / WEIGHTS_FILE)
+    present = [path for path in needed if path.is_file()]
+    return present, [path.name for path in needed if not path.is_file()]
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The safetensors files to read, all present (else ModelUnavailableError naming the missing ones)."""
+    present, missing = checkpoint_files(directory)
+    if missing:
+        raise ModelUnavailableError(f"files missing from {directory}: {', '.join(missing)}")
+    return [path for path in present if path.name.endswith(".safetensors")]
