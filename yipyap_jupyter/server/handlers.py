@@ -100,9 +100,13 @@ class DiffusionHandler(APIHandler):
         self.finish(json.dumps(payload, ensure_ascii=False))
 
     def rate_limit(self) -> None:
-        """Spend one token of this client's bucket (user + remote address) or answer 429."""
+        """Spend one token of this client's bucket (user + remote address) or answer 429.
+
+        Jupyter invents a new anonymous user for every token-authenticated request, so
+        the holder of the server token counts as one user.
+        """
         user = self.current_user
-        name = getattr(user, "username", None) or str(user)
+        name = "token" if self.token_authenticated else (getattr(user, "username", None) or str(user))
         self.state.limiter.acquire(f"{name}|{self.request.remote_ip}")
 
     # -- errors -----------------------------------------------------------------------

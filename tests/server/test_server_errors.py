@@ -1,0 +1,140 @@
+"""Every error category with its HTTP status, as a JSON body and as an SSE `error` frame."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import torch
+from server_helpers import as_json, sse_events
+from tornado.httpclient import HTTPClientError
+
+from yipyap_jupyter.engine.checkpoint import save_checkpoint
+from yipyap_jupyter.engine.config import LLaDAConfig
+from yipyap_jupyter.engine.llada import LLaDAModel
+from yipyap_jupyter.engine.specs import TINY_TOKENS
+
+
+async def refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict]:
+    with pytest.raises(HTTPClientError) as raised:
+        await jp_fetch("api", "diffusion", *parts, **kwargs)
+    response = raised.value.response
+    assert response.headers["Content-Type"].startswith("application/json")
+    return raised.value.code, json.loads(response.body)
+
+
+def post(body: object) -> dict:
+    return {"method": "POST", "body": body if isinstance(body, str) else json.dumps(body)}
+
+
+async def test_validation_is_400(jp_fetch) -> None:
+    for parts, kwargs in [
+        (("generate",), post("{not json")),
+        (("generate",), post({"prompt": "x", "colour": "red"})),
+        (("generate",), post({"prompt": "   "})),
+        (("generate",), post(["a", "list"])),
+        (("infill",), post({"prefix": "a", "length": 2000})),
+        (("generate", "stream"), post({"prompt": "x", "steps": -1})),  # refused before the stream opens
+        (("models", "tiny", "load"), post({"device": "tpu"})),
+        (("settings",), {"method": "PUT", "body": json.dumps({"preferred_device": "abacus"})}),
+        (("metrics",), {"params": {"recent": "many"}}),
+    ]:
+        code, body = await refused(jp_fetch, *parts, **kwargs)
+        assert (code, body["error_type"], body["retryable"]) == (400, "validation", False), (parts, body)
+        assert set(body) == {"error_type", "message", "retryable"}
+
+
+async def test_engine_validation_in_a_stream_is_an_error_frame(jp_fetch) -> None:
+    response = await jp_fetch("api", "diffusion", "generate", "stream",
+                              **post({"prompt": "x", "max_new_tokens": 10, "block_length": 3}))
+    events = sse_events(response.body)
+    assert events[0]["type"] == "status" and events[-1]["type"] == "error"
+    assert events[-1]["error_type"] == "validation" and "block_length" in events[-1]["message"]
+
+
+async def test_unknown_model_is_404(jp_fetch) -> None:
+    for parts in (("models", "gpt-9", "load"), ("models", "gpt-9", "download")):
+        code, body = await refused(jp_fetch, *parts, **post({}))
+        assert (code, body["error_type"]) == (404, "model_unavailable")
+    code, body = await refused(jp_fetch, "models", "dream-v0-instruct-7b", "load", **post({}))
+    assert code == 404 and "not in" in body["message"]  # known, but not in the cache
+
+
+@pytest.mark.parametrize("yipyap_traits", [{"default_model": ""}], indirect=True)
+async def test_no_model_loaded_is_409(jp_fetch) -> None:
+    code, body = await refused(jp_fetch, "generate", **post({"prompt": "x"}))
+    assert (code, body["error_type"]) == (409, "model_unavailable")
+    events = sse_events((await jp_fetch("api", "diffusion", "infill", "stream", **post({"prefix": "x"}))).body)
+    assert events[-1]["type"] == "error" and events[-1]["error_type"] == "model_unavailable"
+
+
+async def test_corrupt_checkpoint_is_500_and_the_previous_model_still_answers(
+    jp_fetch, http_server_client, jp_base_url: str, jp_auth_header: dict, tiny_llada_dir: Path, tmp_path: Path
+) -> None:
+    await jp_fetch("api", "diffusion", "generate", **post({"prompt": "x", "max_new_tokens": 4, "steps": 2}))
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_llada_dir, corrupt)
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    url = f"{jp_base_url}api/diffusion/models/{quote(str(corrupt), safe='')}/load"
+    with pytest.raises(HTTPClientError) as raised:
+        await http_server_client.fetch(url, method="POST", body="{}", headers=jp_auth_header)
+    body = json.loads(raised.value.response.body)
+    assert (raised.value.code, body["error_type"]) == (500, "model_loading")
+    assert as_json(await jp_fetch("api", "diffusion", "models", "current"))["id"] == str(tiny_llada_dir)
+    done = as_json(await jp_fetch("api", "diffusion", "generate", **post({"prompt": "x", "max_new_tokens": 4,
+                                                                        "steps": 2})))
+    assert done["model_used"] == str(tiny_llada_dir)
+
+
+async def test_timeout_is_504_and_a_timeout_frame(jp_fetch) -> None:
+    slow = {"prompt": "x", "max_new_tokens": 256, "steps": 256, "timeout": 0.001}
+    code, body = await refused(jp_fetch, "generate", **post(slow))
+    assert (code, body["error_type"], body["retryable"]) == (504, "timeout", True)
+    events = sse_events((await jp_fetch("api", "diffusion", "generate", "stream", **post(slow))).body)
+    assert events[-1] == {"type": "error", "error_type": "timeout", "message": body["message"], "retryable": True}
+
+
+@pytest.fixture
+def mismatched_dir(tmp_path: Path) -> Path:
+    """Weights for a 6-token vocabulary next to a tokenizer with many more: loads, then fails mid-run."""
+    from checkpoints import save_tokenizer
+
+    directory = tmp_path / "mismatched"
+    vocab = save_tokenizer(directory, TINY_TOKENS)
+    config = LLaDAConfig(d_model=16, n_heads=2, n_layers=1, mlp_hidden_size=32, vocab_size=6, max_sequence_length=64,
+                         mask_token_id=vocab[TINY_TOKENS.mask], eos_token_id=vocab[TINY_TOKENS.eos])
+    torch.manual_seed(0)
+    return save_checkpoint(LLaDAModel(config), directory)
+
+
+@pytest.fixture
+def yipyap_traits(request: pytest.FixtureRequest) -> dict:
+    """As in conftest, and a test that asks for `mismatched_dir` gets it as the default model."""
+    traits = dict(getattr(request, "param", {}))
+    if "mismatched_dir" in request.fixturenames:
+        traits["default_model"] = str(request.getfixturevalue("mismatched_dir"))
+    return traits
+
+
+async def test_generation_failure_is_500_generation(jp_fetch, mismatched_dir: Path) -> None:
+    code, body = await refused(jp_fetch, "generate", **post({"prompt": "the cat sat on the mat", "max_new_tokens": 4,
+                                                             "steps": 2}))
+    assert (code, body["error_type"], body["retryable"]) == (500, "generation", True)
+    assert "the cat sat" not in body["message"]
+
+
+@pytest.mark.parametrize("yipyap_traits", [{"rate_limit_per_minute": 1.0, "rate_limit_burst": 2}], indirect=True)
+async def test_rate_limit_is_429_with_retry_after(jp_fetch) -> None:
+    quick = post({"prompt": "x", "max_new_tokens": 2, "steps": 1})
+    for _ in range(2):
+        await jp_fetch("api", "diffusion", "generate", "stream", **quick)
+    code, body = await refused(jp_fetch, "generate", "stream", **quick)
+    assert (code, body["error_type"], body["retryable"]) == (429, "network", True)
+    with pytest.raises(HTTPClientError) as again:
+        await jp_fetch("api", "diffusion", "infill", "stream", **post({"prefix": "x"}))
+    assert int(again.value.response.headers["Retry-After"]) >= 1
+    await jp_fetch("api", "diffusion", "generate", **quick)  # non-streaming routes are not limited

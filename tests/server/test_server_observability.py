@@ -1,0 +1,108 @@
+"""Logs, metrics and redaction, and a client disconnect stopping its generation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from server_helpers import sse_events
+from tornado.httpclient import HTTPClientError
+
+CANARY = "CANARY-7d41e9 zebra quartz"
+
+
+def post(body: object) -> dict:
+    return {"method": "POST", "body": json.dumps(body)}
+
+
+async def test_canary_prompt_never_leaves_the_request(jp_fetch, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    answers: list[bytes] = []
+    answers.append((await jp_fetch("api", "diffusion", "generate",
+                                   **post({"prompt": CANARY, "max_new_tokens": 4, "steps": 2}))).body)
+    stream = await jp_fetch("api", "diffusion", "generate", "stream",
+                            **post({"prompt": CANARY, "max_new_tokens": 4, "steps": 2}))
+    answers.append(stream.body)
+    answers.append((await jp_fetch("api", "diffusion", "infill", "stream",
+                                   **post({"prefix": CANARY, "suffix": CANARY, "length": 3}))).body)
+    for bad in ({"prompt": CANARY, "bogus": 1}, {"prompt": CANARY, "steps": 0}, {"prompt": CANARY, "timeout": 1e-9},
+                {"prompt": CANARY, "model": "no-such-model"}):
+        with pytest.raises(HTTPClientError) as refused:
+            await jp_fetch("api", "diffusion", "generate", **post(bad))
+        answers.append(refused.value.response.body)
+    with pytest.raises(HTTPClientError) as refused:
+        await jp_fetch("api", "diffusion", "generate", method="POST", body='{"prompt": "' + CANARY + '", oops}')
+    answers.append(refused.value.response.body)
+
+    logs = tmp_path / "yipyap-logs"
+    structured = (logs / "structured.log").read_text()
+    backend = (logs / "backend.log").read_text()
+    database = b"".join(p.read_bytes() for p in tmp_path.glob("metrics.sqlite*"))
+    for place, text in [("structured.log", structured), ("backend.log", backend), ("captured logs", caplog.text),
+                        ("metrics DB", database.decode("latin-1"))] + [("answer", a.decode()) for a in answers]:
+        assert CANARY not in text, place
+        assert "CANARY-7d41e9" not in text, place
+
+    records = [json.loads(line) for line in structured.splitlines()]
+    assert all({"timestamp", "level", "logger", "message", "correlation_id"} <= set(r) for r in records)
+    stream_id = stream.headers["X-Correlation-ID"]
+    mine = [r["message"] for r in records if r["correlation_id"] == stream_id]
+    assert any(m.startswith("stream generate/stream started") for m in mine)
+    assert any(re.match(r"stream generate/stream ended \(complete\) after [0-9.]+ s", m) for m in mine)
+    assert any(m == "generate finished" for m in mine)  # logged by the service, on a worker thread
+    assert f"[{stream_id}]" in backend
+
+
+@pytest.fixture(scope="module")
+def slow_llada_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wider than the shared tiny checkpoint, so a long generation takes a while on one thread."""
+    from checkpoints import make_llada_checkpoint
+
+    return make_llada_checkpoint(tmp_path_factory.mktemp("llada-slow"), n_layers=4, d_model=128)
+
+
+@pytest.fixture
+def yipyap_traits(slow_llada_dir: Path) -> dict:
+    return {"default_model": str(slow_llada_dir)}
+
+
+async def test_disconnect_cancels_the_generation(jp_fetch, jp_http_port: int, jp_base_url: str,
+                                                 jp_auth_header: dict, tmp_path: Path) -> None:
+    await jp_fetch("api", "diffusion", "models", "current")  # the server is listening
+    total = 448
+    body = json.dumps({"prompt": "once upon a time", "max_new_tokens": total, "steps": total}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    head = (f"POST {jp_base_url}api/diffusion/generate/stream HTTP/1.1\r\nHost: 127.0.0.1:{jp_http_port}\r\n"
+            f"Authorization: {jp_auth_header['Authorization']}\r\nContent-Type: application/json\r\n"
+            f"X-Correlation-ID: leaving-early\r\nContent-Length: {len(body)}\r\n\r\n")
+    writer.write(head.encode() + body)
+    await writer.drain()
+    received = b""
+    while b'"type": "step"' not in received:
+        chunk = await reader.read(65536)
+        assert chunk, received
+        received += chunk
+    writer.close()
+
+    log = tmp_path / "yipyap-logs" / "structured.log"
+    for _ in range(600):  # wait for the handler to finish (it waits for the worker first)
+        ended = [json.loads(line) for line in log.read_text().splitlines() if "ended" in line]
+        if any(r["correlation_id"] == "leaving-early" for r in ended):
+            break
+        await asyncio.sleep(0.05)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    mine = [r["message"] for r in records if r["correlation_id"] == "leaving-early"]
+    assert any(m.startswith("stream generate/stream ended (cancelled)") for m in mine), mine
+    stopped = [int(m.rsplit(" ", 1)[1]) for m in mine if m.startswith("generate cancelled at step")]
+    assert stopped and stopped[0] < total, mine
+    with sqlite3.connect(tmp_path / "metrics.sqlite") as db:
+        row = db.execute("SELECT error_type, stream FROM requests WHERE correlation_id = 'leaving-early'").fetchone()
+    assert row == ("cancelled", 1)
+    after = sse_events((await jp_fetch("api", "diffusion", "generate", "stream",
+                                       **post({"prompt": "x", "max_new_tokens": 4, "steps": 2}))).body)
+    assert after[-1]["type"] == "complete"  # the model's turn was given back
