@@ -116,7 +116,7 @@ def dream_sample(
         yield SamplerStep(
             step=i + 1,
             total_steps=steps,
-            canvas=x[0].cpu(),
+            canvas=x[0].to("cpu", copy=True),
             changed=changed.cpu(),
             confidences=token_prob.float().cpu(),
             span=(start, end),

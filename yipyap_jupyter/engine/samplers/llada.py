@@ -163,7 +163,7 @@ def llada_sample(
             yield SamplerStep(
                 step=step,
                 total_steps=steps,
-                canvas=x[0].cpu(),
+                canvas=x[0].to("cpu", copy=True),
                 changed=changed.cpu(),
                 confidences=x0_p[0, changed].float().cpu(),
                 span=(start, end),

@@ -9,10 +9,10 @@ So the middle shrinks and grows until no mask is left, never beyond
 the expand token is blocked once the canvas is at its maximum length or the
 budget is spent.
 
-DreamOn's reference pads the canvas to its maximum length and hides the
-padding with an attention mask (position ids 0.. inside the window). The
-network here is run on the window alone, which gives the same logits for every
-position in it.
+As in DreamOn, the network always sees the canvas padded to its maximum
+length, with an attention mask over the current window and position ids
+counting inside it; the same shapes give the same logits as the reference to
+the last bit, so greedy runs reproduce it token for token.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def variable_infill(
     total_steps = 2 * max_gen_len + 2 * expand_budget
 
     x = canvas[0].to(network_device(network, canvas.device)).clone()
+    slots = torch.arange(max_length, device=x.device)[None]
     for step in range(1, total_steps + 1):
         mask_index = x == mask_id
         if not mask_index.any():
@@ -106,11 +107,15 @@ def variable_infill(
         if cancel is not None:
             cancel.raise_if_cancelled(step)
 
-        logits = network(x[None])[0]
+        window = x.numel()
+        padded = torch.cat([x, x.new_full((max_length - window,), delete_id)])[None]
+        attention_mask = slots < window
+        position_ids = torch.where(attention_mask, slots, 1)
+        logits = network(padded, attention_mask=attention_mask, position_ids=position_ids)[0, :window]
         if shift_logits:
             logits = torch.cat([logits[:1], logits[:-1]])
         mask_logits = logits[mask_index]
-        if x.numel() == max_length or expand_budget == 0:
+        if window == max_length or expand_budget == 0:
             mask_logits[:, expand_id] -= 1e9
 
         confidence, x0, token_prob = sample_tokens(
@@ -145,7 +150,7 @@ def variable_infill(
         yield SamplerStep(
             step=step,
             total_steps=total_steps,
-            canvas=x.cpu(),
+            canvas=x.to("cpu", copy=True),
             changed=new_index[positions[ordinary]].cpu(),
             confidences=token_prob[ordinary].float().cpu(),
             span=(start, end),

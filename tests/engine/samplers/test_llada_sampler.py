@@ -1,0 +1,159 @@
+"""LLaDA sampler: schedule, blocks, remasking order, CFG, end-token options, seeds, cancellation, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits
+
+from yipyap_jupyter.engine.samplers.base import CancelToken, make_generator
+from yipyap_jupyter.engine.samplers.llada import llada_sample, num_transfer_tokens
+from yipyap_jupyter.errors import GenerationCancelled, ValidationError
+
+PROMPT = [1, 2, 3, 4]
+
+
+def _canvas(n_masks: int, suffix: tuple[int, ...] = ()) -> torch.Tensor:
+    return torch.tensor([[*PROMPT, *[MASK] * n_masks, *suffix]])
+
+
+def test_linear_schedule_gives_the_remainder_to_the_first_steps() -> None:
+    assert num_transfer_tokens(8, 3) == [3, 3, 2]
+    assert num_transfer_tokens(8, 8) == [1] * 8
+    assert num_transfer_tokens(3, 5) == [1, 1, 1, 0, 0]
+
+
+def test_one_step_per_planned_step_committing_the_scheduled_count(tiny_llada) -> None:
+    steps = list(llada_sample(tiny_llada, _canvas(8), mask_id=MASK, steps=3, block_length=8))
+    assert [s.step for s in steps] == [1, 2, 3]
+    assert all(s.total_steps == 3 and s.span == (4, 12) for s in steps)
+    assert [len(s.changed) for s in steps] == [3, 3, 2]
+    assert [len(s.confidences) for s in steps] == [3, 3, 2]
+    masks_left = [int((s.canvas == MASK).sum()) for s in steps]
+    assert masks_left == [5, 2, 0]  # each step's canvas is its own snapshot
+
+
+def test_blocks_fill_left_to_right(tiny_llada) -> None:
+    steps = list(llada_sample(tiny_llada, _canvas(8), mask_id=MASK, steps=4, block_length=4))
+    first_block, second_block = set(range(4, 8)), set(range(8, 12))
+    assert [len(s.changed) for s in steps] == [2, 2, 2, 2]
+    assert set(torch.cat([s.changed for s in steps[:2]]).tolist()) == first_block
+    assert set(torch.cat([s.changed for s in steps[2:]]).tolist()) == second_block
+    assert (steps[1].canvas[8:12] == MASK).all()
+
+
+def test_low_confidence_commits_the_most_probable_predictions_first() -> None:
+    logits = torch.zeros(1, 8, VOCAB)
+    for position, strength in zip(range(4, 8), (5.0, 9.0, 7.0, 3.0)):
+        logits[0, position, 2] = strength
+    steps = list(llada_sample(FixedLogits(logits), _canvas(4), mask_id=MASK, steps=4, block_length=4))
+    assert [s.changed.tolist() for s in steps] == [[5], [6], [4], [7]]
+    confidences = [float(s.confidences[0]) for s in steps]
+    assert confidences == sorted(confidences, reverse=True)
+    assert steps[-1].canvas[4:].tolist() == [2, 2, 2, 2]
+
+
+def test_committed_tokens_are_never_remasked_and_prompt_and_suffix_stay(tiny_llada) -> None:
+    suffix = (7, 8, 9)
+    steps = list(
+        llada_sample(tiny_llada, _canvas(6, suffix), mask_id=MASK, steps=6, block_length=3, temperature=1.0,
+                     remasking="random", generator=make_generator(3, "cpu"))
+    )
+    committed: dict[int, int] = {}
+    for s in steps:
+        assert s.canvas[:4].tolist() == PROMPT and s.canvas[-3:].tolist() == list(suffix)
+        for position, token in committed.items():
+            assert int(s.canvas[position]) == token
+        committed.update({int(p): int(s.canvas[p]) for p in s.changed})
+    assert sorted(committed) == list(range(4, 10))
+    assert MASK not in steps[-1].canvas.tolist()
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+def test_a_seed_fixes_the_sample_and_another_seed_changes_it(tiny_llada, remasking: str) -> None:
+    def run(seed: int) -> list[int]:
+        steps = llada_sample(tiny_llada, _canvas(16), mask_id=MASK, steps=8, block_length=8, temperature=1.0,
+                             remasking=remasking, generator=make_generator(seed, "cpu"))
+        return list(steps)[-1].canvas.tolist()
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_classifier_free_guidance_masks_the_prompt_and_suffix_in_the_unconditional_pass() -> None:
+    # conditional row prefers token 0 (1.0 vs 0.9); unconditional row prefers 0 more (1.0 vs 0.5);
+    # guided = un + 2 (cond - un) turns that around: token 1 scores 1.3, token 0 stays 1.0
+    class TwoRows(FixedLogits):
+        def forward(self, input_ids, attention_mask=None, position_ids=None):
+            self.inputs.append(input_ids.clone())
+            out = torch.zeros(input_ids.shape[0], input_ids.shape[1], VOCAB)
+            out[0, :, 0], out[0, :, 1] = 1.0, 0.9
+            if input_ids.shape[0] == 2:
+                out[1, :, 0], out[1, :, 1] = 1.0, 0.5
+            return out
+
+    network = TwoRows(torch.zeros(0))
+    canvas = _canvas(2, (7,))
+    guided = list(llada_sample(network, canvas, mask_id=MASK, steps=2, block_length=2, cfg_scale=1.0))
+    cond, uncond = network.inputs[0]
+    assert torch.equal(cond, canvas[0])
+    assert uncond.tolist() == [MASK] * 7
+    assert guided[-1].canvas[4:6].tolist() == [1, 1]
+    plain = list(llada_sample(network, canvas, mask_id=MASK, steps=2, block_length=2))
+    assert plain[-1].canvas[4:6].tolist() == [0, 0]
+
+
+def test_end_token_options() -> None:
+    # position 4 predicts EOS (p 0.98, runner-up token 3), position 5 EoT (p 0.96), position 6 token 2 (p 0.78)
+    logits = torch.zeros(1, 7, VOCAB)
+    logits[0, 4, EOS] = 9.0
+    logits[0, 4, 3] = 5.0
+    logits[0, 5, EOT] = 6.0
+    logits[0, 6, 2] = 4.0
+    network = FixedLogits(logits)
+    kwargs = dict(mask_id=MASK, steps=3, block_length=3, eos_id=EOS, eot_id=EOT)
+
+    plain = list(llada_sample(network, _canvas(3), **kwargs))
+    assert plain[0].changed.tolist() == [4] and int(plain[0].canvas[4]) == EOS
+
+    late = list(llada_sample(network, _canvas(3), confidence_eos_eot_inf=True, **kwargs))
+    assert late[0].changed.tolist() == [6]
+    assert {int(s.changed[0]) for s in late[1:]} == {4, 5}
+    assert [float(s.confidences[0]) for s in late[1:]] == [0.0, 0.0]
+    assert late[-1].canvas[4:].tolist() == [EOS, EOT, 2]
+
+    no_eos = list(llada_sample(network, _canvas(3), logits_eos_inf=True, **kwargs))
+    assert no_eos[-1].canvas[4:].tolist() == [3, EOT, 2]
+
+
+def test_cancel_stops_before_the_next_step(tiny_llada) -> None:
+    cancel = CancelToken()
+    steps = llada_sample(tiny_llada, _canvas(8), mask_id=MASK, steps=8, block_length=8, cancel=cancel)
+    assert next(steps).step == 1
+    cancel.cancel()
+    with pytest.raises(GenerationCancelled) as raised:
+        next(steps)
+    assert raised.value.step == 2
+
+
+@pytest.mark.parametrize(
+    ("canvas", "kwargs", "message"),
+    [
+        (_canvas(6), dict(steps=6, block_length=4), "block_length 4 does not divide"),
+        (_canvas(8), dict(steps=3, block_length=4), "divisible by the number of blocks"),
+        (_canvas(8), dict(steps=0, block_length=8), "steps must be"),
+        (_canvas(8), dict(steps=4, block_length=8, remasking="highest"), "remasking"),
+        (_canvas(8), dict(steps=4, block_length=8, temperature=-1.0), "temperature"),
+        (_canvas(8), dict(steps=4, block_length=8, cfg_scale=-0.5), "cfg_scale"),
+        (_canvas(8), dict(steps=4, block_length=8, logits_eos_inf=True), "eos_id"),
+        (_canvas(8), dict(steps=4, block_length=8, confidence_eos_eot_inf=True), "eos_id or eot_id"),
+        (torch.tensor([PROMPT]), dict(steps=4, block_length=4), "no mask"),
+        (torch.tensor([[MASK, 1, MASK]]), dict(steps=2, block_length=1), "contiguous"),
+        (torch.tensor([MASK, MASK]), dict(steps=2, block_length=2), "(1, L)"),
+        (torch.full((2, 4), MASK), dict(steps=2, block_length=2), "(1, L)"),
+        (torch.full((1, 4), float(MASK)), dict(steps=2, block_length=2), "integer"),
+    ],
+)
+def test_bad_arguments_are_validation_errors(tiny_llada, canvas, kwargs, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        next(llada_sample(tiny_llada, canvas, mask_id=MASK, **kwargs))
