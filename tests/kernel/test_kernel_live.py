@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,7 +55,8 @@ def of_type(messages: list[dict], kind: str) -> list[dict]:
 def test_live_display_updates_in_place_and_ends_empty(kernel) -> None:
     _, client = kernel
     messages = execute(client, "%%diffuse --seed 2 --steps 8 --max-new-tokens 16\nonce upon a time")
-    shown, updates, results = of_type(messages, "display_data"), of_type(messages, "update_display_data"), of_type(messages, "execute_result")
+    shown, updates = of_type(messages, "display_data"), of_type(messages, "update_display_data")
+    results = of_type(messages, "execute_result")
     assert of_type(messages, "error") == []
     assert len(shown) == 1 and shown[0]["data"] == {"text/plain": ""}
     display_id = shown[0]["transient"]["display_id"]

@@ -32,7 +32,7 @@ class ServerInfo:
     pid: int | None = None
 
     @classmethod
-    def from_runtime(cls, info: dict) -> "ServerInfo":
+    def from_runtime(cls, info: dict) -> ServerInfo:
         """From the JSON of a `jpserver-*.json` runtime file."""
         sock = info.get("sock") or None
         if sock:

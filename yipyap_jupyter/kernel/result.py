@@ -44,7 +44,7 @@ class DiffusionResult:
     frames: list[StepEvent] = field(default_factory=list, repr=False)
 
     @classmethod
-    def from_events(cls, complete: CompleteEvent, context: Context, frames: list[StepEvent]) -> "DiffusionResult":
+    def from_events(cls, complete: CompleteEvent, context: Context, frames: list[StepEvent]) -> DiffusionResult:
         return cls(
             text=complete.text,
             raw_text=complete.raw_text,

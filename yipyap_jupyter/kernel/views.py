@@ -46,7 +46,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> tuple[str, s
         "<tr>" + "".join(f'<td style="{CELL_STYLE}">{html.escape(c)}</td>' for c in row) + "</tr>" for row in rows
     )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     return f'<table style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>', "\n".join(lines)
 
 
@@ -59,8 +59,9 @@ class ModelTable:
         self.models = list(models)
 
     def rows(self) -> list[tuple[str, ...]]:
+        yes_no = {True: "yes", False: "no"}
         return [
-            (m.id, m.family, "yes" if m.cached else "no", "yes" if m.loaded else "no", m.device or "-", human_size(m.size_on_disk))
+            (m.id, m.family, yes_no[m.cached], yes_no[m.loaded], m.device or "-", human_size(m.size_on_disk))
             for m in self.models
         ]
 
@@ -94,7 +95,8 @@ class ModelView:
         return f"{describe_model(self.info)}  [{self.backend} backend]"
 
     def _repr_html_(self) -> str:
-        return f"<div>{html.escape(describe_model(self.info))} <small>[{html.escape(self.backend)} backend]</small></div>"
+        backend = f"<small>[{html.escape(self.backend)} backend]</small>"
+        return f"<div>{html.escape(describe_model(self.info))} {backend}</div>"
 
 
 class SettingsView:

@@ -65,7 +65,8 @@ class ModelSelectorPanel(Panel):
         self.model.options = [(model_label(m), m.id) for m in models]
         loaded = next((m for m in models if m.loaded), None)
         ids = [m.id for m in models]
-        self.model.value = chosen if chosen in ids else (loaded.id if loaded else (DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in ids else None))
+        fallback = loaded.id if loaded else (DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in ids else None)
+        self.model.value = chosen if chosen in ids else fallback
         self.status.value = footer_html(describe_model(loaded))
 
     def load(self) -> bool:
