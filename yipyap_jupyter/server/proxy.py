@@ -65,7 +65,8 @@ class ProxyHandler(DiffusionHandler):
 
     async def _relay(self, path: str) -> None:
         base = (self.state.proxy_url or "").rstrip("/")
-        url = f"{base}/api/diffusion/{path}" + (f"?{self.request.query}" if self.request.query else "")
+        raw_path = self.request.path[self.request.path.index("/api/diffusion/"):]  # still percent-encoded
+        url = base + raw_path + (f"?{self.request.query}" if self.request.query else "")
         headers = {"Authorization": f"token {self.state.proxy_token}", HEADER: self.correlation_id,
                    "Accept": self.request.headers.get("Accept", "*/*")}
         if self.request.body:
