@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_jupyter.jupyter_server import *  # the plugin's fixtures and hooks, for this folder only
 from traitlets.config import Config
 
-from pytest_jupyter.jupyter_server import *  # noqa: F403 - the plugin's fixtures and hooks, for this folder only
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> None:

@@ -36,7 +36,7 @@ class LoopbackHub:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @contextmanager
-    def running(self) -> Iterator["LoopbackHub"]:
+    def running(self) -> Iterator[LoopbackHub]:
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         thread.start()
         try:

@@ -115,8 +115,10 @@ async def test_settings_round_trip(jp_fetch, jp_config_dir: Path) -> None:
         await jp_fetch("api", "diffusion", "settings", method="PUT", body=json.dumps({"max_new_tokens": 5000}))
     assert refused.value.code == 400
     assert json.loads((jp_config_dir / "yipyap_jupyter" / "settings.json").read_text())["max_new_tokens"] == 12
-    done = as_json(await jp_fetch("api", "diffusion", "generate", method="POST", body=json.dumps({"prompt": "a"})))
-    assert len(done["history"][0].replace(" ", "")) >= 1 and done["raw_text"] is not None
+    streamed = await jp_fetch("api", "diffusion", "generate", "stream", method="POST",
+                              body=json.dumps({"prompt": "a", "steps": 3}))
+    first_step = next(e for e in sse_events(streamed.body) if e["type"] == "step")
+    assert len(first_step["pieces"]) == 12  # the saved max_new_tokens is the request's default
 
 
 async def test_correlation_id(jp_fetch) -> None:

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from yipyap_jupyter.errors import GenerationTimeoutError, NetworkError, ValidationError
-from yipyap_jupyter.service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent, event_from_dict
+from yipyap_jupyter.service.events import (
+    CompleteEvent,
+    ErrorEvent,
+    StatusEvent,
+    StepEvent,
+    event_from_dict,
+)
 
 EVENTS = [
     StatusEvent(message="queued: 1 request ahead"),

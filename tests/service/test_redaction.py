@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from yipyap_jupyter.service.correlation import choose_correlation_id, correlation_id, in_current_context
-from yipyap_jupyter.service.logs import configure_log_files, get_logger, remove_log_files
+from yipyap_jupyter.service.correlation import (
+    choose_correlation_id,
+    correlation_id,
+    in_current_context,
+)
+from yipyap_jupyter.service.logs import (
+    configure_log_files,
+    get_logger,
+    remove_log_files,
+)
 from yipyap_jupyter.service.redaction import redact, register_sensitive
 
 CANARY = "CANARY-redaction-51d2"

@@ -11,8 +11,18 @@ import pytest
 from yipyap_jupyter.engine.manager import DiffusionModelManager
 from yipyap_jupyter.engine.model import SamplingOptions
 from yipyap_jupyter.engine.samplers.base import CancelToken
-from yipyap_jupyter.errors import GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
-from yipyap_jupyter.service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
+from yipyap_jupyter.errors import (
+    GenerationCancelled,
+    GenerationError,
+    NoModelLoadedError,
+    ValidationError,
+)
+from yipyap_jupyter.service.events import (
+    CompleteEvent,
+    ErrorEvent,
+    StatusEvent,
+    StepEvent,
+)
 from yipyap_jupyter.service.postprocess import clean
 from yipyap_jupyter.service.service import DiffusionLLMService
 from yipyap_jupyter.settings import SettingsStore

@@ -103,7 +103,7 @@ class DiffusionLLMApp(ExtensionApp):
         try:
             info = service.load_model(model_id)
             log.info("preloaded %s on %s", info.id, info.device)
-        except Exception as error:  # a failed preload must not stop the server; requests will report it
+        except Exception as error:  # noqa: BLE001 - a failed preload must not stop the server; requests report it
             log.warning("preloading %s failed: %s", model_id, getattr(error, "message", type(error).__name__))
 
     async def stop_extension(self) -> None:

@@ -19,8 +19,19 @@ from typing import Any, TypeVar
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ..errors import DiffusionError, GenerationCancelled, GenerationError, RateLimitedError, ValidationError
-from ..service.correlation import HEADER, choose_correlation_id, correlation_id, in_current_context
+from ..errors import (
+    DiffusionError,
+    GenerationCancelled,
+    GenerationError,
+    RateLimitedError,
+    ValidationError,
+)
+from ..service.correlation import (
+    HEADER,
+    choose_correlation_id,
+    correlation_id,
+    in_current_context,
+)
 from ..service.logs import get_logger
 from ..service.redaction import register_sensitive
 from ..service.schemas import GenerateRequest, InfillRequest

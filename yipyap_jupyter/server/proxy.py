@@ -19,6 +19,7 @@ from ..service.correlation import HEADER
 from ..service.events import ErrorEvent
 from ..service.logs import get_logger
 from .handlers import DiffusionHandler
+from .sse import frame
 
 log = get_logger(__name__)
 
@@ -72,31 +73,33 @@ class ProxyHandler(DiffusionHandler):
         if self.request.body:
             headers["Content-Type"] = "application/json"
         started = False
+        content_type = "application/json"
         try:
-            async with httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT) as client:
-                async with client.stream(self.request.method or "GET", url, content=self.request.body or None,
-                                         headers=headers) as upstream:
-                    self.set_status(upstream.status_code)
-                    for name in RELAYED_HEADERS:
-                        if name in upstream.headers:
-                            self.set_header(name, upstream.headers[name])
-                    started = True
-                    failed_body = b""
-                    async for chunk in upstream.aiter_raw():
-                        if upstream.status_code >= 400:
-                            failed_body += chunk
-                        self.write(chunk)
-                        await self.flush()
+            async with httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT) as client, client.stream(
+                self.request.method or "GET", url, content=self.request.body or None, headers=headers
+            ) as upstream:
+                self.set_status(upstream.status_code)
+                for name in RELAYED_HEADERS:
+                    if name in upstream.headers:
+                        self.set_header(name, upstream.headers[name])
+                content_type = upstream.headers.get("Content-Type", content_type)
+                started = True
+                failed_body = b""
+                async for chunk in upstream.aiter_raw():
                     if upstream.status_code >= 400:
-                        self._error_type = _error_type_of(failed_body)
+                        failed_body += chunk
+                    self.write(chunk)
+                    await self.flush()
+                if upstream.status_code >= 400:
+                    self._error_type = _error_type_of(failed_body)
         except httpx.HTTPError as error:
             failure = NetworkError(f"the upstream diffusion server is unreachable ({type(error).__name__})")
             log.warning("proxy to %s failed: %s", base, type(error).__name__)
             if not started:
                 raise failure from None
             self._error_type = failure.error_type
-            self.write(f"data: {json.dumps(ErrorEvent.from_error(failure).model_dump())}\n\n")
-        self.finish(set_content_type=self._headers.get("Content-Type", "application/json"))
+            self.write(frame(ErrorEvent.from_error(failure)))
+        self.finish(set_content_type=content_type)
 
 
 def _error_type_of(body: bytes) -> str | None:

@@ -6,7 +6,7 @@ and nothing else, so they are the whole wire format of a generation.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, Field, TypeAdapter
@@ -71,7 +71,7 @@ class ErrorEvent(BaseModel):
     retryable: bool
 
     @classmethod
-    def from_error(cls, error: DiffusionError) -> "ErrorEvent":
+    def from_error(cls, error: DiffusionError) -> ErrorEvent:
         return cls(error_type=error.error_type, message=error.message, retryable=error.retryable)
 
     def to_error(self) -> DiffusionError:
@@ -92,7 +92,7 @@ _ERROR_CLASSES: dict[str, type[DiffusionError]] = {
     "network": NetworkError,
 }
 
-Event = Annotated[Union[StatusEvent, StepEvent, CompleteEvent, ErrorEvent], Field(discriminator="type")]
+Event = Annotated[StatusEvent | StepEvent | CompleteEvent | ErrorEvent, Field(discriminator="type")]
 
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 

@@ -44,7 +44,7 @@ class GenerateRequest(SamplingFields):
     prompt: str = Field(max_length=MAX_TEXT_CHARS)
 
     @model_validator(mode="after")
-    def _prompt_not_blank(self) -> "GenerateRequest":
+    def _prompt_not_blank(self) -> GenerateRequest:
         if not self.prompt.strip():
             raise ValueError("prompt must not be empty")
         return self
@@ -64,7 +64,7 @@ class InfillRequest(SamplingFields):
     variable: bool = False
 
     @model_validator(mode="after")
-    def _check(self) -> "InfillRequest":
+    def _check(self) -> InfillRequest:
         if not (self.prefix.strip() or self.suffix.strip()):
             raise ValueError("prefix and suffix must not both be empty")
         if self.variable and self.length is not None:

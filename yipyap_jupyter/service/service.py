@@ -22,10 +22,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..constants import DEFAULT_MODEL_ID
-from ..errors import DiffusionError, GenerationCancelled, GenerationError, GenerationTimeoutError
+from ..errors import (
+    DiffusionError,
+    GenerationCancelled,
+    GenerationError,
+    GenerationTimeoutError,
+)
 from ..settings import SettingsStore, UserSettings
 from .correlation import correlation_id, in_current_context
-from .events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
+from .events import CompleteEvent, ErrorEvent, Event, StatusEvent
 from .frames import StepFrames
 from .logs import get_logger
 from .postprocess import clean
@@ -41,7 +46,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-Event = StatusEvent | StepEvent | CompleteEvent | ErrorEvent
 Kind = Literal["generate", "infill"]
 T = TypeVar("T")
 
@@ -266,7 +270,7 @@ class DiffusionLLMService:
                     stops = model.ids.stops if model is not None else frozenset()
                     items.put(_Progress(step, manager.current(), stops))
                 items.put(_DONE)
-            except BaseException as error:  # delivered to the consumer, which decides
+            except BaseException as error:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
                 items.put(error)
 
         worker = threading.Thread(target=in_current_context(pump), name="yipyap-generation", daemon=True)
