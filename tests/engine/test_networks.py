@@ -1,4 +1,4 @@
-"""Network invariants of our LLaDA and Dream modules: bidirectional attention, padding masks, grouped-query attention."""
+"""Network invariants of our LLaDA and Dream modules: bidirectional attention, padding masks, grouped-query heads."""
 
 from __future__ import annotations
 

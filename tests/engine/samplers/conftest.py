@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
 from sampler_networks import MASK, VOCAB
+from torch import nn
 
 from yipyap_jupyter.engine.config import DreamConfig, LLaDAConfig
 from yipyap_jupyter.engine.dream import DreamModel

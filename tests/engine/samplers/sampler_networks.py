@@ -49,6 +49,6 @@ class ScriptedNetwork(nn.Module):
         logits = torch.zeros(1, input_ids.shape[1], VOCAB)
         for nth, tokens in self.script[len(self.calls) - 1]:
             row = int(masks[nth]) - 1 if self.shift else int(masks[nth])
-            for token, value in zip(tokens, (20.0, 10.0)):
+            for token, value in zip(tokens, (20.0, 10.0)[: len(tokens)], strict=True):
                 logits[0, row, token] = value
         return logits

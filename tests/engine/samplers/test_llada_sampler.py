@@ -6,7 +6,8 @@ import pytest
 import torch
 from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits
 
-from yipyap_jupyter.engine.samplers.base import CancelToken, make_generator
+from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.engine.samplers.base import make_generator
 from yipyap_jupyter.engine.samplers.llada import llada_sample, num_transfer_tokens
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 
@@ -44,7 +45,7 @@ def test_blocks_fill_left_to_right(tiny_llada) -> None:
 
 def test_low_confidence_commits_the_most_probable_predictions_first() -> None:
     logits = torch.zeros(1, 8, VOCAB)
-    for position, strength in zip(range(4, 8), (5.0, 9.0, 7.0, 3.0)):
+    for position, strength in zip(range(4, 8), (5.0, 9.0, 7.0, 3.0), strict=True):
         logits[0, position, 2] = strength
     steps = list(llada_sample(FixedLogits(logits), _canvas(4), mask_id=MASK, steps=4, block_length=4))
     assert [s.changed.tolist() for s in steps] == [[5], [6], [4], [7]]

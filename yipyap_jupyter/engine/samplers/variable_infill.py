@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ValidationError
-from .base import CancelToken, SamplerStep
+from ...cancel import CancelToken
+from .base import SamplerStep
 from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens
 
 
@@ -134,7 +135,7 @@ def variable_infill(
         # the leftmost ones that fit are applied, the rest stay masks.
         deletes = tokens == delete_id
         expands = tokens == expand_id
-        room = min(max_length - (x.numel() - int(deletes.sum())), expand_budget)
+        room = min(max_length - (window - int(deletes.sum())), expand_budget)
         ordinary = ~deletes & ~expands
         expands &= expands.cumsum(0) <= room
         x[positions[ordinary]] = tokens[ordinary]
