@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -19,6 +18,3 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 #: Fraction of free accelerator memory a model may take when `auto` decides whether it fits.
 ACCELERATOR_MEMORY_HEADROOM = 0.9
-
-#: Remote code stays off unless the operator opts in.
-ALLOW_REMOTE_CODE = os.environ.get("YIPYAP_ALLOW_REMOTE_CODE", "0") == "1"

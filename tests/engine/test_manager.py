@@ -23,7 +23,7 @@ from checkpoints import add_to_hub_cache, serve_as_hub
 from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
-from yipyap_jupyter.engine.samplers.base import CancelToken
+from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,

@@ -10,7 +10,7 @@ import pytest
 
 from yipyap_jupyter.engine.manager import DiffusionModelManager
 from yipyap_jupyter.engine.model import SamplingOptions
-from yipyap_jupyter.engine.samplers.base import CancelToken
+from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,

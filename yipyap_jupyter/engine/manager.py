@@ -25,8 +25,8 @@ from .registry import ModelInfo, ModelRegistry
 if TYPE_CHECKING:
     import torch
 
+    from ..cancel import CancelToken
     from .model import DiffusionModel, GenerationStep, SamplingOptions
-    from .samplers.base import CancelToken
     from .specs import ModelSpec
 
 logger = logging.getLogger(__name__)

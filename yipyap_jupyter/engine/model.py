@@ -18,7 +18,8 @@ from ..constants import MASK_GLYPH
 from ..errors import ValidationError
 from .checkpoint import load_network
 from .layout import read_config
-from .samplers.base import CancelToken, SamplerStep, make_generator
+from ..cancel import CancelToken
+from .samplers.base import SamplerStep, make_generator
 from .specs import ModelSpec
 from .tokenizer import SpecialIds, load_tokenizer, special_ids
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..cancel import CancelToken
 from ..errors import (
     DiffusionError,
     GenerationCancelled,
@@ -37,7 +38,6 @@ from ..service.redaction import register_sensitive
 from ..service.schemas import GenerateRequest, InfillRequest
 from ..service.service import DiffusionLLMService
 from ..service.validation import validate
-from .cancel import Disconnect
 from .openapi import openapi_document
 from .sse import EventStream
 from .state import SETTINGS_KEY, ExtensionState
@@ -220,17 +220,17 @@ class CompletionHandler(DiffusionHandler):
     def initialize(self, kind: str) -> None:
         self.kind = kind
         self.endpoint = kind
-        self.disconnect = Disconnect()
+        self.cancel_token = CancelToken()
 
     def on_connection_close(self) -> None:
-        self.disconnect.cancel()
+        self.cancel_token.cancel()
 
     @web.authenticated
     async def post(self) -> None:
         body = self.json_body()
         run = self.service.generate if self.kind == "generate" else self.service.infill
         try:
-            done = await self.blocking(lambda: run(body, self.disconnect.engine_token()))
+            done = await self.blocking(lambda: run(body, self.cancel_token))
         except GenerationCancelled:
             self._error_type = "cancelled"
             log.info("%s cancelled: the client went away", self.kind)

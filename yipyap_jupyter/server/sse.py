@@ -13,19 +13,16 @@ import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
+from ..cancel import CancelToken
 from ..errors import GenerationCancelled, GenerationError
 from ..service.correlation import correlation_id, in_current_context
 from ..service.events import CompleteEvent, ErrorEvent
 from ..service.logs import get_logger
-from .cancel import Disconnect
-
-if TYPE_CHECKING:
-    from ..engine.samplers.base import CancelToken
 
 log = get_logger(__name__)
 
@@ -58,15 +55,15 @@ class EventStream:
         self.handler = handler
         self.executor = executor
         self.keepalive_seconds = keepalive_seconds
-        self.disconnect = Disconnect()
+        self.cancel_token = CancelToken()
         self.outcome = StreamOutcome()
 
     @property
     def closed(self) -> bool:
-        return self.disconnect.closed
+        return self.cancel_token.cancelled
 
     def cancel(self) -> None:
-        self.disconnect.cancel()
+        self.cancel_token.cancel()
 
     async def run(self, events: Callable[[CancelToken], Iterator[Any]]) -> StreamOutcome:
         """Stream `events(token)` until it ends or the client leaves."""
@@ -81,7 +78,7 @@ class EventStream:
 
         def work() -> None:
             try:
-                for event in events(self.disconnect.engine_token()):
+                for event in events(self.cancel_token):
                     post(event)
             except GenerationCancelled:
                 post(_CANCELLED)
@@ -115,7 +112,7 @@ class EventStream:
                 await self._send(frame(item))
         finally:
             if self.outcome.end not in ("complete", "error"):
-                self.disconnect.cancel()
+                self.cancel_token.cancel()
             await worker
         return self.outcome
 

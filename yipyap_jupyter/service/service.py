@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ..cancel import CancelToken
 from ..constants import DEFAULT_MODEL_ID
 from ..errors import (
     DiffusionError,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from ..engine.manager import DiffusionModelManager
     from ..engine.model import GenerationStep, SamplingOptions
     from ..engine.registry import ModelInfo
-    from ..engine.samplers.base import CancelToken
 
 log = get_logger(__name__)
 
@@ -57,21 +57,14 @@ POLL_SECONDS = 0.25
 START_MESSAGES = {"generate": "Starting text generation...", "infill": "Starting infilling..."}
 
 
-class _RequestToken:
-    """The token the engine checks each step: cancelled by the caller, or expired by the deadline.
-
-    Duck-types `CancelToken` (cancel / cancelled / raise_if_cancelled) so this module
-    does not import torch; an expired deadline raises `GenerationTimeoutError`.
-    """
+class _RequestToken(CancelToken):
+    """The token the engine checks each step: cancelled by the caller, or expired by the deadline."""
 
     def __init__(self, caller: CancelToken | None, deadline: float, timeout: float) -> None:
+        super().__init__()
         self._caller = caller
-        self._event = threading.Event()
         self.deadline = deadline
         self.timeout = timeout
-
-    def cancel(self) -> None:
-        self._event.set()
 
     @property
     def expired(self) -> bool:
@@ -79,13 +72,14 @@ class _RequestToken:
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set() or self.expired or bool(self._caller and self._caller.cancelled)
+        return super().cancelled or self.expired or bool(self._caller and self._caller.cancelled)
 
     def raise_if_cancelled(self, step: int) -> None:
         if self.expired:
             raise GenerationTimeoutError(f"the request did not finish within its timeout of {self.timeout:g} s")
-        if self._event.is_set() or (self._caller is not None and self._caller.cancelled):
-            raise GenerationCancelled(step)
+        super().raise_if_cancelled(step)
+        if self._caller is not None:
+            self._caller.raise_if_cancelled(step)
 
 
 @dataclass(frozen=True)

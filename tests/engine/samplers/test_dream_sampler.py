@@ -6,7 +6,8 @@ import pytest
 import torch
 from sampler_networks import MASK, VOCAB, FixedLogits
 
-from yipyap_jupyter.engine.samplers.base import CancelToken, make_generator
+from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.engine.samplers.base import make_generator
 from yipyap_jupyter.engine.samplers.dream import dream_sample
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 

@@ -1,4 +1,4 @@
-"""What every sampler shares: the step record, the cancellation token, the seeded generator.
+"""What every sampler shares: the step record and the seeded generator.
 
 A sampler is a generator function that yields one `SamplerStep` per denoising
 step. Callers (the service, benchmarks, tests) consume the iterator; nothing in
@@ -7,12 +7,10 @@ a sampler knows about HTTP, widgets or text.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import torch
 
-from ...errors import GenerationCancelled
 
 
 @dataclass(frozen=True)
@@ -35,25 +33,6 @@ class SamplerStep:
     changed: torch.Tensor
     confidences: torch.Tensor
     span: tuple[int, int]
-
-
-class CancelToken:
-    """Thread-safe flag a sampler checks once per step."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self, step: int) -> None:
-        """Raise `GenerationCancelled` if `cancel()` was called."""
-        if self._event.is_set():
-            raise GenerationCancelled(step)
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ValidationError
-from .base import CancelToken, SamplerStep
+from ...cancel import CancelToken
+from .base import SamplerStep
 from .common import masked_span, network_device
 
 REMASKING = ("low_confidence", "random")
