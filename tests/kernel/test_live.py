@@ -8,13 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.constants import MASK_GLYPH
 from yipyap_jupyter.errors import GenerationCancelled, ModelUnavailableError
-from yipyap_jupyter.kernel.cancel import StreamCancel
 from yipyap_jupyter.kernel.live import Throttle, live_bundle, run_live
 from yipyap_jupyter.kernel.render import Context
 from yipyap_jupyter.kernel.result import ResultBuilder
-from yipyap_jupyter.service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
+from yipyap_jupyter.service.events import (
+    CompleteEvent,
+    ErrorEvent,
+    StatusEvent,
+    StepEvent,
+)
 
 
 def steps(n: int) -> list[StepEvent]:
@@ -69,7 +74,7 @@ def test_interrupt_cancels_the_worker_and_reraises() -> None:
     """A KeyboardInterrupt in the main thread (what a kernel interrupt raises) stops the source."""
     finished = threading.Event()
 
-    def source(cancel: StreamCancel) -> Iterator[StepEvent]:
+    def source(cancel: CancelToken) -> Iterator[StepEvent]:
         try:
             for step, event in enumerate(steps(1000), start=1):
                 cancel.raise_if_cancelled(step)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
-from yipyap_jupyter.kernel.magics import DEFAULT_MARKER, cell_parser, line_parser, parse_changes, split_infill
+from yipyap_jupyter.kernel.magics import (
+    DEFAULT_MARKER,
+    cell_parser,
+    line_parser,
+    parse_changes,
+    split_infill,
+)
 
 
 def run(ipython, source: str):

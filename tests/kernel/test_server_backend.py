@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from yipyap_jupyter.errors import GenerationCancelled, ModelUnavailableError, NetworkError, ValidationError
-from yipyap_jupyter.kernel.cancel import StreamCancel
+from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.errors import (
+    GenerationCancelled,
+    ModelUnavailableError,
+    NetworkError,
+    ValidationError,
+)
 from yipyap_jupyter.kernel.client import DiffusionClient
 from yipyap_jupyter.kernel.discovery import ServerInfo, find_server, running_servers
 from yipyap_jupyter.kernel.server_backend import ServerBackend
@@ -108,7 +113,7 @@ def test_models_settings_and_errors_over_http(remote: DiffusionClient, jupyter, 
 
 
 def test_cancel_closes_the_stream_and_the_server_stays_usable(remote: DiffusionClient) -> None:
-    cancel = StreamCancel()
+    cancel = CancelToken()
     first_step = threading.Event()
     outcome: list[BaseException] = []
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from yipyap_jupyter.engine.registry import ModelInfo
-from yipyap_jupyter.kernel.views import ModelTable, ModelView, SettingsView, describe_model, human_count, human_size
+from yipyap_jupyter.kernel.views import (
+    ModelTable,
+    ModelView,
+    SettingsView,
+    describe_model,
+    human_count,
+    human_size,
+)
 from yipyap_jupyter.settings import UserSettings
 
 

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ..cancel import CancelToken
 from ..constants import DEFAULT_MODEL_ID
 from ..errors import NetworkError, ValidationError
-from .cancel import StreamCancel
 from .discovery import ServerInfo, find_server
 from .live import run_live
 from .render import Context
@@ -40,8 +40,8 @@ class Backend(Protocol):
     def load(self, model_id: str, device: str | None = None, dtype: str | None = None) -> ModelInfo: ...
     def current(self) -> ModelInfo | None: ...
     def unload(self) -> None: ...
-    def generate_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]: ...
-    def infill_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]: ...
+    def generate_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]: ...
+    def infill_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]: ...
     def settings(self) -> UserSettings: ...
     def update_settings(self, changes: dict[str, Any]) -> UserSettings: ...
     def download(self, model_id: str, progress: ProgressCallback | None = None) -> ModelInfo: ...
@@ -129,7 +129,7 @@ class DiffusionClient:
 
     # -- generation -------------------------------------------------------------------
 
-    def stream_generate(self, prompt: str, *, cancel: StreamCancel | None = None, **options: Any) -> Iterator[Event]:
+    def stream_generate(self, prompt: str, *, cancel: CancelToken | None = None, **options: Any) -> Iterator[Event]:
         """The service's events for continuing `prompt`: status, steps, then complete or error.
 
         Options are the fields of `GenerateRequest` (max_new_tokens, steps, block_length,
@@ -138,7 +138,7 @@ class DiffusionClient:
         return self.backend.generate_events(_request(prompt=prompt, **options), cancel)
 
     def stream_infill(
-        self, prefix: str, suffix: str, *, cancel: StreamCancel | None = None, **options: Any
+        self, prefix: str, suffix: str, *, cancel: CancelToken | None = None, **options: Any
     ) -> Iterator[Event]:
         """The service's events for filling between `prefix` and `suffix` (fields of `InfillRequest`)."""
         return self.backend.infill_events(_request(prefix=prefix, suffix=suffix, **options), cancel)

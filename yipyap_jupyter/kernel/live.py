@@ -20,16 +20,23 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..cancel import CancelToken
 from ..constants import MASK_GLYPH
 from ..errors import DiffusionError, GenerationCancelled
-from .cancel import StreamCancel
-from .render import Context, canvas_html, canvas_text, error_line, footer_html, progress_line
+from .render import (
+    Context,
+    canvas_html,
+    canvas_text,
+    error_line,
+    footer_html,
+    progress_line,
+)
 from .result import DiffusionResult, ResultBuilder
 
 #: Seconds between two redraws of a live display (about 10 per second, whatever the step rate).
 UPDATE_INTERVAL = 0.1
 
-EventSource = Callable[[StreamCancel], Iterator[Any]]
+EventSource = Callable[[CancelToken], Iterator[Any]]
 
 _DONE = object()
 
@@ -73,7 +80,7 @@ def live_bundle(builder: ResultBuilder, started: float, note: str = "", error: b
     return {"text/html": html + footer_html(footer, error=error), "text/plain": canvas_text(frame.pieces, footer)}
 
 
-def _pump(source: EventSource, cancel: StreamCancel, out: queue.Queue) -> None:
+def _pump(source: EventSource, cancel: CancelToken, out: queue.Queue) -> None:
     """Worker: feed every event (or the exception that ended the stream) into `out`, then `_DONE`."""
     try:
         for event in source(cancel):
@@ -94,7 +101,7 @@ def run_live(source: EventSource, context: Context, *, live: bool = True, interv
 
     draw = live and in_kernel()
     builder = ResultBuilder(context)
-    cancel = StreamCancel()
+    cancel = CancelToken()
     events: queue.Queue = queue.Queue()
     worker = threading.Thread(target=_pump, args=(source, cancel, events), name="yipyap-generation", daemon=True)
     throttle = Throttle(interval)

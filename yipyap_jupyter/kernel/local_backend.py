@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from ..cancel import CancelToken
     from ..engine.registry import ModelInfo
     from ..service.events import Event
     from ..service.service import DiffusionLLMService
     from ..settings import UserSettings
-    from .cancel import StreamCancel
 
 
 class LocalBackend:
@@ -60,10 +60,10 @@ class LocalBackend:
     def unload(self) -> None:
         self.service.unload_model()
 
-    def generate_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]:
+    def generate_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
         return self.service.generate_events(request, cancel)
 
-    def infill_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]:
+    def infill_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
         return self.service.infill_events(request, cancel)
 
     def settings(self) -> UserSettings:

@@ -18,9 +18,9 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import EventSource, SSEError
 
+from ..cancel import CancelToken
 from ..errors import DiffusionError, GenerationCancelled, NetworkError, RateLimitedError
 from ..service.events import ErrorEvent, event_from_dict
-from .cancel import StreamCancel
 from .discovery import ServerInfo
 
 if TYPE_CHECKING:
@@ -146,13 +146,13 @@ class ServerBackend:
 
     # -- generation -------------------------------------------------------------------
 
-    def generate_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]:
-        return self._stream("generate/stream", request, cancel or StreamCancel())
+    def generate_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+        return self._stream("generate/stream", request, cancel or CancelToken())
 
-    def infill_events(self, request: dict[str, Any], cancel: StreamCancel | None = None) -> Iterator[Event]:
-        return self._stream("infill/stream", request, cancel or StreamCancel())
+    def infill_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+        return self._stream("infill/stream", request, cancel or CancelToken())
 
-    def _stream(self, path: str, request: dict[str, Any], cancel: StreamCancel) -> Iterator[Event]:
+    def _stream(self, path: str, request: dict[str, Any], cancel: CancelToken) -> Iterator[Event]:
         """The SSE frames of one request as events; an HTTP refusal becomes the stream's error event."""
         step = 0
         try:

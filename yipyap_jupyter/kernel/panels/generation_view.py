@@ -13,15 +13,22 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ...cancel import CancelToken
 from ...constants import MASK_GLYPH
 from ...errors import DiffusionError, GenerationCancelled, GenerationError
-from ..cancel import StreamCancel
 from ..live import Throttle
-from ..render import Context, canvas_html, error_line, footer_html, progress_line, text_html
+from ..render import (
+    Context,
+    canvas_html,
+    error_line,
+    footer_html,
+    progress_line,
+    text_html,
+)
 from ..result import DiffusionResult, ResultBuilder
 from .jobs import BackgroundJob
 
-EventSource = Callable[[StreamCancel], Iterator[Any]]
+EventSource = Callable[[CancelToken], Iterator[Any]]
 
 
 class GenerationView:
@@ -68,7 +75,7 @@ class GenerationView:
         for callback in self._on_running:
             callback(running)
 
-    def _run(self, source: EventSource, context: Context, cancel: StreamCancel) -> None:
+    def _run(self, source: EventSource, context: Context, cancel: CancelToken) -> None:
         self.result, self.error = None, None
         builder = ResultBuilder(context)
         throttle = Throttle()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..cancel import StreamCancel
+from ...cancel import CancelToken
 
 
 class BackgroundJob:
@@ -20,17 +20,17 @@ class BackgroundJob:
     def __init__(self, name: str) -> None:
         self.name = name
         self._thread: threading.Thread | None = None
-        self._cancel: StreamCancel | None = None
+        self._cancel: CancelToken | None = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, work: Callable[[StreamCancel], None]) -> bool:
+    def start(self, work: Callable[[CancelToken], None]) -> bool:
         """Run `work(cancel)` in a new thread; False (and nothing started) if one is still running."""
         if self.running:
             return False
-        self._cancel = StreamCancel()
+        self._cancel = CancelToken()
         self._thread = threading.Thread(target=work, args=(self._cancel,), name=self.name, daemon=True)
         self._thread.start()
         return True
