@@ -1,7 +1,7 @@
 """Training batches for `tiny`: LLaDA masked diffusion rows and DreamOn expand/delete infill rows.
 
 LLaDA rows follow the pre-training recipe in LLaDA's GUIDELINES.md: a ratio
-t ~ U(eps, 1] per row, every token masked with probability t, cross-entropy on
+t ~ U(eps, 1] per row (stratified over the batch), every token masked with probability t, cross-entropy on
 the masked tokens weighted 1/t and normalised by the row length.
 
 Infill rows follow DreamOn's `sft_expand_dataset.py` in our own construction:
@@ -38,11 +38,18 @@ class Batch:
     attention_mask: torch.Tensor  # (B, L) bool, True on real tokens
 
 
-def llada_rows(stream: torch.Tensor, n_rows: int, length: int, ids: SpecialIds, gen: torch.Generator, eps: float = 1e-3):
-    """Random windows of the training stream, masked at a per-row ratio t ~ U(eps, 1]."""
+def llada_rows(stream: torch.Tensor, n_rows: int, length: int, ids: SpecialIds, gen: torch.Generator, eps: float = 0.05):
+    """Random windows of the training stream, masked at a per-row ratio t ~ U(eps, 1].
+
+    The rows' ratios are stratified (one per 1/n_rows slice of the interval), and eps is
+    0.05 rather than LLaDA's 1e-3: with batches of a dozen rows instead of LLaDA's
+    thousands, a single row at t ~ 1e-3 (weight 1/t ~ 1000) would otherwise dominate
+    the clipped gradient of its step.
+    """
     starts = torch.randint(0, stream.numel() - length, (n_rows,), generator=gen)
     clean = torch.stack([stream[s : s + length] for s in starts.tolist()])
-    t = (1 - eps) * torch.rand(n_rows, generator=gen) + eps
+    u = (torch.rand(1, generator=gen) + torch.arange(n_rows) / n_rows) % 1.0
+    t = (1 - eps) * u + eps
     masked = torch.rand(n_rows, length, generator=gen) < t[:, None]
     noisy = torch.where(masked, torch.full_like(clean, ids.mask), clean)
     labels = torch.where(masked, clean, torch.full_like(clean, IGNORE))
@@ -141,3 +148,28 @@ def batch_loss(network: torch.nn.Module, batch: Batch, infill_rows: int, infill_
     if infill_rows == 0:
         return llada
     return (1 - infill_weight) * llada + infill_weight * per_row[n_llada:].mean()
+
+
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def autoregressive_loss(network: torch.nn.Module, stream: torch.Tensor, n_rows: int, length: int,
+                        gen: torch.Generator) -> torch.Tensor:
+    """Next-token loss with causal attention: the warm-up phase before masked diffusion.
+
+    A bidirectional mask predictor trained from scratch sits near the unigram loss for a
+    long time (its positional attention forms slowly); a causal model learns local
+    structure within a few hundred steps. Dream and DiffuLLaMA adapt autoregressive
+    models into diffusion models for the same reason; this is that recipe in miniature,
+    on the same LLaDA network, whose attention is made causal only for these steps.
+    """
+    from unittest import mock
+
+    import yipyap_jupyter.engine.llada as llada_module
+
+    starts = torch.randint(0, stream.numel() - length - 1, (n_rows,), generator=gen)
+    rows = torch.stack([stream[s : s + length + 1] for s in starts.tolist()])
+    with mock.patch.object(llada_module, "bidirectional_attention", _causal_attention):
+        logits = network(rows[:, :-1])
+    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())

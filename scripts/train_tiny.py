@@ -7,7 +7,7 @@ stops at that step and exports what it has (the learning-rate schedule follows
 `--steps`, so pick `--steps` to fit the budget; `--stop-step N` replays such a
 cut-short run exactly on a faster or slower machine).
 
-    python scripts/train_tiny.py --out runs/tiny --steps 3000 --minutes 55 --threads 2
+    python scripts/train_tiny.py --out runs/tiny --steps 3000 --minutes 60 --threads 2
     python scripts/train_tiny.py --out runs/tiny --steps 3000 --resume   # continue / re-export
 """
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
 from tiny_data import BOS, EOS, EXPAND, MASK, read_text, save_tokenizer, split_corpus, train_tokenizer
-from tiny_objectives import SpecialIds, batch_loss, make_batch
+from tiny_objectives import SpecialIds, autoregressive_loss, batch_loss, make_batch
 
 SHIP_DIR = REPO / "yipyap_jupyter" / "models" / "tiny"
 
@@ -45,16 +45,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vocab-size", type=int, default=6000)
-    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--d-model", type=int, default=192)
     p.add_argument("--n-layers", type=int, default=4)
     p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--mlp-hidden", type=int, default=704)
+    p.add_argument("--mlp-hidden", type=int, default=528)
     p.add_argument("--seq-len", type=int, default=192)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--infill-rows", type=int, default=5, help="rows per batch from the DreamOn objective")
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--ar-steps", type=int, default=1000,
+                   help="first steps train next-token prediction with causal attention (warm-up), then masked diffusion")
+    p.add_argument("--infill-rows", type=int, default=4, help="rows per batch from the DreamOn objective")
     p.add_argument("--infill-weight", type=float, default=0.3, help="share of the loss from infill rows")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=150)
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--no-export", action="store_true", help="train only (smoke runs)")
@@ -220,21 +222,24 @@ def main(argv: list[str] | None = None) -> int:
     while step < last_step and (time.time() - start) < args.minutes * 60:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
-        batch = make_batch(stream, docs, line_end, args.batch_size, args.infill_rows, args.seq_len, ids, gen)
-        loss = batch_loss(network, batch, args.infill_rows, args.infill_weight)
+        if step < args.ar_steps:
+            loss = autoregressive_loss(network, stream, args.batch_size, args.seq_len, gen)
+        else:
+            batch = make_batch(stream, docs, line_end, args.batch_size, args.infill_rows, args.seq_len, ids, gen)
+            loss = batch_loss(network, batch, args.infill_rows, args.infill_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
         optimizer.step()
         step += 1
-        n_tok = batch.input_ids.numel()
+        n_tok = args.batch_size * args.seq_len
         tokens_seen += n_tok
         window_tokens += n_tok
-        if step % 25 == 0 or step == args.steps:
+        if step % 25 == 0 or step == last_step:
             now = time.time()
             line = (f"step {step}/{args.steps} loss {loss.item():.3f} gnorm {grad_norm:.2f} lr {lr_at(step, args):.2e} "
                     f"tok/s {window_tokens / (now - window_start):.0f} elapsed {(elapsed_before + now - start) / 60:.1f}min")
-            if step % 100 == 0 or step == args.steps:
+            if step % 50 == 0 or step == last_step:
                 h_loss, h_acc = held_out_loss(network, held, ids, args.seq_len)
                 line += f" | held-out@0.5 loss {h_loss:.3f} acc {h_acc:.3f}"
             print(line, flush=True)
