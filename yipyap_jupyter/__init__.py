@@ -1,6 +1,12 @@
 """yipyap-jupyter: diffusion language models (LLaDA, Dream, DreamOn) in Jupyter."""
 
+import logging
+
 __version__ = "0.1.0"
+
+# A library leaves logging to its host: without this, logging's last-resort handler would print the
+# service's warnings into notebook cells (failures reach users as categorised errors anyway).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def load_ipython_extension(ipython: object) -> None:

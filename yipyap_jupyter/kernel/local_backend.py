@@ -7,7 +7,6 @@ between notebooks.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,11 +27,6 @@ class LocalBackend:
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, service: DiffusionLLMService | None = None) -> None:
-        # In a kernel nobody configures logging, and logging's last-resort handler would print the
-        # service's warnings into cells; failures reach the user as categorised errors anyway.
-        package_logger = logging.getLogger("yipyap_jupyter")
-        if not package_logger.handlers:
-            package_logger.addHandler(logging.NullHandler())
         if service is None:
             from ..service.service import DiffusionLLMService
 
