@@ -38,6 +38,14 @@ def _span(text: str, style: str) -> str:
     return f'<span style="{style}">{html.escape(text)}</span>'
 
 
+def _framed(context: Context, body_html: str, footer: str) -> str:
+    """The region's HTML between its greyed context, in the canvas box, then the footer line."""
+    before = _span(context.before, CONTEXT_STYLE) if context.before else ""
+    after = _span(context.after, CONTEXT_STYLE) if context.after else ""
+    tail = footer_html(footer) if footer else ""
+    return f'<div class="yipyap-canvas" style="{CANVAS_STYLE}">{before}{body_html}{after}</div>{tail}'
+
+
 def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int], footer: str = "") -> str:
     """The canvas of one step as HTML: context grey, masks shaded, this step's tokens highlighted."""
     fresh = set(changed)
@@ -49,16 +57,7 @@ def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int],
             body.append(_span(piece, CHANGED_STYLE))
         else:
             body.append(html.escape(piece))
-    parts = [f'<div class="yipyap-canvas" style="{CANVAS_STYLE}">']
-    if context.before:
-        parts.append(_span(context.before, CONTEXT_STYLE))
-    parts.append("".join(body))
-    if context.after:
-        parts.append(_span(context.after, CONTEXT_STYLE))
-    parts.append("</div>")
-    if footer:
-        parts.append(footer_html(footer))
-    return "".join(parts)
+    return _framed(context, "".join(body), footer)
 
 
 def canvas_text(pieces: Sequence[str], footer: str = "") -> str:
@@ -69,16 +68,7 @@ def canvas_text(pieces: Sequence[str], footer: str = "") -> str:
 
 def text_html(context: Context, text: str, footer: str = "") -> str:
     """A finished text in its context (no masks left), with a footer line."""
-    parts = [f'<div class="yipyap-canvas" style="{CANVAS_STYLE}">']
-    if context.before:
-        parts.append(_span(context.before, CONTEXT_STYLE))
-    parts.append(html.escape(text))
-    if context.after:
-        parts.append(_span(context.after, CONTEXT_STYLE))
-    parts.append("</div>")
-    if footer:
-        parts.append(footer_html(footer))
-    return "".join(parts)
+    return _framed(context, html.escape(text), footer)
 
 
 def footer_html(footer: str, error: bool = False) -> str:
