@@ -48,7 +48,11 @@ class SamplingOptions:
 
 @dataclass(frozen=True)
 class GenerationStep:
-    """One denoising step, decoded. `tokens` is the generated region (the middle for infilling)."""
+    """One denoising step, decoded. `tokens` is the generated region (the middle for infilling).
+
+    `text_tokens` counts the tokens of `text` (the region without end-of-text padding);
+    `ended` says the model committed an end-of-text token, so what follows it is padding.
+    """
 
     step: int
     total_steps: int
@@ -59,6 +63,8 @@ class GenerationStep:
     canvas: str
     text: str
     progress: float
+    text_tokens: int
+    ended: bool
 
 
 class DiffusionModel:
@@ -227,6 +233,7 @@ class DiffusionModel:
             if cut_at_stop:
                 end = next((i for i, t in enumerate(tokens) if t in stops), end)
             shown = tokens[:end]
+            kept = [t for t in shown if t != mask and t not in stops]
             pieces = tuple(self._piece(t) for t in tokens)
             first_mask = next((i for i, t in enumerate(shown) if t == mask), len(shown))
             changed = tuple(int(i) - s.span[0] for i in s.changed.tolist())
@@ -240,6 +247,8 @@ class DiffusionModel:
                 canvas=self._canvas(shown),
                 text=self._text(shown),
                 progress=min(1.0, s.step / s.total_steps),
+                text_tokens=len(kept),
+                ended=end < len(tokens),
             )
 
     def _piece(self, token: int) -> str:

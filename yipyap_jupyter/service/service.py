@@ -88,7 +88,6 @@ class _Progress:
 
     step: GenerationStep
     info: ModelInfo | None
-    stops: frozenset[int]
 
 
 _DONE = object()
@@ -260,9 +259,7 @@ class DiffusionLLMService:
                 self._ensure_model(body.model, settings, say)
                 manager = self.manager
                 for step in self._steps(kind, body, token, say):
-                    model = manager.loaded_model
-                    stops = model.ids.stops if model is not None else frozenset()
-                    items.put(_Progress(step, manager.current(), stops))
+                    items.put(_Progress(step, manager.current()))
                 items.put(_DONE)
             except BaseException as error:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
                 items.put(error)
@@ -321,23 +318,18 @@ class DiffusionLLMService:
         self, kind: Kind, body: GenerateRequest | InfillRequest, settings: UserSettings,
         frames: StepFrames, progress: _Progress, seconds: float,
     ) -> CompleteEvent:
-        last, stops = progress.step, progress.stops
-        if kind == "generate":
-            cut = next((i for i, t in enumerate(last.tokens) if t in stops), len(last.tokens))
-            region, finished = last.tokens[:cut], cut < len(last.tokens)
-        else:
-            region, finished = tuple(t for t in last.tokens if t not in stops), True
+        last = progress.step
         trim = settings.auto_trim if body.auto_trim is None else body.auto_trim
         punctuation = settings.fix_punctuation if body.fix_punctuation is None else body.fix_punctuation
         info = progress.info
         event = CompleteEvent(
-            text=clean(last.text, trim=trim and kind == "generate", punctuation=punctuation, finished=finished),
+            text=clean(last.text, trim=trim and kind == "generate", punctuation=punctuation, finished=last.ended),
             raw_text=last.text,
             history=frames.history,
             generation_time=round(seconds, 4),
             model_used=info.id if info else "unknown",
             device=(info.device or "unknown") if info else "unknown",
-            tokens=len(region),
+            tokens=last.text_tokens,
             steps=last.step,
         )
         log.info("%s finished", kind, extra={"fields": {
