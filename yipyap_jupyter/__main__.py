@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--block-length", type=int)
     p.add_argument("--temperature", type=float)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, help="parallel decoding: commit every position at least this confident")
     p.add_argument("--suffix", help="infill between PROMPT and this suffix")
     p.add_argument("--variable", action="store_true", help="variable-length infill (with --suffix)")
     p.add_argument("--quiet", action="store_true", help="print only the final text")
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sampling = {"max_new_tokens": args.max_new_tokens, "seed": args.seed, "temperature": args.temperature,
                 "block_length": args.block_length, "model": args.model}
     if args.suffix is None:
-        events = service.generate_events({"prompt": args.prompt, "steps": args.steps, **sampling})
+        events = service.generate_events({"prompt": args.prompt, "steps": args.steps, "threshold": args.threshold, **sampling})
     elif args.variable:
         events = service.infill_events({"prefix": args.prompt, "suffix": args.suffix, "variable": True, **sampling})
     else:

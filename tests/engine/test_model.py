@@ -97,3 +97,11 @@ def test_dream_family_uses_dream_algorithms(dream: DiffusionModel) -> None:
 def test_dreamon_spec_cannot_generate() -> None:
     assert "generate" not in KNOWN_MODELS["dreamon-v0-7b"].capabilities
     assert Path(KNOWN_MODELS["tiny"].local_dir or "").name == "tiny"
+
+
+def test_threshold_decoding_is_for_llada_models(llada: DiffusionModel, dream: DiffusionModel) -> None:
+    steps = list(llada.generate("the cat", SamplingOptions(max_new_tokens=8, steps=8, threshold=0.5, seed=0)))
+    assert 1 <= len(steps) <= 8 and MASK_GLYPH not in steps[-1].canvas
+    assert sum(len(s.changed) for s in steps) == 8
+    with pytest.raises(ValidationError, match="threshold"):
+        list(dream.generate("the cat", SamplingOptions(max_new_tokens=6, steps=3, threshold=0.5)))

@@ -44,6 +44,7 @@ class SamplingOptions:
     alg_temp: float | None = None
     seed: int | None = None
     chat: bool | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,8 @@ class DiffusionModel:
             raise ValidationError(f"steps must be between 1 and max_new_tokens ({n})")
         if opts.temperature < 0:
             raise ValidationError("temperature must be >= 0")
+        if opts.threshold is not None and self.spec.family != "llada":
+            raise ValidationError("threshold (parallel) decoding is available for LLaDA-architecture models")
         allowed = LLADA_REMASKING if self.spec.family == "llada" else DREAM_ALGS
         if opts.remasking not in allowed:
             raise ValidationError(f"remasking must be one of {', '.join(allowed)} for {self.spec.family} models")
@@ -201,7 +204,7 @@ class DiffusionModel:
             return llada_sample(
                 self.network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps,
                 block_length=opts.block_length, temperature=opts.temperature, cfg_scale=opts.cfg_scale,
-                remasking=opts.remasking, generator=generator, cancel=cancel,
+                remasking=opts.remasking, threshold=opts.threshold, generator=generator, cancel=cancel,
             )
         from .samplers.dream import dream_sample
 

@@ -93,6 +93,8 @@ def cell_parser() -> MagicParser:
     parser.add_argument("--block-length", type=_positive, metavar="N", help="semi-autoregressive block length")
     parser.add_argument("--temperature", type=_temperature, metavar="T", help="sampling temperature (0: greedy)")
     parser.add_argument("--seed", type=_seed, metavar="S", help="random seed, for repeatable output")
+    parser.add_argument("--threshold", type=float, metavar="C",
+                        help="parallel decoding: commit every position at least C confident per step (LLaDA models)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="load the model onto this device first")
     parser.add_argument("--infill", action="store_true", help="fill the gap at the marker between prefix and suffix")
     parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M", help=f"the gap marker (default {DEFAULT_MARKER})")
@@ -209,6 +211,7 @@ class DiffusionMagics(Magics):
         options = {
             "model": model, "steps": args.steps, "max_new_tokens": args.max_new_tokens,
             "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
+            "threshold": args.threshold,
         }
         client = self.client
         if infill:

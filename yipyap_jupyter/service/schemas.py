@@ -31,6 +31,10 @@ class SamplingFields(BaseModel):
     top_k: int | None = Field(None, ge=1)
     alg_temp: float | None = Field(None, ge=0.0, le=10.0)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    threshold: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="parallel decoding: commit every masked position at least this confident each step (LLaDA models)",
+    )
     chat: bool | None = None
     auto_trim: bool | None = None
     fix_punctuation: bool | None = None

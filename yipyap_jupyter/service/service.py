@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 #: Fields of a request that become `SamplingOptions` (the rest steer the service).
 SAMPLING_FIELDS = ("max_new_tokens", "steps", "block_length", "temperature", "remasking", "cfg_scale",
-                   "top_p", "top_k", "alg_temp", "seed", "chat")
+                   "top_p", "top_k", "alg_temp", "seed", "chat", "threshold")
 #: How often the caller's cancel token and the deadline are checked while the engine is busy.
 POLL_SECONDS = 0.25
 START_MESSAGES = {"generate": "Starting text generation...", "infill": "Starting infilling..."}

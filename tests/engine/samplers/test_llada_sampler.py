@@ -158,3 +158,28 @@ def test_cancel_stops_before_the_next_step(tiny_llada) -> None:
 def test_bad_arguments_are_validation_errors(tiny_llada, canvas, kwargs, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         next(llada_sample(tiny_llada, canvas, mask_id=MASK, **kwargs))
+
+
+def test_threshold_commits_every_confident_position_and_at_least_one() -> None:
+    # positions 4 and 6 are sure (p ~ 1), 5 and 7 are not: step 1 takes both sure ones,
+    # then one uncertain position per step, the most probable first
+    logits = torch.zeros(1, 8, VOCAB)
+    logits[0, 4, 2] = logits[0, 6, 2] = 30.0
+    logits[0, 5, 2], logits[0, 7, 2] = 2.0, 1.0
+    steps = list(llada_sample(FixedLogits(logits), _canvas(4), mask_id=MASK, steps=4, block_length=4, threshold=0.9))
+    assert [s.changed.tolist() for s in steps] == [[4, 6], [5], [7]]
+    assert all(s.total_steps == 4 for s in steps)  # an upper bound: one token per step
+    assert float(steps[0].confidences.min()) >= 0.9
+
+
+def test_threshold_stays_inside_the_current_block() -> None:
+    logits = torch.zeros(1, 12, VOCAB)
+    logits[0, 4:12, 2] = 30.0  # everything is sure, but the second block waits for the first
+    steps = list(llada_sample(FixedLogits(logits), _canvas(8), mask_id=MASK, steps=8, block_length=4, threshold=0.9))
+    assert [s.changed.tolist() for s in steps] == [[4, 5, 6, 7], [8, 9, 10, 11]]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.5])
+def test_threshold_out_of_range_is_a_validation_error(tiny_llada, threshold: float) -> None:
+    with pytest.raises(ValidationError, match="threshold"):
+        list(llada_sample(tiny_llada, _canvas(4), mask_id=MASK, steps=4, block_length=4, threshold=threshold))

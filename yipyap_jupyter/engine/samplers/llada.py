@@ -63,6 +63,7 @@ def llada_sample(
     confidence_eos_eot_inf: bool = False,
     eos_id: int | None = None,
     eot_id: int | None = None,
+    threshold: float | None = None,
 ) -> Iterator[SamplerStep]:
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
@@ -83,6 +84,11 @@ def llada_sample(
         confidence_eos_eot_inf: rank positions whose prediction is `eos_id` / `eot_id` last, so
             end-of-text fills in only after the text before it (appendix B.4).
         eos_id, eot_id: the end-of-sequence and end-of-turn tokens these options refer to.
+        threshold: confidence-aware parallel decoding (Fast-dLLM, arXiv 2505.22618): instead of
+            the linear schedule, each step commits every masked position of the block whose
+            confidence is at least `threshold`, and always the most confident one; a block
+            takes as many steps as it needs, so `steps` is ignored and `total_steps` is an
+            upper bound (one token per step).
 
     Yields:
         One `SamplerStep` per step; `confidences` are the probabilities of the committed tokens.
@@ -108,6 +114,8 @@ def llada_sample(
         raise ValidationError(f"temperature must be >= 0, got {temperature}")
     if cfg_scale < 0:
         raise ValidationError(f"cfg_scale must be >= 0, got {cfg_scale}")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise ValidationError(f"threshold must be in (0, 1], got {threshold}")
     if remasking not in REMASKING:
         raise ValidationError(f"remasking must be one of {', '.join(REMASKING)}, got {remasking!r}")
     if logits_eos_inf and eos_id is None:
@@ -124,7 +132,9 @@ def llada_sample(
         block_end = start + (num_block + 1) * block_length
         block_mask_count = int((x[0, block_end - block_length : block_end] == mask_id).sum())
         schedule = num_transfer_tokens(block_mask_count, steps_per_block)
-        for i in range(steps_per_block):
+        for i in range(steps_per_block if threshold is None else block_mask_count):
+            if threshold is not None and not (x[0, block_end - block_length : block_end] == mask_id).any():
+                break
             step += 1
             if cancel is not None:
                 cancel.raise_if_cancelled(step)
@@ -157,13 +167,19 @@ def llada_sample(
 
             x0 = torch.where(mask_index, x0, x)
             confidence = torch.where(mask_index, rank, -torch.inf)
-            _, select_index = torch.topk(confidence[0], k=schedule[i])
+            if threshold is None:
+                _, select_index = torch.topk(confidence[0], k=schedule[i])
+            else:
+                ranked, select_index = torch.sort(confidence[0], descending=True)
+                keep = ranked >= threshold
+                keep[0] = True
+                select_index = select_index[keep & (ranked > -torch.inf)]
             x[0, select_index] = x0[0, select_index]
 
             changed = select_index.sort().values
             yield SamplerStep(
                 step=step,
-                total_steps=steps,
+                total_steps=steps if threshold is None else gen_length,
                 canvas=x[0].to("cpu", copy=True),
                 changed=changed.cpu(),
                 confidences=x0_p[0, changed].float().cpu(),
