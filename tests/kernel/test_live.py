@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -72,6 +73,8 @@ def test_stream_ending_early_counts_as_cancelled() -> None:
 
 def test_interrupt_cancels_the_worker_and_reraises() -> None:
     """A KeyboardInterrupt in the main thread (what a kernel interrupt raises) stops the source."""
+    # a shell running pytest in the background ignores SIGINT, and then interrupt_main() does nothing
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     finished = threading.Event()
 
     def source(cancel: CancelToken) -> Iterator[StepEvent]:
@@ -85,8 +88,11 @@ def test_interrupt_cancels_the_worker_and_reraises() -> None:
         finally:
             finished.set()
 
-    with pytest.raises(KeyboardInterrupt):
-        run_live(source, Context(), live=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_live(source, Context(), live=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert finished.is_set()
 
 
