@@ -76,7 +76,8 @@ class DiffusionModel:
         self.network = network
         self.tokenizer = tokenizer
         self.ids = ids
-        self._pieces: dict[int, str] = {ids.mask: MASK_GLYPH}
+        # end-of-text tokens are padding after the text: shown as nothing
+        self._pieces: dict[int, str] = {ids.mask: MASK_GLYPH, **{stop: "" for stop in ids.stops}}
 
     @classmethod
     def load(
