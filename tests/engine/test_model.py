@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from checkpoints import make_dream_checkpoint, make_llada_checkpoint
 from yipyap_jupyter.constants import MASK_GLYPH
@@ -105,3 +106,19 @@ def test_threshold_decoding_is_for_llada_models(llada: DiffusionModel, dream: Di
     assert sum(len(s.changed) for s in steps) == 8
     with pytest.raises(ValidationError, match="threshold"):
         list(dream.generate("the cat", SamplingOptions(max_new_tokens=6, steps=3, threshold=0.5)))
+
+
+def test_fixed_length_sampling_never_emits_expand_or_start_tokens(llada: DiffusionModel) -> None:
+    expand, bos = llada.ids.expand, llada.ids.bos
+
+    def prefer_them(module: torch.nn.Module, args: tuple, logits: torch.Tensor) -> torch.Tensor:
+        logits[..., expand] += 1e4
+        logits[..., bos] += 1e4
+        return logits
+
+    hook = llada.network.register_forward_hook(prefer_them)
+    try:
+        steps = list(llada.generate("the cat", SamplingOptions(max_new_tokens=8, steps=4, seed=0)))
+    finally:
+        hook.remove()
+    assert expand not in steps[-1].tokens and bos not in steps[-1].tokens

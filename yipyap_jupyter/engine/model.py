@@ -68,6 +68,25 @@ class GenerationStep:
     ended: bool
 
 
+class _WithoutTokens(torch.nn.Module):
+    """The network with some tokens never predicted.
+
+    Fixed-length sampling has no use for `<|expand|>` or the start token, which a model
+    trained for variable-length infilling (like `tiny`) can otherwise emit mid-text.
+    """
+
+    def __init__(self, network: torch.nn.Module, banned: list[int]) -> None:
+        super().__init__()
+        self.network = network
+        self.banned = banned
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.network(input_ids, attention_mask, position_ids)
+        logits[..., self.banned] = -torch.inf
+        return logits
+
+
 class DiffusionModel:
     """One model resident on one device."""
 
@@ -199,18 +218,20 @@ class DiffusionModel:
         self, canvas: list[int], opts: SamplingOptions, cancel: CancelToken | None
     ) -> Iterator[SamplerStep]:
         generator = make_generator(opts.seed, self.device)
+        banned = [i for i in (self.ids.expand, self.ids.bos) if i is not None]
+        network = _WithoutTokens(self.network, banned) if banned else self.network
         if self.spec.family == "llada":
             from .samplers.llada import llada_sample
 
             return llada_sample(
-                self.network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps,
+                network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps,
                 block_length=opts.block_length, temperature=opts.temperature, cfg_scale=opts.cfg_scale,
                 remasking=opts.remasking, threshold=opts.threshold, generator=generator, cancel=cancel,
             )
         from .samplers.dream import dream_sample
 
         return dream_sample(
-            self.network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps, alg=opts.remasking,
+            network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps, alg=opts.remasking,
             alg_temp=opts.alg_temp, temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
             generator=generator, cancel=cancel,
         )
