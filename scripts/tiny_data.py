@@ -70,10 +70,17 @@ def read_text(path: Path) -> str:
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE over the training text, special tokens first so their ids are 0..3."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # "\n" is always a token of its own, so text split at a line break (an infill prefix
+    # ending in "\n", a middle starting with indentation) tokenizes exactly as the joined text.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex("\n"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

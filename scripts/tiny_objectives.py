@@ -38,8 +38,15 @@ class Batch:
     attention_mask: torch.Tensor  # (B, L) bool, True on real tokens
 
 
-def llada_rows(stream: torch.Tensor, n_rows: int, length: int, ids: SpecialIds, gen: torch.Generator, eps: float = 0.05):
+def llada_rows(
+    stream: torch.Tensor, n_rows: int, length: int, ids: SpecialIds, gen: torch.Generator, eps: float = 0.05,
+    doc_starts: torch.Tensor | None = None, doc_start_share: float = 0.25,
+):
     """Random windows of the training stream, masked at a per-row ratio t ~ U(eps, 1].
+
+    A `doc_start_share` of the rows begin at a document's BOS, as a generation canvas
+    ([BOS] prompt masks) does, so that shape means "continue the text" to the model
+    rather than "an infill whose masks are mostly deleted".
 
     The rows' ratios are stratified (one per 1/n_rows slice of the interval), and eps is
     0.05 rather than LLaDA's 1e-3: with batches of a dozen rows instead of LLaDA's
@@ -47,6 +54,9 @@ def llada_rows(stream: torch.Tensor, n_rows: int, length: int, ids: SpecialIds, 
     the clipped gradient of its step.
     """
     starts = torch.randint(0, stream.numel() - length, (n_rows,), generator=gen)
+    if doc_starts is not None:
+        aligned = torch.rand(n_rows, generator=gen) < doc_start_share
+        starts = torch.where(aligned, doc_starts[torch.randint(0, doc_starts.numel(), (n_rows,), generator=gen)], starts)
     clean = torch.stack([stream[s : s + length] for s in starts.tolist()])
     u = (torch.rand(1, generator=gen) + torch.arange(n_rows) / n_rows) % 1.0
     t = (1 - eps) * u + eps
@@ -77,9 +87,13 @@ def _pick_middle(doc: torch.Tensor, line_end: torch.Tensor, max_middle: int, gen
 
 def infill_row(
     doc: torch.Tensor, line_end: torch.Tensor, length: int, ids: SpecialIds, gen: torch.Generator,
-    max_middle: int = 64, max_delete: int = 32,
+    max_middle: int = 64, max_delete: int = 32, no_delete_prob: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One DreamOn-style row from a tokenised document, padded with EOS (not attended) to `length`."""
+    """One DreamOn-style row from a tokenised document, padded with EOS (not attended) to `length`.
+
+    `no_delete_prob` of the rows get no surplus masks, so that predicting a delete takes
+    evidence from the context rather than habit (a weak model otherwise deletes whole spans).
+    """
     a, b = _pick_middle(doc, line_end, max_middle, gen)
     middle = doc[a:b]
     r = max(torch.rand(1, generator=gen).item(), 0.05)
@@ -98,7 +112,10 @@ def infill_row(
         slots_in.append(ids.mask if masked[i] else tokens[i])
         slots_label.append(tokens[i] if masked[i] else IGNORE)
         i += 1
-    n_delete = int(torch.randint(0, min(max_delete, middle.numel()) + 1, (1,), generator=gen))
+    if no_delete_prob and torch.rand(1, generator=gen).item() < no_delete_prob:
+        n_delete = 0
+    else:
+        n_delete = int(torch.randint(0, min(max_delete, middle.numel()) + 1, (1,), generator=gen))
     slots_in += [ids.mask] * n_delete
     slots_label += [ids.eos] * n_delete
 
@@ -120,17 +137,18 @@ def infill_row(
 
 def make_batch(
     stream: torch.Tensor, docs: list[torch.Tensor], line_end: torch.Tensor, batch_size: int, infill_rows: int,
-    length: int, ids: SpecialIds, gen: torch.Generator,
+    length: int, ids: SpecialIds, gen: torch.Generator, no_delete_prob: float = 0.5,
+    doc_starts: torch.Tensor | None = None,
 ) -> Batch:
     """`batch_size - infill_rows` LLaDA rows followed by `infill_rows` DreamOn rows."""
-    parts = [llada_rows(stream, batch_size - infill_rows, length, ids, gen)]
+    parts = [llada_rows(stream, batch_size - infill_rows, length, ids, gen, doc_starts=doc_starts)]
     rows = []
     for _ in range(infill_rows):
         doc = docs[int(torch.randint(0, len(docs), (1,), generator=gen))]
         if doc.numel() > length:
             start = int(torch.randint(0, doc.numel() - length + 1, (1,), generator=gen))
             doc = doc[start : start + length]
-        rows.append(infill_row(doc, line_end, length, ids, gen))
+        rows.append(infill_row(doc, line_end, length, ids, gen, no_delete_prob=no_delete_prob))
     if rows:
         parts.append(tuple(torch.stack(x) for x in zip(*rows)))
     return Batch(*(torch.cat(x) for x in zip(*parts)))

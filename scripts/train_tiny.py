@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--ar-steps", type=int, default=1000,
                    help="first steps train next-token prediction with causal attention (warm-up), then masked diffusion")
+    p.add_argument("--infill-steps", type=int, default=600,
+                   help="after --steps, this many infill-heavy steps at the final learning rate (DreamOn-style SFT)")
+    p.add_argument("--infill-steps-rows", type=int, default=8, help="infill rows per batch in those steps")
+    p.add_argument("--infill-steps-weight", type=float, default=0.7, help="infill share of the loss in those steps")
     p.add_argument("--infill-rows", type=int, default=4, help="rows per batch from the DreamOn objective")
     p.add_argument("--infill-weight", type=float, default=0.3, help="share of the loss from infill rows")
     p.add_argument("--lr", type=float, default=1.5e-3)
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {len(docs)} train files, {stream.numel():,} train tokens, {held.numel():,} held-out tokens, "
           f"vocab {tokenizer.get_vocab_size()}, ids {ids} ({time.time() - t0:.1f}s)", flush=True)
 
+    doc_starts = (stream[: stream.numel() - args.seq_len] == ids.bos).nonzero().flatten()
     network = build_network(args, tokenizer.get_vocab_size(), ids)
     n_params = sum(p.numel() for p in network.parameters())
     decay = [p for p in network.parameters() if p.dim() >= 2]
@@ -218,15 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     tokens_seen = 0
     window_start, window_tokens = time.time(), 0
     network.train()
-    last_step = min(args.steps, args.stop_step or args.steps)
+    total_steps = args.steps + args.infill_steps
+    last_step = min(total_steps, args.stop_step or total_steps)
     while step < last_step and (time.time() - start) < args.minutes * 60:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
         if step < args.ar_steps:
             loss = autoregressive_loss(network, stream, args.batch_size, args.seq_len, gen)
-        else:
-            batch = make_batch(stream, docs, line_end, args.batch_size, args.infill_rows, args.seq_len, ids, gen)
+        elif step < args.steps:
+            batch = make_batch(stream, docs, line_end, args.batch_size, args.infill_rows, args.seq_len, ids, gen,
+                               doc_starts=doc_starts)
             loss = batch_loss(network, batch, args.infill_rows, args.infill_weight)
+        else:
+            batch = make_batch(stream, docs, line_end, args.batch_size, args.infill_steps_rows, args.seq_len, ids, gen,
+                               doc_starts=doc_starts)
+            loss = batch_loss(network, batch, args.infill_steps_rows, args.infill_steps_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
@@ -237,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         window_tokens += n_tok
         if step % 25 == 0 or step == last_step:
             now = time.time()
-            line = (f"step {step}/{args.steps} loss {loss.item():.3f} gnorm {grad_norm:.2f} lr {lr_at(step, args):.2e} "
+            line = (f"step {step}/{total_steps} loss {loss.item():.3f} gnorm {grad_norm:.2f} lr {lr_at(step, args):.2e} "
                     f"tok/s {window_tokens / (now - window_start):.0f} elapsed {(elapsed_before + now - start) / 60:.1f}min")
             if step % 50 == 0 or step == last_step:
                 h_loss, h_acc = held_out_loss(network, held, ids, args.seq_len)
@@ -258,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "steps": step,
-        "planned_steps": args.steps,
+        "planned_steps": total_steps,
         "training_minutes": round(elapsed / 60, 1),
         "parameters": n_params,
         "hardware": f"{platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}",
