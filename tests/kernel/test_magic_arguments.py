@@ -24,7 +24,7 @@ def run(ipython, source: str):
     [
         ("--steps zero", "argument --steps: expected a whole number, got 'zero'"),
         ("--steps 0", "argument --steps: must be at least 1, got 0"),
-        ("--temperature -1", "argument --temperature: must be 0 or more"),
+        ("--temperature -1", "argument --temperature: must be at least 0"),
         ("--device tpu", "argument --device: invalid choice: 'tpu'"),
         ("--out 1x", "argument --out: '1x' is not a Python variable name"),
         ("--colour red", "unrecognized arguments: --colour red"),
