@@ -136,7 +136,9 @@ def line_boundaries(tokenizer, ids: list[int]) -> list[int]:
 
 
 @torch.no_grad()
-def variable_infill_eval(network, tokenizer, n_functions: int, seed: int, max_new_tokens: int = 96) -> dict:
+def variable_infill_eval(
+    network, tokenizer, n_functions: int, seed: int, alg: str = "entropy", max_new_tokens: int = 96
+) -> dict:
     """Remove 1-3 body lines, start from half or 1.5x the true number of masks, let the sampler resize."""
     from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
 
@@ -159,7 +161,7 @@ def variable_infill_eval(network, tokenizer, n_functions: int, seed: int, max_ne
         step = None
         for step in variable_infill(
             network, canvas, mask_id=ids["mask"], delete_id=ids["eos"], expand_id=ids["expand"],
-            max_new_tokens=max(max_new_tokens, n_masks), shift_logits=False,
+            max_new_tokens=max(max_new_tokens, n_masks), shift_logits=False, alg=alg,
             generator=torch.Generator().manual_seed(seed + k),
         ):
             pass
@@ -175,6 +177,7 @@ def variable_infill_eval(network, tokenizer, n_functions: int, seed: int, max_ne
                      "prefix_kept": out[1 : 1 + a] == tokens[:a], "suffix_kept": out[end:-1] == tokens[b:]})
     n = len(rows)
     return {
+        "alg": alg,
         "functions": n,
         "within_2_tokens": round(sum(abs(r["final_len"] - r["true_len"]) <= 2 for r in rows) / n, 4),
         "initial_within_2_tokens": round(sum(abs(r["initial_masks"] - r["true_len"]) <= 2 for r in rows) / n, 4),
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--length", type=int, default=192, help="held-out window length for (a)")
     p.add_argument("--functions", type=int, default=60, help="held-out functions sampled for (b)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--algs", default="entropy", help="comma-separated DreamOn position rankings to measure in (b)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     network, tokenizer = load(args.model)
@@ -233,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"masked_accuracy": masked_accuracy(network, tokenizer, args.length, args.seed)}
     print(json.dumps(report["masked_accuracy"], indent=2), f"({time.time() - t0:.0f}s)", flush=True)
     t0 = time.time()
-    report["variable_infill"] = variable_infill_eval(network, tokenizer, args.functions, args.seed)
+    report["variable_infill"] = [
+        variable_infill_eval(network, tokenizer, args.functions, args.seed, alg) for alg in args.algs.split(",")
+    ]
     print(json.dumps(report["variable_infill"], indent=2), f"({time.time() - t0:.0f}s)", flush=True)
     report["examples"] = examples(network, tokenizer, args.seed)
     for ex in report["examples"]:
