@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -13,14 +13,6 @@ from yipyap_jupyter.engine.dream import DreamModel
 from yipyap_jupyter.engine.llada import LLaDAModel
 
 VOCAB = 32
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _llada(kv_heads: int = 4) -> LLaDAModel:

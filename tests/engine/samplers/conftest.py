@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from sampler_networks import MASK, VOCAB
@@ -23,15 +21,6 @@ def _never_predicts_mask(network: nn.Module) -> nn.Module:
 
     network.register_forward_hook(lower_mask_logit)
     return network
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, above all on a machine shared by other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
