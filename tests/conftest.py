@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """Tests share two cores with other work, and tiny networks run fastest on one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test runs offline against a cache of its own: nothing reaches a hub or reads the user's cache."""

@@ -33,7 +33,6 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def network() -> LLaDAModel:
-    torch.set_num_threads(1)
     return load_network(TINY_MODEL_DIR, dtype=torch.float32)
 
 

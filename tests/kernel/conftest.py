@@ -28,12 +28,9 @@ def ipython():
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
     """A real service whose default model is a tiny random LLaDA checkpoint, with its own settings file."""
-    import torch
-
     from yipyap_jupyter.service.service import DiffusionLLMService
     from yipyap_jupyter.settings import SettingsStore
 
-    torch.set_num_threads(1)
     store = SettingsStore(tmp_path_factory.mktemp("service-settings") / "settings.json")
     return DiffusionLLMService(settings_store=store, default_model=str(tiny_llada_dir))
 

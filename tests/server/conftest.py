@@ -13,14 +13,6 @@ from pytest_jupyter.jupyter_server import *  # the plugin's fixtures and hooks, 
 from traitlets.config import Config
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread() -> None:
-    """Tests share two cores with other work: keep torch to one thread."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 @pytest.fixture
 def yipyap_traits(request: pytest.FixtureRequest) -> dict[str, Any]:
     return dict(getattr(request, "param", {}))

@@ -14,9 +14,6 @@ from yipyap_jupyter.settings import SettingsStore
 
 @pytest.fixture(scope="module")
 def loaded_manager(tiny_llada_dir: Path) -> Iterator[DiffusionModelManager]:
-    import torch
-
-    torch.set_num_threads(1)
     manager = DiffusionModelManager()
     manager.load(str(tiny_llada_dir), device="cpu")
     yield manager
