@@ -39,7 +39,7 @@ def test_errors_show_category_and_retry_hint(client) -> None:
     panel = TextGeneratorPanel(client)
     panel.prompt.value = "x"
     panel.seed.value = "abc"
-    assert panel.generate() is False
+    assert panel.run() is False
     assert "validation error: seed must be a whole number" in panel.view.status.value
     panel.seed.value = ""
     panel.max_new_tokens.value, panel.steps.value = 4, 8
