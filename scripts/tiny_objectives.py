@@ -87,18 +87,23 @@ def _pick_middle(doc: torch.Tensor, line_end: torch.Tensor, max_middle: int, gen
 
 def infill_row(
     doc: torch.Tensor, line_end: torch.Tensor, length: int, ids: SpecialIds, gen: torch.Generator,
-    max_middle: int = 64, max_delete: int = 32, no_delete_prob: float = 0.5,
+    max_middle: int = 64, max_delete: int = 32, no_delete_prob: float = 0.5, whole_middle_prob: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One DreamOn-style row from a tokenised document, padded with EOS (not attended) to `length`.
 
     `no_delete_prob` of the rows get no surplus masks, so that predicting a delete takes
     evidence from the context rather than habit (a weak model otherwise deletes whole spans).
+    `whole_middle_prob` of the rows mask the whole middle, the state every infill starts
+    from (at a ratio r ~ U(0, 1) a 20-token middle is wholly masked in 1 row of 21), and the
+    merge probability is drawn over [0, 1) so that such a middle comes with anything from
+    half its length in slots (every pair merged) to its full length.
     """
     a, b = _pick_middle(doc, line_end, max_middle, gen)
     middle = doc[a:b]
-    r = max(torch.rand(1, generator=gen).item(), 0.05)
+    whole = torch.rand(1, generator=gen).item() < whole_middle_prob
+    r = 1.0 if whole else max(torch.rand(1, generator=gen).item(), 0.05)
     masked = (torch.rand(middle.numel(), generator=gen) < r).tolist()
-    merge_p = 0.5 if torch.rand(1, generator=gen).item() < 0.4 else 0.5 * (1 - sum(masked) / max(1, len(masked)))
+    merge_p = torch.rand(1, generator=gen).item()
     slots_in: list[int] = []
     slots_label: list[int] = []
     i = 0
