@@ -98,7 +98,7 @@ def infill_row(
     merge probability is drawn over [0, 1) so that such a middle comes with anything from
     half its length in slots (every pair merged) to its full length.
     """
-    a, b = _pick_middle(doc, line_end, max_middle, gen)
+    a, b = _pick_middle(doc, line_end, min(max_middle, length - 2), gen)
     middle = doc[a:b]
     whole = torch.rand(1, generator=gen).item() < whole_middle_prob
     r = 1.0 if whole else max(torch.rand(1, generator=gen).item(), 0.05)
@@ -120,7 +120,8 @@ def infill_row(
     if no_delete_prob and torch.rand(1, generator=gen).item() < no_delete_prob:
         n_delete = 0
     else:
-        n_delete = int(torch.randint(0, min(max_delete, middle.numel()) + 1, (1,), generator=gen))
+        most = min(max_delete, middle.numel(), length - 2 - len(slots_in))
+        n_delete = int(torch.randint(0, most + 1, (1,), generator=gen))
     slots_in += [ids.mask] * n_delete
     slots_label += [ids.eos] * n_delete
 
