@@ -5,7 +5,8 @@
 (b) variable-length infill of a few lines in held-out functions, started from a
     wrong number of masks: how often the final middle is within 2 tokens of the
     true length and how often the whole function parses;
-(c) ten example generations and infills whose prompts are fixed below.
+(c) ten example generations and infills whose prompts are fixed below; the generations go
+    through `DiffusionModel`, so they are what `%%diffuse` shows for the prompt.
 
     python scripts/eval_tiny.py --model yipyap_jupyter/models/tiny --json runs/eval.json
 """
@@ -48,13 +49,11 @@ INFILL_PROMPTS = [  # (prefix, suffix, initial number of masks)
 
 
 def load(model_dir: Path):
-    from transformers import AutoTokenizer
+    """The checkpoint as the package runs it (`tiny`'s spec), in fp32 as on a CPU."""
+    from yipyap_jupyter.engine.model import DiffusionModel
+    from yipyap_jupyter.engine.specs import KNOWN_MODELS
 
-    from yipyap_jupyter.engine.checkpoint import load_network
-
-    network = load_network(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    return network, tokenizer
+    return DiffusionModel.load(KNOWN_MODELS["tiny"], model_dir, dtype=torch.float32)
 
 
 def special_ids(tokenizer) -> dict[str, int]:
@@ -189,22 +188,17 @@ def variable_infill_eval(
 
 
 @torch.no_grad()
-def examples(network, tokenizer, seed: int) -> list[dict]:
-    """The fixed prompts: greedy LLaDA generation of 64 tokens in 32 steps, then DreamOn-style infills."""
-    from yipyap_jupyter.engine.samplers.llada import llada_sample
+def examples(model, seed: int) -> list[dict]:
+    """The fixed prompts: generations as `%%diffuse` makes them (the model's defaults), then DreamOn-style infills."""
+    from yipyap_jupyter.engine.model import SamplingOptions
     from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
 
-    ids = special_ids(tokenizer)
+    network, tokenizer = model.network, model.tokenizer
     out = []
     for prompt in GENERATION_PROMPTS:
-        canvas = torch.tensor([[ids["bos"], *encode(tokenizer, prompt), *[ids["mask"]] * 64]])
-        for step in llada_sample(network, canvas, mask_id=ids["mask"], steps=32, block_length=32):
-            pass
-        generated = step.canvas[step.span[0] :].tolist()
-        if ids["eos"] in generated:  # text ends at the first end-of-text; the rest is padding
-            generated = generated[: generated.index(ids["eos"])]
-        text = tokenizer.decode(generated)
-        out.append({"kind": "generation", "prompt": prompt, "output": text})
+        *_, last = model.generate(prompt, SamplingOptions(seed=seed))
+        out.append({"kind": "generation", "prompt": prompt, "output": last.text})
+    ids = special_ids(tokenizer)
     for k, (prefix, suffix, n_masks) in enumerate(INFILL_PROMPTS):
         canvas = torch.tensor(
             [[ids["bos"], *encode(tokenizer, prefix), *[ids["mask"]] * n_masks, *encode(tokenizer, suffix), ids["eos"]]]
@@ -231,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algs", default="entropy", help="comma-separated DreamOn position rankings to measure in (b)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    network, tokenizer = load(args.model)
+    model = load(args.model)
+    network, tokenizer = model.network, model.tokenizer
 
     t0 = time.time()
     report = {"masked_accuracy": masked_accuracy(network, tokenizer, args.length, args.seed)}
@@ -241,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         variable_infill_eval(network, tokenizer, args.functions, args.seed, alg) for alg in args.algs.split(",")
     ]
     print(json.dumps(report["variable_infill"], indent=2), f"({time.time() - t0:.0f}s)", flush=True)
-    report["examples"] = examples(network, tokenizer, args.seed)
+    report["examples"] = examples(model, args.seed)
     for ex in report["examples"]:
         if ex["kind"] == "generation":
             print(f"--- generation\n{ex['prompt']}\u2588{ex['output']}")
