@@ -19,6 +19,7 @@ import torch
 from yipyap_jupyter.constants import TINY_MODEL_DIR
 from yipyap_jupyter.engine.checkpoint import load_network
 from yipyap_jupyter.engine.samplers.llada import llada_sample
+from yipyap_jupyter.engine.tokenizer import load_tokenizer
 
 PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'
 
@@ -43,9 +44,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
 
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(args.model))
+    tokenizer = load_tokenizer(Path(args.model))
     network = load_network(args.model, dtype=getattr(torch, args.dtype))
     mask_id = tokenizer.mask_token_id
     prompt = tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
