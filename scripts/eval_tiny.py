@@ -56,30 +56,21 @@ def load(model_dir: Path):
     return DiffusionModel.load(KNOWN_MODELS["tiny"], model_dir, dtype=torch.float32)
 
 
-def special_ids(tokenizer) -> dict[str, int]:
-    return {
-        "bos": tokenizer.bos_token_id,
-        "eos": tokenizer.eos_token_id,
-        "mask": tokenizer.mask_token_id,
-        "expand": tokenizer.convert_tokens_to_ids("<|expand|>"),
-    }
-
-
 def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()
-def masked_accuracy(network, tokenizer, length: int, seed: int) -> dict:
+def masked_accuracy(model, length: int, seed: int) -> dict:
     """Accuracy on masked held-out tokens, model vs. the unigram argmax, same windows and masks."""
-    ids = special_ids(tokenizer)
+    network, tokenizer, ids = model.network, model.tokenizer, model.ids
     train_files, held_files = split_corpus()
     counts: Counter[int] = Counter()
     for path in train_files:
         counts.update(encode(tokenizer, read_text(path)))
     unigram_token, _ = counts.most_common(1)[0]
     stream = torch.tensor(
-        [t for path in held_files for t in [ids["bos"], *encode(tokenizer, read_text(path)), ids["eos"]]]
+        [t for path in held_files for t in [ids.bos, *encode(tokenizer, read_text(path)), ids.eos]]
     )
     windows = stream[: stream.numel() // length * length].view(-1, length)
     gen = torch.Generator().manual_seed(seed)
@@ -87,7 +78,7 @@ def masked_accuracy(network, tokenizer, length: int, seed: int) -> dict:
               "unigram_token": tokenizer.convert_ids_to_tokens(unigram_token), "ratios": {}}
     for ratio in MASK_RATIOS:
         masked = torch.rand(windows.shape, generator=gen) < ratio
-        noisy = torch.where(masked, ids["mask"], windows)
+        noisy = torch.where(masked, ids.mask, windows)
         correct = 0
         for i in range(0, windows.shape[0], 16):
             pred = network(noisy[i : i + 16]).argmax(-1)
@@ -136,12 +127,12 @@ def line_boundaries(tokenizer, ids: list[int]) -> list[int]:
 
 @torch.no_grad()
 def variable_infill_eval(
-    network, tokenizer, n_functions: int, seed: int, alg: str = "entropy", max_new_tokens: int = 96
+    model, n_functions: int, seed: int, alg: str = "entropy", max_new_tokens: int = 96
 ) -> dict:
     """Remove 1-3 body lines, start from half or 1.5x the true number of masks, let the sampler resize."""
     from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
 
-    ids = special_ids(tokenizer)
+    network, tokenizer, ids = model.network, model.tokenizer, model.ids
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for k, function in enumerate(held_out_functions(n_functions, seed)):
@@ -156,10 +147,10 @@ def variable_infill_eval(
         if not 1 <= true_len <= 48:
             continue
         n_masks = max(1, true_len // 2) if k % 2 == 0 else true_len + max(3, true_len // 2)
-        canvas = torch.tensor([[ids["bos"], *tokens[:a], *[ids["mask"]] * n_masks, *tokens[b:], ids["eos"]]])
+        canvas = torch.tensor([[ids.bos, *tokens[:a], *[ids.mask] * n_masks, *tokens[b:], ids.eos]])
         step = None
         for step in variable_infill(
-            network, canvas, mask_id=ids["mask"], delete_id=ids["eos"], expand_id=ids["expand"],
+            network, canvas, mask_id=ids.mask, delete_id=ids.eos, expand_id=ids.expand,
             max_new_tokens=max(max_new_tokens, n_masks), shift_logits=False, alg=alg,
             generator=torch.Generator().manual_seed(seed + k),
         ):
@@ -193,18 +184,17 @@ def examples(model, seed: int) -> list[dict]:
     from yipyap_jupyter.engine.model import SamplingOptions
     from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
 
-    network, tokenizer = model.network, model.tokenizer
+    network, tokenizer, ids = model.network, model.tokenizer, model.ids
     out = []
     for prompt in GENERATION_PROMPTS:
         *_, last = model.generate(prompt, SamplingOptions(seed=seed))
         out.append({"kind": "generation", "prompt": prompt, "output": last.text})
-    ids = special_ids(tokenizer)
     for k, (prefix, suffix, n_masks) in enumerate(INFILL_PROMPTS):
         canvas = torch.tensor(
-            [[ids["bos"], *encode(tokenizer, prefix), *[ids["mask"]] * n_masks, *encode(tokenizer, suffix), ids["eos"]]]
+            [[ids.bos, *encode(tokenizer, prefix), *[ids.mask] * n_masks, *encode(tokenizer, suffix), ids.eos]]
         )
         for step in variable_infill(
-            network, canvas, mask_id=ids["mask"], delete_id=ids["eos"], expand_id=ids["expand"],
+            network, canvas, mask_id=ids.mask, delete_id=ids.eos, expand_id=ids.expand,
             max_new_tokens=48, shift_logits=False, generator=torch.Generator().manual_seed(seed + k),
         ):
             pass
@@ -226,14 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load(args.model)
-    network, tokenizer = model.network, model.tokenizer
 
     t0 = time.time()
-    report = {"masked_accuracy": masked_accuracy(network, tokenizer, args.length, args.seed)}
+    report = {"masked_accuracy": masked_accuracy(model, args.length, args.seed)}
     print(json.dumps(report["masked_accuracy"], indent=2), f"({time.time() - t0:.0f}s)", flush=True)
     t0 = time.time()
     report["variable_infill"] = [
-        variable_infill_eval(network, tokenizer, args.functions, args.seed, alg) for alg in args.algs.split(",")
+        variable_infill_eval(model, args.functions, args.seed, alg) for alg in args.algs.split(",")
     ]
     print(json.dumps(report["variable_infill"], indent=2), f"({time.time() - t0:.0f}s)", flush=True)
     report["examples"] = examples(model, args.seed)
