@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tiny_data
 import torch
 
-from conftest import SCRIPTS
+SCRIPTS = Path(tiny_data.__file__).parent  # on sys.path through this folder's conftest
 
 MINIATURE = [
     "--steps", "6", "--ar-steps", "2", "--infill-steps", "2", "--warmup", "2", "--seed", "3", "--threads", "1",
