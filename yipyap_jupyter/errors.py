@@ -24,9 +24,6 @@ class DiffusionError(Exception):
         if retryable is not None:
             self.retryable = retryable
 
-    def to_dict(self) -> dict[str, Any]:
-        """The error object of DESIGN.md section 2."""
-        return {"error_type": self.error_type, "message": self.message, "retryable": self.retryable}
 
 
 class ValidationError(DiffusionError, ValueError):
@@ -68,10 +65,10 @@ class GenerationTimeoutError(DiffusionError, TimeoutError):
 
 
 class GenerationError(DiffusionError, RuntimeError):
-    """The model failed mid-run."""
+    """The model failed mid-run (retryable only where the cause is passing, e.g. out of memory)."""
 
     error_type = "generation"
-    retryable = True
+    retryable = False
     http_status = 500
 
 
@@ -102,3 +99,23 @@ class RateLimitedError(NetworkError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def error_body(error: BaseException) -> dict[str, Any]:
+    """The one wire form of any failure: `{error_type, message, retryable}`, scrubbed.
+
+    HTTP bodies, SSE `error` frames, the CLI and the kernel all show this. A failure that
+    is not a `DiffusionError` is a bug: it becomes a `generation` error that points to
+    the server log (by correlation id) instead of leaking its text.
+    """
+    from .service.correlation import correlation_id
+    from .service.redaction import scrub
+
+    if isinstance(error, DiffusionError):
+        return {"error_type": error.error_type, "message": scrub(error.message), "retryable": error.retryable}
+    return {
+        "error_type": GenerationError.error_type,
+        "message": f"the request failed unexpectedly; the server log has the details "
+        f"(correlation id {correlation_id.get()})",
+        "retryable": False,
+    }

@@ -26,6 +26,7 @@ from ..errors import (
     GenerationError,
     RateLimitedError,
     ValidationError,
+    error_body,
 )
 from ..service.correlation import (
     HEADER,
@@ -139,17 +140,13 @@ class DiffusionHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = (kwargs.get("exc_info") or (None, None, None))[1]
-        if isinstance(error, DiffusionError):
-            body = error.to_dict()
-            if isinstance(error, RateLimitedError):
-                self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
-        elif isinstance(error, web.HTTPError):
+        if isinstance(error, RateLimitedError):
+            self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
+        if isinstance(error, web.HTTPError):
             body = {"error_type": _HTTP_ERROR_TYPES.get(status_code, "validation" if status_code < 500 else "generation"),
                     "message": error.log_message or self._reason, "retryable": False}
         else:
-            body = GenerationError(
-                f"the request failed unexpectedly; the server log has the details (correlation id {self.correlation_id})"
-            ).to_dict()
+            body = error_body(error) if error is not None else error_body(GenerationError("the request failed"))
         self._error_type = body["error_type"]
         self.finish(json.dumps(body))
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from ..errors import DiffusionError, ModelUnavailableError
+from ..errors import DiffusionError, ModelUnavailableError, error_body
 from .correlation import in_current_context
 from .logs import get_logger
 
@@ -89,7 +89,7 @@ class Downloads:
         try:
             info = self.manager.download(model_id, progress=lambda done, total: self._progress(model_id, done, total))
         except DiffusionError as error:
-            self._finish(model_id, state="failed", error=error.to_dict())
+            self._finish(model_id, state="failed", error=error_body(error))
             log.warning("download of %s failed: %s", model_id, error.message)
             return
         except Exception as error:  # huggingface_hub raises more than the registry maps

@@ -28,6 +28,7 @@ from ..errors import (
     GenerationCancelled,
     GenerationError,
     GenerationTimeoutError,
+    error_body,
 )
 from ..settings import SettingsStore, UserSettings
 from .correlation import correlation_id, in_current_context
@@ -35,7 +36,7 @@ from .events import CompleteEvent, ErrorEvent, Event, StatusEvent
 from .frames import StepFrames
 from .logs import get_logger
 from .postprocess import clean
-from .redaction import register_sensitive, scrub
+from .redaction import register_sensitive
 from .schemas import GenerateRequest, InfillRequest, LoadRequest
 from .validation import validate
 
@@ -201,7 +202,7 @@ class DiffusionLLMService:
         try:
             yield from self._events(kind, request, cancel)
         except DiffusionError as error:
-            yield ErrorEvent(error_type=error.error_type, message=scrub(error.message), retryable=error.retryable)
+            yield ErrorEvent(**error_body(error))
 
     def _events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Iterator[Event]:
         """The generation proper; raises DiffusionError / GenerationCancelled (in a private context)."""
