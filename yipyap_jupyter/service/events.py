@@ -60,6 +60,7 @@ class CompleteEvent(BaseModel):
     device: str
     tokens: int
     steps: int
+    options: dict[str, Any] = Field(default_factory=dict, description="the effective sampler options that ran")
 
 
 class ErrorEvent(BaseModel):

@@ -309,6 +309,7 @@ class DiffusionLLMService:
         from ..engine.model import SamplingOptions
 
         fields = {name: getattr(body, name) for name in SAMPLING_FIELDS}
+        fields["remasking"] = body.remasking or body.alg
         if fields["max_new_tokens"] is None:
             fields["max_new_tokens"] = self.settings().max_new_tokens
         if fields["cfg_scale"] is None:
