@@ -79,12 +79,12 @@ def test_interrupt_stops_promptly_and_leaves_the_model_usable(kernel) -> None:
             return True
         return False
 
-    messages = execute(client, "%%diffuse --seed 2 --steps 1024 --max-new-tokens 1024\nonce upon a time",
+    messages = execute(client, "%%diffuse --seed 2 --steps 448 --max-new-tokens 448\nonce upon a time",
                        until=interrupt_after_first_canvas)
     errors = of_type(messages, "error")
     assert [e["ename"] for e in errors] == ["KeyboardInterrupt"]
     last = of_type(messages, "update_display_data")[-1]["data"]["text/plain"]
-    assert "cancelled at step" in last and "1024/1024" not in last
+    assert "cancelled at step" in last and "448/448" not in last
     messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
     assert of_type(messages, "error") == []
     assert of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-1].startswith("8 tokens · 4 steps")

@@ -75,15 +75,24 @@ def test_fixed_and_variable_infill(service: DiffusionLLMService) -> None:
 
 def test_validation_error_is_an_event_without_the_prompt(service: DiffusionLLMService) -> None:
     events = list(service.generate_events({"prompt": CANARY, "steps": 0}))
-    end = check_shape(events)
+    assert len(events) == 1  # refused before anything streams: no status frame first
+    end = events[0]
     assert isinstance(end, ErrorEvent) and end.error_type == "validation" and CANARY not in end.message
     with pytest.raises(ValidationError):
         service.generate({"prompt": CANARY, "bogus": True})
 
 
 def test_engine_validation_reaches_the_caller(service: DiffusionLLMService) -> None:
-    end = list(service.generate_events({"prompt": "x", "max_new_tokens": 10, "block_length": 3}))[-1]
+    events = list(service.generate_events({"prompt": "x", "max_new_tokens": 10, "block_length": 3}))
+    assert len(events) == 1
+    end = events[0]
     assert isinstance(end, ErrorEvent) and end.error_type == "validation" and "block_length" in end.message
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_any_frame(service: DiffusionLLMService) -> None:
+    events = list(service.generate_events({"prompt": "the cat sat " * 2000, "max_new_tokens": 8}))
+    assert len(events) == 1
+    assert isinstance(events[0], ErrorEvent) and "context length" in events[0].message
 
 
 def test_timeout_gives_a_timeout_event(service: DiffusionLLMService) -> None:
@@ -138,7 +147,7 @@ def test_request_names_a_model_and_it_is_loaded(tmp_path: Path, tiny_llada_dir: 
 class ExplodingManager(DiffusionModelManager):
     """A manager whose generation fails with an error nobody anticipated, quoting its input."""
 
-    def generate(self, prompt, options, cancel=None, on_status=None):  # type: ignore[no-untyped-def]
+    def generate(self, prompt, options, cancel=None, **where):  # type: ignore[no-untyped-def]
         raise KeyError(f"internal state lost while reading {prompt}")
 
 
