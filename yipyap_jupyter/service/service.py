@@ -263,7 +263,7 @@ class DiffusionLLMService:
         info = self.manager.current()
         model_used = info.id if info else "unknown"
         event = CompleteEvent(
-            text=clean(last.text, trim=plan.auto_trim, punctuation=plan.fix_punctuation, finished=last.ended),
+            text=clean(last.text, trim=plan.auto_trim, punctuation=plan.fix_punctuation),
             raw_text=last.text,
             history=frames.history,
             generation_time=round(seconds, 4),
