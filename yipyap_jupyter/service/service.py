@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..settings import SettingsStore, UserSettings
 from .correlation import correlation_id
+from .downloads import Downloads
 from .events import CompleteEvent, ErrorEvent, Event, StatusEvent
 from .frames import StepFrames
 from .logs import get_logger
@@ -113,6 +114,7 @@ class DiffusionLLMService:
         default_model: str | None = DEFAULT_MODEL_ID,
     ) -> None:
         self._manager = manager
+        self._downloads: Downloads | None = None
         self._manager_lock = threading.Lock()
         self.settings_store = settings_store or SettingsStore()
         self.default_model = default_model or None
@@ -121,11 +123,14 @@ class DiffusionLLMService:
     def manager(self) -> DiffusionModelManager:
         """The model manager, created on first use (its import is cheap, its models are not)."""
         with self._manager_lock:
-            if self._manager is None:
-                from ..engine.manager import DiffusionModelManager
+            return self._manager_or_new()
 
-                self._manager = DiffusionModelManager()
-            return self._manager
+    def _manager_or_new(self) -> DiffusionModelManager:
+        if self._manager is None:
+            from ..engine.manager import DiffusionModelManager
+
+            self._manager = DiffusionModelManager()
+        return self._manager
 
     # -- models and settings ---------------------------------------------------------
 
@@ -146,6 +151,14 @@ class DiffusionLLMService:
 
     def unload_model(self) -> None:
         self.manager.unload()
+
+    @property
+    def downloads(self) -> Downloads:
+        """Background downloads with progress, the same for the server and the kernel."""
+        with self._manager_lock:
+            if self._downloads is None:
+                self._downloads = Downloads(self._manager_or_new())
+            return self._downloads
 
     def settings(self) -> UserSettings:
         return self.settings_store.load()
