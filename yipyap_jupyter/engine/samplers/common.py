@@ -1,4 +1,4 @@
-"""What the samplers share: checking the canvas, finding the network's device, Dream's token draw.
+"""What the samplers share: checking the canvas, the cache windows, the network's device, Dream's token draw.
 
 Dream's `diffusion_generate` and DreamOn's infilling loop draw tokens and rank
 positions the same way (`sample_tokens` in Dream's generation utilities), so
@@ -13,6 +13,8 @@ from torch import nn
 from ...errors import ValidationError
 
 DREAM_ALGS = ("maskgit_plus", "topk_margin", "entropy")
+#: Fast-dLLM's block-wise key/value caches (see `engine.kv_cache`); "none" runs the whole canvas every step.
+CACHES = ("none", "prefix", "dual")
 
 
 def masked_span(canvas: torch.Tensor, mask_id: int) -> tuple[int, int]:
@@ -32,6 +34,17 @@ def masked_span(canvas: torch.Tensor, mask_id: int) -> tuple[int, int]:
     if positions.numel() != end - start:
         raise ValidationError("the masked positions of the canvas must form one contiguous run")
     return start, end
+
+
+def window_of(cache: str, step_in_block: int, length: int, block_start: int, block_end: int) -> tuple[int, int]:
+    """The canvas positions (start, end) the network runs on at this step of a block.
+
+    The whole canvas without a cache and at a block's first step (which refreshes the
+    cache); then the block plus everything right of it (prefix cache) or the block alone (dual).
+    """
+    if cache == "none" or step_in_block == 0:
+        return 0, length
+    return block_start, length if cache == "prefix" else block_end
 
 
 def network_device(network: nn.Module, fallback: torch.device) -> torch.device:
