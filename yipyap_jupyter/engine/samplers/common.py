@@ -8,6 +8,7 @@ both samplers call `sample_tokens` here.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ValidationError
@@ -45,6 +46,40 @@ def window_of(cache: str, step_in_block: int, length: int, block_start: int, blo
     if cache == "none" or step_in_block == 0:
         return 0, length
     return block_start, length if cache == "prefix" else block_end
+
+
+def select_positions(
+    scores: torch.Tensor,
+    rows: torch.Tensor,
+    window: int,
+    *,
+    count: int = 0,
+    threshold: float | None = None,
+    alg_temp: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The positions one step commits (ascending), out of `rows` (ascending) scored by `scores`.
+
+    The `count` best-scored rows (drawn from softmax(scores / alg_temp) when `alg_temp` > 0);
+    or, with `threshold`, every row scoring at least it and always the best one (Fast-dLLM's
+    rule). Scores are ranked in a vector over the whole window of `window` positions the
+    network ran on, -inf where nothing may be committed, as the reference loops rank them,
+    so ties resolve as there.
+    """
+    full = torch.full((window,), -torch.inf, dtype=scores.dtype, device=scores.device)
+    full[rows] = scores
+    if threshold is not None:
+        ranked, order = torch.topk(full, k=rows.numel())
+        keep = ranked >= threshold
+        keep[0] = True
+        chosen = order[keep]
+    elif count == 0:
+        chosen = rows[:0]
+    elif alg_temp:
+        chosen = torch.multinomial(F.softmax(full / alg_temp, dim=-1), count, generator=generator)
+    else:
+        chosen = torch.topk(full, k=count).indices
+    return chosen.sort().values
 
 
 def network_device(network: nn.Module, fallback: torch.device) -> torch.device:

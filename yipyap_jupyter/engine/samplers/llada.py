@@ -25,7 +25,7 @@ from ...errors import ValidationError
 from ...cancel import CancelToken
 from ..kv_cache import KVCache
 from .base import SamplerStep
-from .common import CACHES, masked_span, network_device, window_of
+from .common import CACHES, masked_span, network_device, select_positions, window_of
 
 REMASKING = ("low_confidence", "random")
 
@@ -58,8 +58,7 @@ def choose_transfers(
     window, as LLaDA draws it, so a seed samples what it always sampled. Commits the `count`
     best-ranked rows, or with `threshold` every row at least that confident and always the
     best one (Fast-dLLM's `get_transfer_index`). `float64` measures probabilities in float64
-    as Fast-dLLM does (LLaDA's own loop uses the logits' dtype). Ranking runs over the whole
-    window, so ties resolve as in those loops.
+    as Fast-dLLM does (LLaDA's own loop uses the logits' dtype).
 
     Returns:
         (positions in the window, ascending; their tokens; their probabilities).
@@ -82,16 +81,7 @@ def choose_transfers(
         rank = x0_p
     else:
         rank = torch.rand((1, window), device=device, generator=generator)[0, rows]
-    confidence = torch.full((window,), -torch.inf, dtype=rank.dtype, device=rank.device)
-    confidence[rows] = rank
-    if threshold is None:
-        chosen = torch.topk(confidence, k=count).indices
-    else:
-        ranked, order = torch.topk(confidence, k=rows.numel())
-        keep = ranked >= threshold
-        keep[0] = True
-        chosen = order[keep]
-    chosen = chosen.sort().values
+    chosen = select_positions(rank, rows, window, count=count or 0, threshold=threshold)
     picked = torch.searchsorted(rows, chosen)
     return chosen, x0[picked], x0_p[picked]
 
