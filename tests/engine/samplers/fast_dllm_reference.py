@@ -135,6 +135,11 @@ def llada_loop(network, canvas, *, mask_id, steps, block_length, threshold=None,
     return x, passes
 
 
+def _shift(logits: torch.Tensor) -> torch.Tensor:
+    """Dream: row i predicts position i + 1 (the first row keeps its own)."""
+    return torch.cat([logits[:1], logits[:-1]])
+
+
 def dream_block_loop(network, canvas, *, mask_id, steps, block_length, threshold=None, cache="none", eps=1e-3):
     """Dream's block sampler under Fast-dLLM (greedy, negative-entropy ranking or `threshold`)."""
     x = canvas[0].clone()
@@ -142,11 +147,10 @@ def dream_block_loop(network, canvas, *, mask_id, steps, block_length, threshold
     steps_per_block = steps // ((x.numel() - start) // block_length)
     timesteps = torch.linspace(1, eps, steps_per_block + 1)
     passes: list[list[int]] = []
-    shift = lambda logits: torch.cat([logits[:1], logits[:-1]])  # noqa: E731
     for block_start in range(start, x.numel(), block_length):
         block_end = block_start + block_length
         logits, past = forward(network, x, mask_id=mask_id)
-        x[block_start] = torch.softmax(shift(logits)[block_start], -1).argmax()
+        x[block_start] = torch.softmax(_shift(logits)[block_start], -1).argmax()
         passes.append([block_start])
         i = 1
         while True:
@@ -156,7 +160,7 @@ def dream_block_loop(network, canvas, *, mask_id, steps, block_length, threshold
             else:
                 window_start, window_end = block_start, x.numel() if cache == "prefix" else block_end
                 logits, _ = forward(network, x[window_start:window_end], window_start, past, cache, mask_id)
-            probs = torch.softmax(shift(logits), -1)
+            probs = torch.softmax(_shift(logits), -1)
             mask_index = x[window_start:window_end] == mask_id
             mask_index[block_end - window_start :] = False
             if threshold is not None:

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ...errors import ValidationError
 from ...cancel import CancelToken
+from ...errors import ValidationError
 from ..kv_cache import KVCache
 from .base import SamplerStep
 from .common import (
@@ -122,7 +122,7 @@ def dream_sample(
     if threshold is not None and not 0 < threshold <= 1:
         raise ValidationError(f"threshold must be in (0, 1], got {threshold}")
     check_token_shaping(temperature, top_p, top_k)
-    shaping = dict(temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
+    shaping = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "generator": generator}
 
     x = canvas.to(network_device(network, canvas.device)).clone()
     if block_length is None:

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ValidationError
 from ...cancel import CancelToken
+from ...errors import ValidationError
 from ..kv_cache import KVCache
 from .base import SamplerStep
 from .common import CACHES, masked_span, network_device, select_positions, window_of
