@@ -76,7 +76,7 @@ def choose_transfers(
         # whose best guess is EOS / EoT gets probability 0 and is committed last
         row_logits = row_logits.clone()
         row_logits[:, end_ids] = -torch.inf
-    probs = F.softmax(row_logits.to(torch.float64) if float64 else row_logits, dim=-1)
+    probs = F.softmax(row_logits, dim=-1, dtype=torch.float64 if float64 else None)  # the cast fused in
     if x0 is None:
         # in float64 the most probable token is exactly the logits' argmax (float32 could round two together)
         x0_p, x0 = probs.max(-1)
