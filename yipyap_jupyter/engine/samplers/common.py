@@ -37,6 +37,12 @@ def masked_span(canvas: torch.Tensor, mask_id: int) -> tuple[int, int]:
     return start, end
 
 
+def shifted_rows(positions: torch.Tensor, window_start: int = 0) -> torch.Tensor:
+    """Dream's logit shift: the output rows, of a pass over canvas positions `window_start`..,
+    that predict `positions`: the row before each (the pass's first row predicts its own position)."""
+    return (positions - window_start - 1).clamp(min=0)
+
+
 def window_of(cache: str, step_in_block: int, length: int, block_start: int, block_end: int) -> tuple[int, int]:
     """The canvas positions (start, end) the network runs on at this step of a block.
 

@@ -37,6 +37,7 @@ from .common import (
     network_device,
     sample_tokens,
     select_positions,
+    shifted_rows,
     window_of,
 )
 
@@ -44,11 +45,6 @@ ALGS = ("origin", *DREAM_ALGS)
 #: What Dream's official `diffusion_generate` runs with under transformers 4: the generation
 #: config it builds from the model config carries the legacy default top_k=50.
 DEFAULT_TOP_K = 50
-
-
-def _shifted(positions: torch.Tensor, window_start: int) -> torch.Tensor:
-    """The output rows (in a window beginning at `window_start`) that predict canvas `positions`."""
-    return (positions - window_start - 1).clamp(min=0)
 
 
 @torch.no_grad()
@@ -166,7 +162,7 @@ def dream_sample(
             if i == 0:
                 # Fast-dLLM: a block's first (full) pass commits only the block's first token
                 rows = rows[:1]
-            row_logits = logits[0, _shifted(rows, window_start)]
+            row_logits = logits[0, shifted_rows(rows, window_start)]
             rows_in_window, window = rows - window_start, window_end - window_start
             if i == 0:
                 _, x0, token_prob = sample_tokens(row_logits, alg="maskgit_plus", **shaping)
@@ -211,7 +207,7 @@ def _whole_span(
         if cancel is not None:
             cancel.raise_if_cancelled(i + 1)
         mask_positions = (x[0] == mask_id).nonzero().flatten()
-        mask_logits = network(x)[0, _shifted(mask_positions, 0)]
+        mask_logits = network(x)[0, shifted_rows(mask_positions)]
         t, s = timesteps[i], timesteps[i + 1]
 
         if alg == "origin":

@@ -26,7 +26,7 @@ from torch import nn
 from ...errors import ValidationError
 from ...cancel import CancelToken
 from .base import SamplerStep
-from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens
+from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens, shifted_rows
 
 
 @torch.no_grad()
@@ -114,7 +114,7 @@ def variable_infill(
         position_ids = torch.where(attention_mask, slots, 1)
         logits = network(padded, attention_mask=attention_mask, position_ids=position_ids)[0]
         mask_positions = mask_index.nonzero().flatten()
-        mask_logits = logits[(mask_positions - 1).clamp(min=0) if shift_logits else mask_positions]
+        mask_logits = logits[shifted_rows(mask_positions) if shift_logits else mask_positions]
         if window == max_length or expand_budget == 0:
             mask_logits[:, expand_id] -= 1e9
 
