@@ -3,17 +3,20 @@
 A checkpoint directory holds `config.json` and either `model.safetensors` or
 shards listed in `model.safetensors.index.json`. The network is built on the
 `meta` device and each tensor is read once, straight to its target device and
-dtype, so loading never holds two copies of the weights.
+dtype, so loading never holds two copies of the weights: the files are read
+with plain reads through one staging buffer (a memory map would keep every page
+of a shard resident beside the converted weights).
 """
 
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -22,6 +25,41 @@ from .config import DreamConfig, LLaDAConfig
 from .dream import DreamModel
 from .layout import CONFIG_FILE, WEIGHTS_FILE, read_config, weight_files
 from .llada import LLaDAModel
+
+#: safetensors dtype names
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _read_tensors(path: Path, device: torch.device | str, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    """Each tensor of a safetensors file, converted to `dtype` on `device` one at a time.
+
+    The format: an 8-byte little-endian header length, a JSON header mapping names to
+    dtype, shape and byte offsets, then the data. Raises ValueError (or the JSON/struct
+    errors) for a file that does not hold what its header says.
+    """
+    with path.open("rb") as file:
+        (header_length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(header_length))
+        header.pop("__metadata__", None)
+        entries = sorted(header.items(), key=lambda item: item[1]["data_offsets"][0])
+        sizes = [end - begin for _, entry in entries for begin, end in [entry["data_offsets"]]]
+        staging = bytearray(max(sizes, default=0))
+        for (name, entry), size in zip(entries, sizes, strict=True):
+            file.seek(8 + header_length + entry["data_offsets"][0])
+            if size and file.readinto(memoryview(staging)[:size]) != size:
+                raise ValueError(f"the file ends inside tensor {name}")
+            stored_dtype = _DTYPES[entry["dtype"]]
+            count = size // stored_dtype.itemsize
+            if count:
+                stored = torch.frombuffer(staging, dtype=stored_dtype, count=count).view(entry["shape"])
+            else:
+                stored = torch.empty(entry["shape"], dtype=stored_dtype)
+            yield name, stored.to(device=device, dtype=dtype, copy=True)
+
 
 def build_network(config: dict[str, Any]) -> nn.Module:
     """An uninitialised network for a raw config dict (parameters on the current default device)."""
@@ -54,21 +92,19 @@ def load_network(
     unexpected: list[str] = []
     for path in weight_files(directory):
         try:
-            with safe_open(str(path), framework="pt", device=str(device)) as shard:
-                for name in shard.keys():
-                    if name not in expected:
-                        unexpected.append(name)
-                        continue
-                    tensor = shard.get_tensor(name)
-                    if tensor.shape != expected[name]:
-                        raise ModelLoadingError(
-                            f"shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
-                            f"config expects {tuple(expected[name])}"
-                        )
-                    state[name] = tensor.to(dtype)
+            for name, tensor in _read_tensors(path, device, dtype):
+                if name not in expected:
+                    unexpected.append(name)
+                    continue
+                if tensor.shape != expected[name]:
+                    raise ModelLoadingError(
+                        f"shape mismatch for {name}: checkpoint {tuple(tensor.shape)}, "
+                        f"config expects {tuple(expected[name])}"
+                    )
+                state[name] = tensor
         except (ModelLoadingError, torch.OutOfMemoryError):
             raise
-        except Exception as exc:  # safetensors raises its own error types for corrupt files
+        except Exception as exc:  # a corrupt file fails in JSON, struct or torch as much as in our checks
             raise ModelLoadingError(f"corrupt weight file {path.name}: {exc}") from None
     missing = sorted(set(expected) - set(state))
     if missing or unexpected:

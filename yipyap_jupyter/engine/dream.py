@@ -3,7 +3,9 @@
 `model.embed_tokens`, `model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj,
 input_layernorm, post_attention_layernorm}`, `model.norm`, `lm_head`. Grouped-query,
 bidirectional attention. The network returns raw logits: the one-position logit
-shift that every Dream sampler applies lives in the samplers.
+shift that every Dream sampler applies lives in the samplers. With a `KVCache` the
+network can run on a window of the canvas against the other positions' cached keys
+and values (Fast-dLLM's block-wise cache).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from .config import DreamConfig
+from .kv_cache import KVCache, LayerKV
 from .layers import RMSNorm, apply_rotary, bidirectional_attention, merge_heads, rotary_tables, split_heads
 
 
@@ -26,13 +29,19 @@ class DreamAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], key_padding_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_padding_mask: torch.Tensor | None,
+        kv: LayerKV | None = None,
     ) -> torch.Tensor:
         cos, sin = rope
         c = self.config
         q = apply_rotary(split_heads(self.q_proj(x), c.num_attention_heads), cos, sin, full_precision=False)
         k = apply_rotary(split_heads(self.k_proj(x), c.num_key_value_heads), cos, sin, full_precision=False)
         v = split_heads(self.v_proj(x), c.num_key_value_heads)
+        if kv is not None:
+            k, v = kv(k, v)
         return self.o_proj(merge_heads(bidirectional_attention(q, k, v, key_padding_mask)))
 
 
@@ -56,9 +65,13 @@ class DreamLayer(nn.Module):
         self.mlp = DreamMLP(config)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], key_padding_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_padding_mask: torch.Tensor | None,
+        kv: LayerKV | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, key_padding_mask)
+        x = x + self.self_attn(self.input_layernorm(x), rope, key_padding_mask, kv)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -87,14 +100,26 @@ class DreamModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        start: int = 0,
     ) -> torch.Tensor:
-        """Logits (batch, seq, vocab). `attention_mask` (batch, seq) marks real tokens; padding is never attended to."""
+        """Logits (batch, seq, vocab) for canvas positions `start` .. `start + seq`, unshifted.
+
+        Args:
+            input_ids: the whole canvas, or with a filled `kv_cache` a window of it beginning at `start`.
+            attention_mask: (batch, canvas) marks real tokens; padding is never attended to.
+            position_ids: rotary positions of `input_ids`; default `start, start + 1, ...`.
+            kv_cache: an empty cache is filled by this (full) pass; a filled one supplies the keys and
+                values of the positions outside the window, and takes the window's fresh ones.
+            start: where `input_ids` begins in the canvas.
+        """
         x = self.model.embed_tokens(input_ids)
         if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+            position_ids = position_ids.expand(input_ids.shape[0], -1)
         rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta)
-        for layer in self.model.layers:
-            x = layer(x, rope, attention_mask)
+        for index, layer in enumerate(self.model.layers):
+            x = layer(x, rope, attention_mask, None if kv_cache is None else kv_cache.layer(index, start))
         x = self.model.norm(x)
         head = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
         return nn.functional.linear(x, head)

@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# `enable_gqa` (torch >= 2.5) shares key/value heads without copying them per query head
+_SDPA_GROUPS_HEADS = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
+
 
 class RMSNorm(nn.Module):
     """RMS normalisation computed in float32, cast back, then scaled by `weight`."""
@@ -59,13 +62,16 @@ def bidirectional_attention(
 ) -> torch.Tensor:
     """Full (non-causal) attention; `key_padding_mask` (batch, seq) is True where a key is real.
 
-    q is (batch, heads, seq, head_dim); k and v may have fewer heads (grouped-query attention).
+    q is (batch, heads, queries, head_dim); k and v (batch, kv_heads, keys, head_dim) may have
+    fewer heads (grouped-query attention) and more positions (a window of queries over cached keys).
     """
+    attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :].to(torch.bool)
     groups = q.shape[1] // k.shape[1]
+    if groups > 1 and _SDPA_GROUPS_HEADS:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False, enable_gqa=True)
     if groups > 1:
         k = k.repeat_interleave(groups, dim=1)
         v = v.repeat_interleave(groups, dim=1)
-    attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :].to(torch.bool)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
 
 

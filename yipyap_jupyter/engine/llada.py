@@ -4,7 +4,9 @@
 mirrors those names, so the official safetensors load with a plain
 `load_state_dict`. Each block is pre-norm, Llama-style:
 `h = x + attn_out(attention(attn_norm(x)))`, `out = h + ff_out(silu(ff_proj(m)) * up_proj(m))`
-with `m = ff_norm(h)`. Attention is bidirectional.
+with `m = ff_norm(h)`. Attention is bidirectional. With a `KVCache` the network
+can run on a window of the canvas against the other positions' cached keys and
+values (Fast-dLLM's block-wise cache).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from .config import LLaDAConfig
+from .kv_cache import KVCache, LayerKV
 from .layers import RMSNorm, apply_rotary, bidirectional_attention, merge_heads, rotary_tables, split_heads
 
 
@@ -35,13 +38,19 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(config.hidden_size, config.d_model, bias=config.include_bias)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], key_padding_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_padding_mask: torch.Tensor | None,
+        kv: LayerKV | None = None,
     ) -> torch.Tensor:
         cos, sin = rope
         normed = self.attn_norm(x)
         q = apply_rotary(split_heads(self.q_proj(normed), self.config.n_heads), cos, sin, full_precision=True)
         k = apply_rotary(split_heads(self.k_proj(normed), self.config.kv_heads), cos, sin, full_precision=True)
         v = split_heads(self.v_proj(normed), self.config.kv_heads)
+        if kv is not None:
+            k, v = kv(k, v)
         x = x + self.attn_out(merge_heads(bidirectional_attention(q, k, v, key_padding_mask)))
         m = self.ff_norm(x)
         return x + self.ff_out(nn.functional.silu(self.ff_proj(m)) * self.up_proj(m))
@@ -76,17 +85,29 @@ class LLaDAModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        start: int = 0,
     ) -> torch.Tensor:
-        """Logits (batch, seq, vocab). `attention_mask` (batch, seq) marks real tokens; padding is never attended to."""
+        """Logits (batch, seq, vocab) for canvas positions `start` .. `start + seq`.
+
+        Args:
+            input_ids: the whole canvas, or with a filled `kv_cache` a window of it beginning at `start`.
+            attention_mask: (batch, canvas) marks real tokens; padding is never attended to.
+            position_ids: rotary positions of `input_ids`; default `start, start + 1, ...`.
+            kv_cache: an empty cache is filled by this (full) pass; a filled one supplies the keys and
+                values of the positions outside the window, and takes the window's fresh ones.
+            start: where `input_ids` begins in the canvas.
+        """
         t = self.model.transformer
         x = t["wte"](input_ids)
         if self.config.input_emb_norm:
             x = x * (self.config.d_model**0.5)
         if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+            position_ids = position_ids.expand(input_ids.shape[0], -1)
         rope = rotary_tables(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta)
-        for block in t["blocks"]:
-            x = block(x, rope, attention_mask)
+        for index, block in enumerate(t["blocks"]):
+            x = block(x, rope, attention_mask, None if kv_cache is None else kv_cache.layer(index, start))
         x = t["ln_f"](x)
         head = t["wte"].weight if self.config.weight_tying else t["ff_out"].weight
         logits = nn.functional.linear(x, head, None if self.config.weight_tying else t["ff_out"].bias)

@@ -39,9 +39,8 @@ class _WithoutTokens(torch.nn.Module):
         self.network = network
         self.banned = banned
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.network(input_ids, attention_mask, position_ids)
+    def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        logits = self.network(input_ids, **kwargs)
         logits[..., self.banned] = -torch.inf
         return logits
 

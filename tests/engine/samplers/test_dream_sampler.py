@@ -1,9 +1,11 @@
-"""Dream sampler: the eps schedule, the logit shift, the ranking algorithms, seeds, cancellation, bad input."""
+"""Dream sampler: the eps schedule, the logit shift, the ranking algorithms, seeds, cancellation, bad input,
+and Fast-dLLM's block sampler with its caches and threshold (against the loop restated in fast_dllm_reference)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from fast_dllm_reference import dream_block_loop
 from sampler_networks import MASK, VOCAB, FixedLogits
 
 from yipyap_jupyter.cancel import CancelToken
@@ -91,6 +93,14 @@ def test_cancel_stops_before_the_next_step(tiny_dream) -> None:
         (dict(steps=4, temperature=-0.1), "temperature"),
         (dict(steps=4, top_p=0.0), "top_p"),
         (dict(steps=4, top_k=0), "top_k"),
+        (dict(steps=4, cache="dual"), "need block_length"),
+        (dict(steps=4, threshold=0.9), "need block_length"),
+        (dict(steps=4, block_length=4, cache="full"), "cache must be one of"),
+        (dict(steps=4, block_length=4, threshold=1.5), "threshold"),
+        (dict(steps=4, block_length=3), "does not divide"),
+        (dict(steps=2, block_length=4), "at least two per block"),
+        (dict(steps=3, block_length=4), "multiple of the number of blocks"),
+        (dict(steps=4, block_length=4, alg="origin"), "origin"),
     ],
 )
 def test_bad_arguments_are_validation_errors(tiny_dream, kwargs, message: str) -> None:
@@ -103,3 +113,45 @@ def test_a_canvas_without_one_run_of_masks_is_a_validation_error(tiny_dream) -> 
         next(dream_sample(tiny_dream, torch.tensor([[MASK, 1, MASK]]), mask_id=MASK, steps=2))
     with pytest.raises(ValidationError, match="no mask"):
         next(dream_sample(tiny_dream, torch.tensor([PROMPT]), mask_id=MASK, steps=2))
+
+
+@pytest.mark.parametrize(
+    ("cache", "threshold"),
+    [("none", None), ("none", 0.5), ("prefix", None), ("prefix", 0.5), ("dual", None), ("dual", 0.5), ("dual", 0.9)],
+)
+def test_the_block_sampler_commits_what_fast_dllm_commits(sure_dream, cache: str, threshold) -> None:
+    canvas = torch.tensor([[1, 2, 3, 4, 5, *[MASK] * 24]])
+    reference, passes = dream_block_loop(sure_dream, canvas, mask_id=MASK, steps=12, block_length=8,
+                                         threshold=threshold, cache=cache)
+    steps = list(dream_sample(sure_dream, canvas, mask_id=MASK, steps=12, block_length=8, alg="entropy",
+                              threshold=threshold, cache=cache))
+    assert steps[-1].canvas.tolist() == reference.tolist()
+    assert [s.changed.tolist() for s in steps] == passes  # one forward pass per step
+    assert all(s.total_steps == (12 if threshold is None else 24) for s in steps)
+
+
+def test_each_block_starts_with_its_first_token_from_the_full_pass(sure_dream) -> None:
+    steps = list(dream_sample(sure_dream, _canvas(8), mask_id=MASK, steps=4, block_length=4, cache="dual"))
+    assert [s.changed.tolist()[:1] for s in steps[::2]] == [[4], [8]]
+    assert [len(s.changed) for s in steps] == [1, 3, 1, 3]
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_block_caches_change_nothing_where_they_are_exact(one_layer_dream, cache: str) -> None:
+    canvas = torch.tensor([[1, 2, 3, 4, 5, *[MASK] * 24]])
+    kwargs = dict(mask_id=MASK, steps=12, block_length=8, alg="maskgit_plus")
+    plain = list(dream_sample(one_layer_dream, canvas, **kwargs))
+    cached = list(dream_sample(one_layer_dream, canvas, cache=cache, **kwargs))
+    assert [s.changed.tolist() for s in cached] == [s.changed.tolist() for s in plain]
+    assert cached[-1].canvas.tolist() == plain[-1].canvas.tolist()
+
+
+def test_the_block_sampler_keeps_sampled_runs_seeded(sure_dream) -> None:
+    def run(seed: int) -> list[int]:
+        steps = dream_sample(sure_dream, _canvas(16), mask_id=MASK, steps=8, block_length=8, cache="prefix",
+                             temperature=1.0, top_p=0.9, alg_temp=0.5, generator=make_generator(seed, "cpu"))
+        return list(steps)[-1].canvas.tolist()
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+    assert MASK not in run(0)

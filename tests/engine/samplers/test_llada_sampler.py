@@ -1,9 +1,11 @@
-"""LLaDA sampler: schedule, blocks, remasking order, CFG, end-token options, seeds, cancellation, bad input."""
+"""LLaDA sampler: schedule, blocks, remasking order, CFG, end-token options, seeds, cancellation, bad input,
+threshold decoding and the block-wise caches (against Fast-dLLM's loops restated in fast_dllm_reference)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from fast_dllm_reference import llada_loop
 from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits
 
 from yipyap_jupyter.cancel import CancelToken
@@ -183,3 +185,65 @@ def test_threshold_stays_inside_the_current_block() -> None:
 def test_threshold_out_of_range_is_a_validation_error(tiny_llada, threshold: float) -> None:
     with pytest.raises(ValidationError, match="threshold"):
         list(llada_sample(tiny_llada, _canvas(4), mask_id=MASK, steps=4, block_length=4, threshold=threshold))
+
+
+CACHED = [("none", 0.5), ("prefix", None), ("prefix", 0.5), ("prefix", 0.9), ("dual", None), ("dual", 0.5), ("dual", 0.9)]
+
+
+@pytest.mark.parametrize(("cache", "threshold"), CACHED)
+def test_caches_and_threshold_commit_what_fast_dllm_commits(sure_llada, cache: str, threshold) -> None:
+    canvas = torch.tensor([[1, 2, 3, 4, 5, *[MASK] * 24]])
+    reference, passes = llada_loop(sure_llada, canvas, mask_id=MASK, steps=12, block_length=8, threshold=threshold,
+                                   cache=cache)
+    steps = list(llada_sample(sure_llada, canvas, mask_id=MASK, steps=12, block_length=8, threshold=threshold,
+                              cache=cache))
+    assert steps[-1].canvas.tolist() == reference.tolist()
+    # one forward pass per step; Fast-dLLM's cached loops add a pass that commits nothing
+    # when a block's first pass fills it
+    assert [s.changed.tolist() for s in steps] == [p for p in passes if p]
+    assert len(steps) == len(passes) - sum(1 for p in passes if not p)
+
+
+def test_a_cached_block_runs_the_canvas_once_then_its_window(sure_llada) -> None:
+    calls: list[tuple[int, int]] = []
+    hook = sure_llada.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((args[0].shape[1], kwargs.get("start", 0))), with_kwargs=True
+    )
+    try:
+        canvas = torch.tensor([[1, 2, 3, 4, *[MASK] * 8]])
+        for cache in ("prefix", "dual", "none"):
+            steps = list(llada_sample(sure_llada, canvas, mask_id=MASK, steps=4, block_length=4, cache=cache))
+            assert len(steps) == 4
+    finally:
+        hook.remove()
+    prefix, dual, none = calls[:4], calls[4:8], calls[8:]
+    assert prefix == [(12, 0), (8, 4), (12, 0), (4, 8)]
+    assert dual == [(12, 0), (4, 4), (12, 0), (4, 8)]
+    assert none == [(12, 0)] * 4
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_caches_change_nothing_where_they_are_exact(one_layer_llada, cache: str, threshold) -> None:
+    canvas = torch.tensor([[1, 2, 3, 4, 5, *[MASK] * 24]])
+    kwargs = dict(mask_id=MASK, steps=12, block_length=8, threshold=threshold)
+    plain = list(llada_sample(one_layer_llada, canvas, **kwargs))
+    cached = list(llada_sample(one_layer_llada, canvas, cache=cache, **kwargs))
+    assert cached[-1].canvas.tolist() == plain[-1].canvas.tolist()
+    assert [s.changed.tolist() for s in cached] == [s.changed.tolist() for s in plain]
+
+
+def test_a_cache_keeps_the_sampled_run_seeded(sure_llada) -> None:
+    def run(seed: int) -> list[int]:
+        steps = llada_sample(sure_llada, _canvas(16), mask_id=MASK, steps=8, block_length=8, temperature=1.0,
+                             cache="dual", cfg_scale=0.5, generator=make_generator(seed, "cpu"))
+        return list(steps)[-1].canvas.tolist()
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+    assert MASK not in run(0)
+
+
+def test_an_unknown_cache_is_a_validation_error(tiny_llada) -> None:
+    with pytest.raises(ValidationError, match="cache must be one of"):
+        next(llada_sample(tiny_llada, _canvas(4), mask_id=MASK, steps=4, block_length=4, cache="full"))

@@ -1,4 +1,4 @@
-"""What the samplers share: checking the canvas, finding the network's device, Dream's token draw.
+"""What the samplers share: checking the canvas, the cache windows, the network's device, Dream's token draw.
 
 Dream's `diffusion_generate` and DreamOn's infilling loop draw tokens and rank
 positions the same way (`sample_tokens` in Dream's generation utilities), so
@@ -8,11 +8,14 @@ both samplers call `sample_tokens` here.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ValidationError
 
 DREAM_ALGS = ("maskgit_plus", "topk_margin", "entropy")
+#: Fast-dLLM's block-wise key/value caches (see `engine.kv_cache`); "none" runs the whole canvas every step.
+CACHES = ("none", "prefix", "dual")
 
 
 def masked_span(canvas: torch.Tensor, mask_id: int) -> tuple[int, int]:
@@ -32,6 +35,57 @@ def masked_span(canvas: torch.Tensor, mask_id: int) -> tuple[int, int]:
     if positions.numel() != end - start:
         raise ValidationError("the masked positions of the canvas must form one contiguous run")
     return start, end
+
+
+def shifted_rows(positions: torch.Tensor, window_start: int = 0) -> torch.Tensor:
+    """Dream's logit shift: the output rows, of a pass over canvas positions `window_start`..,
+    that predict `positions`: the row before each (the pass's first row predicts its own position)."""
+    return (positions - window_start - 1).clamp(min=0)
+
+
+def window_of(cache: str, step_in_block: int, length: int, block_start: int, block_end: int) -> tuple[int, int]:
+    """The canvas positions (start, end) the network runs on at this step of a block.
+
+    The whole canvas without a cache and at a block's first step (which refreshes the
+    cache); then the block plus everything right of it (prefix cache) or the block alone (dual).
+    """
+    if cache == "none" or step_in_block == 0:
+        return 0, length
+    return block_start, length if cache == "prefix" else block_end
+
+
+def select_positions(
+    scores: torch.Tensor,
+    rows: torch.Tensor,
+    window: int,
+    *,
+    count: int = 0,
+    threshold: float | None = None,
+    alg_temp: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The positions one step commits (ascending), out of `rows` (ascending) scored by `scores`.
+
+    The `count` best-scored rows (drawn from softmax(scores / alg_temp) when `alg_temp` > 0);
+    or, with `threshold`, every row scoring at least it and always the best one (Fast-dLLM's
+    rule). Scores are ranked in a vector over the whole window of `window` positions the
+    network ran on, -inf where nothing may be committed, as the reference loops rank them,
+    so ties resolve as there.
+    """
+    full = torch.full((window,), -torch.inf, dtype=scores.dtype, device=scores.device)
+    full[rows] = scores
+    if threshold is not None:
+        ranked, order = torch.topk(full, k=rows.numel())
+        keep = ranked >= threshold
+        keep[0] = True
+        chosen = order[keep]
+    elif count == 0:
+        chosen = rows[:0]
+    elif alg_temp:
+        chosen = torch.multinomial(F.softmax(full / alg_temp, dim=-1), count, generator=generator)
+    else:
+        chosen = torch.topk(full, k=count).indices
+    return chosen.sort().values
 
 
 def network_device(network: nn.Module, fallback: torch.device) -> torch.device:

@@ -1,12 +1,21 @@
-"""Dream's sampler: `diffusion_generate` with the origin / maskgit_plus / topk_margin / entropy algorithms.
+"""Dream's sampler: `diffusion_generate` over the whole span, or Fast-dLLM's block-wise variant.
 
-Time runs from 1 down to `eps` in `steps` equal steps. `origin` commits each
-masked position with probability 1 - s/t; the other algorithms commit the
-int(masks * (1 - s/t)) positions they are most confident about (all remaining
-masks on the last step), ranked by top probability, top1 - top2 margin, or
-negative entropy, optionally sampled with `alg_temp`. Dream was trained from an
-autoregressive model, so the prediction for position i is read from the
-network's output at i - 1 (position 0 keeps its own).
+Whole span (`block_length=None`): time runs from 1 down to `eps` in `steps`
+equal steps. `origin` commits each masked position with probability 1 - s/t;
+the other algorithms commit the int(masks * (1 - s/t)) positions they are most
+confident about (all remaining masks on the last step), ranked by top
+probability, top1 - top2 margin, or negative entropy, optionally sampled with
+`alg_temp`.
+
+Blocks (Fast-dLLM's `generation_utils_block.py`): the span is filled block by
+block; each block's first step runs the whole canvas and commits only the
+block's first token, later steps follow the same schedule inside the block (or,
+with a `threshold`, commit every prediction at least that sure), optionally
+against a block-wise key/value `cache`.
+
+Dream was trained from an autoregressive model, so the prediction for position
+i is read from the network's output at i - 1 (the first position of what the
+network ran on keeps its own).
 """
 
 from __future__ import annotations
@@ -14,15 +23,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ValidationError
 from ...cancel import CancelToken
+from ...errors import ValidationError
+from ..kv_cache import KVCache
 from .base import SamplerStep
-from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens
+from .common import (
+    CACHES,
+    DREAM_ALGS,
+    check_token_shaping,
+    masked_span,
+    network_device,
+    sample_tokens,
+    select_positions,
+    shifted_rows,
+    window_of,
+)
 
 ALGS = ("origin", *DREAM_ALGS)
+#: What Dream's official `diffusion_generate` runs with under transformers 4: the generation
+#: config it builds from the model config carries the legacy default top_k=50.
+DEFAULT_TOP_K = 50
 
 
 @torch.no_grad()
@@ -36,28 +58,47 @@ def dream_sample(
     alg_temp: float = 0.0,
     temperature: float = 0.0,
     top_p: float | None = None,
-    top_k: int | None = None,
+    top_k: int | None = DEFAULT_TOP_K,
     eps: float = 1e-3,
+    block_length: int | None = None,
+    cache: str = "none",
+    threshold: float | None = None,
     generator: torch.Generator | None = None,
     cancel: CancelToken | None = None,
 ) -> Iterator[SamplerStep]:
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
     Args:
-        network: Dream mask predictor returning unshifted logits (batch, seq, vocab).
+        network: Dream mask predictor returning unshifted logits (batch, seq, vocab), taking
+            `kv_cache=` / `start=` keywords when a `cache` is used.
         canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
         mask_id: the mask token.
-        steps: number of steps; every mask is filled by the last one.
-        alg: "origin", "maskgit_plus", "topk_margin" or "entropy".
+        steps: number of steps (with blocks: shared evenly by them, at least two each);
+            every mask is filled by the last one.
+        alg: "origin", "maskgit_plus", "topk_margin" or "entropy" (with blocks, not "origin").
+            Fast-dLLM's block sampler ranks by negative entropy whatever its `alg`, so
+            `alg="entropy"` is the one that reproduces it.
         alg_temp: 0 commits the most confident positions; > 0 samples them from
             softmax(confidence / alg_temp).
-        temperature, top_p, top_k: shape the token draw; temperature 0 is greedy.
-        eps: the final time of the schedule linspace(1, eps, steps + 1).
+        temperature, top_p, top_k: shape the token draw; temperature 0 is greedy. top_k
+            defaults to 50, what the official `diffusion_generate` effectively uses.
+        eps: the final time of the schedule linspace(1, eps, steps + 1) (per block with blocks).
+        block_length: None samples the whole span at once (Dream's `diffusion_generate`); a
+            length that divides the span runs Fast-dLLM's block sampler.
+        cache: with blocks, "none" runs the whole canvas every step; "prefix" / "dual" run a
+            block's later steps on the block plus everything right of it / on the block alone,
+            against keys/values cached at its first step (Fast-dLLM's approximation).
+        threshold: with blocks, confidence-aware parallel decoding (Fast-dLLM's
+            `alg="confidence_threshold"`): each step commits every masked position of the block
+            whose top probability is at least `threshold`, and always the most probable one; a
+            block takes as many steps as it needs, `steps`, `alg` and `alg_temp` are not used
+            and `total_steps` is an upper bound.
         generator: source of all randomness.
         cancel: checked before every step.
 
     Yields:
-        One `SamplerStep` per step; `confidences` are the probabilities of the committed tokens.
+        One `SamplerStep` per step (one forward pass); `confidences` are the probabilities of
+        the committed tokens.
 
     Raises:
         ValidationError: bad arguments.
@@ -72,46 +113,117 @@ def dream_sample(
         raise ValidationError(f"alg_temp must be >= 0, got {alg_temp}")
     if not 0 < eps < 1:
         raise ValidationError(f"eps must be in (0, 1), got {eps}")
+    if cache not in CACHES:
+        raise ValidationError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise ValidationError(f"threshold must be in (0, 1], got {threshold}")
     check_token_shaping(temperature, top_p, top_k)
+    shaping = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "generator": generator}
 
     x = canvas.to(network_device(network, canvas.device)).clone()
+    if block_length is None:
+        if cache != "none" or threshold is not None:
+            raise ValidationError("cache and threshold need block_length (Fast-dLLM's block sampler)")
+        yield from _whole_span(network, x, (start, end), mask_id, steps, alg, alg_temp, eps, shaping, cancel)
+        return
+    gen_length = end - start
+    if block_length < 1 or gen_length % block_length != 0:
+        raise ValidationError(
+            f"the masked span ({gen_length} tokens) must be a whole number of blocks; "
+            f"block_length {block_length} does not divide it"
+        )
+    num_blocks = gen_length // block_length
+    if threshold is None and (steps % num_blocks != 0 or steps // num_blocks < 2):
+        raise ValidationError(
+            f"steps ({steps}) must be a multiple of the number of blocks ({num_blocks}), at least two per block"
+        )
+    if alg == "origin":
+        raise ValidationError("the block sampler ranks positions; alg 'origin' is for the whole-span sampler")
+
+    steps_per_block = steps // num_blocks
+    timesteps = torch.linspace(1, eps, steps_per_block + 1, device=x.device)
+    step = 0
+    for num_block in range(num_blocks):
+        block_start = start + num_block * block_length
+        block_end = block_start + block_length
+        kv_cache = None if cache == "none" else KVCache()
+        for i in range(steps_per_block if threshold is None else block_length):
+            rows = (x[0, block_start:block_end] == mask_id).nonzero().flatten() + block_start
+            if rows.numel() == 0:
+                break
+            step += 1
+            if cancel is not None:
+                cancel.raise_if_cancelled(step)
+            window_start, window_end = window_of(cache, i, x.shape[1], block_start, block_end)
+            if kv_cache is None:
+                logits = network(x)
+            else:
+                logits = network(x[:, window_start:window_end], kv_cache=kv_cache, start=window_start)
+            if i == 0:
+                # Fast-dLLM: a block's first (full) pass commits only the block's first token
+                rows = rows[:1]
+            row_logits = logits[0, shifted_rows(rows, window_start)]
+            rows_in_window, window = rows - window_start, window_end - window_start
+            if i == 0:
+                _, x0, token_prob = sample_tokens(row_logits, alg="maskgit_plus", **shaping)
+                chosen = rows_in_window
+            elif threshold is not None:
+                confidence, x0, token_prob = sample_tokens(row_logits, alg="maskgit_plus", **shaping)
+                chosen = select_positions(confidence, rows_in_window, window, threshold=threshold)
+            else:
+                confidence, x0, token_prob = sample_tokens(row_logits, alg=alg, **shaping)
+                t, s = timesteps[i], timesteps[i + 1]
+                count = int(rows.numel() * (1 - s / t)) if i < steps_per_block - 1 else rows.numel()
+                chosen = select_positions(confidence, rows_in_window, window, count=count, alg_temp=alg_temp,
+                                          generator=generator)
+            picked = torch.searchsorted(rows_in_window, chosen)
+            changed = chosen + window_start
+            x[0, changed] = x0[picked]
+            yield SamplerStep(
+                step=step,
+                total_steps=steps if threshold is None else gen_length,
+                canvas=x[0].to("cpu", copy=True),
+                changed=changed.cpu(),
+                confidences=token_prob[picked].float().cpu(),
+                span=(start, end),
+            )
+
+
+def _whole_span(
+    network: nn.Module,
+    x: torch.Tensor,
+    span: tuple[int, int],
+    mask_id: int,
+    steps: int,
+    alg: str,
+    alg_temp: float,
+    eps: float,
+    shaping: dict,
+    cancel: CancelToken | None,
+) -> Iterator[SamplerStep]:
+    """Dream's `diffusion_generate`: every step predicts every mask of the canvas."""
     timesteps = torch.linspace(1, eps, steps + 1, device=x.device)
     for i in range(steps):
         if cancel is not None:
             cancel.raise_if_cancelled(i + 1)
-        mask_index = x == mask_id
-        logits = network(x)
-        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-        mask_logits = logits[mask_index]
-        mask_positions = mask_index[0].nonzero().flatten()
+        mask_positions = (x[0] == mask_id).nonzero().flatten()
+        mask_logits = network(x)[0, shifted_rows(mask_positions)]
         t, s = timesteps[i], timesteps[i + 1]
 
         if alg == "origin":
             p_transfer = 1 - s / t if i < steps - 1 else 1
-            transfer = torch.rand(mask_positions.shape, device=x.device, generator=generator) < p_transfer
+            transfer = torch.rand(mask_positions.shape, device=x.device, generator=shaping["generator"]) < p_transfer
             changed = mask_positions[transfer]
-            _, x0, token_prob = sample_tokens(
-                mask_logits[transfer], alg=alg, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator
-            )
+            _, x0, token_prob = sample_tokens(mask_logits[transfer], alg=alg, **shaping)
         else:
-            confidence, x0, token_prob = sample_tokens(
-                mask_logits, alg=alg, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator
-            )
-            num_mask_token = mask_index.sum() / mask_index.shape[0]
-            number_transfer_tokens = int(num_mask_token * (1 - s / t)) if i < steps - 1 else int(num_mask_token)
-            full_confidence = torch.full_like(x, -torch.inf, dtype=logits.dtype)
-            full_confidence[mask_index] = confidence
-            if number_transfer_tokens == 0:
-                transfer_index = mask_positions[:0]
-            elif not alg_temp:
-                _, transfer_index = torch.topk(full_confidence[0], number_transfer_tokens)
-            else:
-                weights = F.softmax(full_confidence[0] / alg_temp, dim=-1)
-                transfer_index = torch.multinomial(weights, number_transfer_tokens, generator=generator)
-            changed = transfer_index.sort().values
+            confidence, x0, token_prob = sample_tokens(mask_logits, alg=alg, **shaping)
+            num_mask_token = mask_positions.numel()
+            count = int(num_mask_token * (1 - s / t)) if i < steps - 1 else num_mask_token
+            changed = select_positions(confidence, mask_positions, x.shape[1], count=count, alg_temp=alg_temp,
+                                       generator=shaping["generator"])
             # x0 / token_prob follow the order of the masked positions; pick the committed ones
-            rank_in_masks = torch.searchsorted(mask_positions, changed)
-            x0, token_prob = x0[rank_in_masks], token_prob[rank_in_masks]
+            picked = torch.searchsorted(mask_positions, changed)
+            x0, token_prob = x0[picked], token_prob[picked]
         x[0, changed] = x0
 
         yield SamplerStep(
@@ -120,5 +232,5 @@ def dream_sample(
             canvas=x[0].to("cpu", copy=True),
             changed=changed.cpu(),
             confidences=token_prob.float().cpu(),
-            span=(start, end),
+            span=span,
         )

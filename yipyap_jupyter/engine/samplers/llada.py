@@ -7,6 +7,10 @@ masked position at once (Gumbel-max at `temperature`, in float64) and commits
 the most confident predictions inside the current block. Committed tokens are
 never remasked. The span may be followed by a suffix (fixed-length infilling);
 the suffix is never changed.
+
+Fast-dLLM's speed-ups (arXiv 2505.22618) are options of the same loop: a
+confidence `threshold` (commit every prediction at least that sure) and a
+block-wise key/value `cache` ("prefix" or "dual", see `kv_cache`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ValidationError
 from ...cancel import CancelToken
+from ...errors import ValidationError
+from ..kv_cache import KVCache
 from .base import SamplerStep
-from .common import masked_span, network_device
+from .common import CACHES, masked_span, network_device, select_positions, window_of
 
 REMASKING = ("low_confidence", "random")
 
@@ -32,18 +37,58 @@ def num_transfer_tokens(mask_count: int, steps: int) -> list[int]:
     return [base + 1 if i < remainder else base for i in range(steps)]
 
 
-def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Scores whose argmax is a sample from softmax(logits / temperature) (Gumbel-max).
+def choose_transfers(
+    row_logits: torch.Tensor,
+    rows: torch.Tensor,
+    window: int,
+    *,
+    temperature: float,
+    remasking: str,
+    generator: torch.Generator | None,
+    count: int | None,
+    threshold: float | None,
+    end_ids: list[int],
+    float64: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pick what one step commits from the predictions `row_logits` (rows, vocab) for `rows`.
 
-    Done in float64: low-precision Gumbel noise lowers generation quality
-    (arXiv:2409.02908). Temperature 0 returns the logits unchanged (greedy).
+    `rows` are the positions (ascending, counted in a window of `window` positions: what the
+    network ran on) that may be committed, the current block's masks; only they are
+    predicted (Gumbel-max at `temperature`) and scored. The noise is drawn for the whole
+    window, as LLaDA draws it, so a seed samples what it always sampled. Commits the `count`
+    best-ranked rows, or with `threshold` every row at least that confident and always the
+    best one (Fast-dLLM's `get_transfer_index`). `float64` measures probabilities in float64
+    as Fast-dLLM does (LLaDA's own loop uses the logits' dtype).
+
+    Returns:
+        (positions in the window, ascending; their tokens; their probabilities).
     """
-    if temperature == 0:
-        return logits
-    logits = logits.to(torch.float64)
-    noise = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
-    gumbel_noise = (-torch.log(noise)) ** temperature
-    return logits.exp() / gumbel_noise
+    device = row_logits.device
+    x0 = None
+    if temperature > 0:
+        shape = (1, window, row_logits.shape[-1])
+        noise = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)[0, rows]
+        x0 = (row_logits.to(torch.float64).exp() / (-torch.log(noise)) ** temperature).max(-1).indices
+    elif end_ids or not float64:
+        x0 = row_logits.max(-1).indices  # max, not argmax: the same first index, several times faster on CPU
+    if end_ids:
+        # the chosen token's probability is measured without end tokens: a position
+        # whose best guess is EOS / EoT gets probability 0 and is committed last
+        row_logits = row_logits.clone()
+        row_logits[:, end_ids] = -torch.inf
+    probs = F.softmax(row_logits, dim=-1, dtype=torch.float64 if float64 else None)  # the cast fused in
+    if x0 is None:
+        # in float64 the most probable token is exactly the logits' argmax (float32 could round two together)
+        x0_p, x0 = probs.max(-1)
+    else:
+        x0_p = probs.gather(-1, x0[:, None]).squeeze(-1)
+    if remasking == "low_confidence":
+        rank = x0_p
+    else:
+        rank = torch.rand((1, window), device=device, generator=generator)[0, rows]
+    chosen = select_positions(rank, rows, window, count=count or 0, threshold=threshold)
+    picked = torch.searchsorted(rows, chosen)
+    return chosen, x0[picked], x0_p[picked]
 
 
 @torch.no_grad()
@@ -64,11 +109,13 @@ def llada_sample(
     eos_id: int | None = None,
     eot_id: int | None = None,
     threshold: float | None = None,
+    cache: str = "none",
 ) -> Iterator[SamplerStep]:
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
     Args:
-        network: mask predictor, `network(ids) -> logits` (batch, seq, vocab).
+        network: mask predictor, `network(ids, kv_cache=..., start=...) -> logits` (batch, seq, vocab);
+            the `kv_cache` / `start` keywords are used only with a `cache`.
         canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
         mask_id: the mask token.
         steps: total steps, shared evenly by the blocks.
@@ -89,9 +136,21 @@ def llada_sample(
             confidence is at least `threshold`, and always the most confident one; a block
             takes as many steps as it needs, so `steps` is ignored and `total_steps` is an
             upper bound (one token per step).
+        cache: "none" runs the whole canvas every step (LLaDA's loop). "prefix" and "dual" are
+            Fast-dLLM's block-wise caches: each block's first step runs the whole canvas and
+            fills a `KVCache`; its later steps run the block and everything right of it
+            ("prefix") or the block alone ("dual") against the cached keys/values. Both are
+            approximations (stale keys/values within a block) and, like Fast-dLLM's loops, end
+            a block as soon as it has no masks.
+
+    With a cache or a threshold the loop is Fast-dLLM's (`generate`, `generate_with_prefix_cache`,
+    `generate_with_dual_cache`): the same tokens and one forward pass per step, except that
+    Fast-dLLM's cached loops run one more forward, which commits nothing, when a block's first
+    step already fills it.
 
     Yields:
-        One `SamplerStep` per step; `confidences` are the probabilities of the committed tokens.
+        One `SamplerStep` per step (one forward pass); `confidences` are the probabilities of
+        the committed tokens.
 
     Raises:
         ValidationError: bad arguments, including a span length not divisible by `block_length`
@@ -118,70 +177,62 @@ def llada_sample(
         raise ValidationError(f"threshold must be in (0, 1], got {threshold}")
     if remasking not in REMASKING:
         raise ValidationError(f"remasking must be one of {', '.join(REMASKING)}, got {remasking!r}")
+    if cache not in CACHES:
+        raise ValidationError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
     if logits_eos_inf and eos_id is None:
         raise ValidationError("logits_eos_inf needs eos_id")
     end_ids = [i for i in (eos_id, eot_id) if i is not None]
     if confidence_eos_eot_inf and not end_ids:
         raise ValidationError("confidence_eos_eot_inf needs eos_id or eot_id")
     steps_per_block = steps // num_blocks
+    fast_dllm = cache != "none" or threshold is not None
 
     x = canvas.to(network_device(network, canvas.device)).clone()
     prompt_index = x != mask_id
     step = 0
     for num_block in range(num_blocks):
-        block_end = start + (num_block + 1) * block_length
-        block_mask_count = int((x[0, block_end - block_length : block_end] == mask_id).sum())
+        block_start = start + num_block * block_length
+        block_end = block_start + block_length
+        block_mask_count = int((x[0, block_start:block_end] == mask_id).sum())
         schedule = num_transfer_tokens(block_mask_count, steps_per_block)
+        kv_cache = None if cache == "none" else KVCache()
         for i in range(steps_per_block if threshold is None else block_mask_count):
-            if threshold is not None and not (x[0, block_end - block_length : block_end] == mask_id).any():
+            rows = (x[0, block_start:block_end] == mask_id).nonzero().flatten() + block_start
+            if fast_dllm and rows.numel() == 0:
                 break
             step += 1
             if cancel is not None:
                 cancel.raise_if_cancelled(step)
-            mask_index = x == mask_id
+            window_start, window_end = window_of(cache, i, x.shape[1], block_start, block_end)
+            batch = x
             if cfg_scale > 0:
                 un_x = x.clone()
                 un_x[prompt_index] = mask_id
-                cond_logits, un_logits = network(torch.cat([x, un_x])).chunk(2, dim=0)
-                logits = un_logits + (cfg_scale + 1) * (cond_logits - un_logits)
+                batch = torch.cat([x, un_x])
+            if kv_cache is None:
+                logits = network(batch)
             else:
-                logits = network(x)
+                logits = network(batch[:, window_start:window_end], kv_cache=kv_cache, start=window_start)
+            rows_in_window = rows - window_start
+            logits = logits[:, rows_in_window]  # only the rows this step may commit
+            if cfg_scale > 0:
+                cond_logits, un_logits = logits.chunk(2, dim=0)
+                logits = un_logits + (cfg_scale + 1) * (cond_logits - un_logits)
             if logits_eos_inf:
                 logits[:, :, eos_id] = -torch.inf
 
-            logits_with_noise = add_gumbel_noise(logits, temperature, generator)
-            x0 = torch.argmax(logits_with_noise, dim=-1)
-
-            if confidence_eos_eot_inf:
-                # the chosen token's probability is measured without end tokens: a position
-                # whose best guess is EOS / EoT gets confidence 0 and is committed last
-                logits = logits.clone()
-                logits[:, :, end_ids] = -torch.inf
-            p = F.softmax(logits, dim=-1)
-            x0_p = torch.gather(p, dim=-1, index=x0[..., None]).squeeze(-1)
-            if remasking == "low_confidence":
-                rank = x0_p.clone()
-            else:
-                rank = torch.rand(x0.shape, device=x0.device, generator=generator)
-            rank[:, block_end:] = -torch.inf
-
-            x0 = torch.where(mask_index, x0, x)
-            confidence = torch.where(mask_index, rank, -torch.inf)
-            if threshold is None:
-                _, select_index = torch.topk(confidence[0], k=schedule[i])
-            else:
-                ranked, select_index = torch.sort(confidence[0], descending=True)
-                keep = ranked >= threshold
-                keep[0] = True
-                select_index = select_index[keep & (ranked > -torch.inf)]
-            x[0, select_index] = x0[0, select_index]
-
-            changed = select_index.sort().values
+            changed, tokens, confidences = choose_transfers(
+                logits[0], rows_in_window, window_end - window_start, temperature=temperature, remasking=remasking,
+                generator=generator, count=None if threshold is not None else schedule[i], threshold=threshold,
+                end_ids=end_ids if confidence_eos_eot_inf else [], float64=fast_dllm,
+            )
+            changed += window_start
+            x[0, changed] = tokens
             yield SamplerStep(
                 step=step,
                 total_steps=steps if threshold is None else gen_length,
                 canvas=x[0].to("cpu", copy=True),
                 changed=changed.cpu(),
-                confidences=x0_p[0, changed].float().cpu(),
+                confidences=confidences.float().cpu(),
                 span=(start, end),
             )

@@ -26,7 +26,7 @@ from torch import nn
 from ...errors import ValidationError
 from ...cancel import CancelToken
 from .base import SamplerStep
-from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens
+from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens, shifted_rows
 
 
 @torch.no_grad()
@@ -112,10 +112,9 @@ def variable_infill(
         padded = torch.cat([x, x.new_full((max_length - window,), delete_id)])[None]
         attention_mask = slots < window
         position_ids = torch.where(attention_mask, slots, 1)
-        logits = network(padded, attention_mask=attention_mask, position_ids=position_ids)[0, :window]
-        if shift_logits:
-            logits = torch.cat([logits[:1], logits[:-1]])
-        mask_logits = logits[mask_index]
+        logits = network(padded, attention_mask=attention_mask, position_ids=position_ids)[0]
+        mask_positions = mask_index.nonzero().flatten()
+        mask_logits = logits[shifted_rows(mask_positions) if shift_logits else mask_positions]
         if window == max_length or expand_budget == 0:
             mask_logits[:, expand_id] -= 1e9
 
@@ -128,7 +127,7 @@ def variable_infill(
         else:
             transfer_index = torch.multinomial(F.softmax(confidence / alg_temp, dim=-1), k, generator=generator)
         transfer_index = transfer_index.sort().values
-        positions = mask_index.nonzero().flatten()[transfer_index]
+        positions = mask_positions[transfer_index]
         tokens, token_prob = x0[transfer_index], token_prob[transfer_index]
 
         # Several expansions in one step must still fit max_length and the budget;
