@@ -125,12 +125,14 @@ def test_dreamon_spec_cannot_generate() -> None:
     assert Path(KNOWN_MODELS["tiny"].local_dir or "").name == "tiny"
 
 
-def test_threshold_decoding_is_for_llada_models(llada: DiffusionModel, dream: DiffusionModel) -> None:
-    steps = list(llada.generate("the cat", SamplingOptions(max_new_tokens=8, steps=8, threshold=0.5, seed=0)))
-    assert 1 <= len(steps) <= 8 and MASK_GLYPH not in steps[-1].canvas
-    assert sum(len(s.changed) for s in steps) == 8
-    with pytest.raises(ValidationError, match="threshold"):
-        list(dream.generate("the cat", SamplingOptions(max_new_tokens=6, steps=3, threshold=0.5)))
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+def test_threshold_and_cache_reach_both_families(llada: DiffusionModel, dream: DiffusionModel, cache: str) -> None:
+    for model in (llada, dream):
+        steps = list(model.generate("the cat", SamplingOptions(max_new_tokens=8, steps=8, block_length=4,
+                                                               threshold=0.5, cache=cache, seed=0, temperature=0.0)))
+        assert 1 <= len(steps) <= 8 and MASK_GLYPH not in steps[-1].canvas
+        assert sum(len(s.changed) for s in steps) == 8
+        assert steps[-1].total_steps == len(steps) and steps[-1].progress == 1.0
 
 
 def test_fixed_length_sampling_never_emits_expand_or_start_tokens(llada: DiffusionModel) -> None:

@@ -166,8 +166,7 @@ class DiffusionModel:
             return llada_sample(
                 network, canvas, mask_id=self.ids.mask, steps=opts.steps, block_length=opts.block_length,
                 temperature=opts.temperature, cfg_scale=opts.cfg_scale, remasking=opts.remasking,
-                threshold=opts.threshold, generator=generator, cancel=cancel,
-                **({} if opts.cache == "none" else {"cache": opts.cache}),  # MERGE: pass cache always
+                threshold=opts.threshold, cache=opts.cache, generator=generator, cancel=cancel,
             )
         from .samplers.dream import dream_sample
 
@@ -175,8 +174,8 @@ class DiffusionModel:
         return dream_sample(
             network, canvas, mask_id=self.ids.mask, steps=opts.steps, alg=opts.alg, alg_temp=opts.alg_temp,
             temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
+            block_length=None if whole_span else opts.block_length, cache=opts.cache, threshold=opts.threshold,
             generator=generator, cancel=cancel,
-            **({} if whole_span else {"block_length": opts.block_length, "cache": opts.cache, "threshold": opts.threshold}),  # MERGE
         )
 
     def _variable_steps(
