@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DiffusionError, error_body
     from .kernel.client import context_of, generate_request, infill_request
     from .kernel.live import GenerationStopped, LiveGeneration, drive
-    from .kernel.render import error_line, shown
+    from .kernel.render import error_line, shown, stopped_line
     from .service.schemas import InfillRequest
     from .service.service import DiffusionLLMService
 
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"· {stopped}", file=sys.stderr)
         return EXIT_STOPPED
     except KeyboardInterrupt:  # before the first step (while loading)
-        print("· stopped before the first step", file=sys.stderr)
+        print(f"· {stopped_line(0, 0)}", file=sys.stderr)
         return EXIT_STOPPED
     except Exception as error:  # noqa: BLE001 - any failure: one line with its category (error_body maps bugs too)
         body = error_body(error)

@@ -46,6 +46,7 @@ def test_lines() -> None:
     assert progress_line(3, 8, 10, 2.0) == "step 3/8 · 5.0 tok/s"
     assert progress_line(1, 8, 2, 0.0) == "step 1/8"  # no rate before any time has passed, rather than 0.0
     assert stopped_line(6, 512) == "stopped at step 6 of 512"
+    assert stopped_line(0, 0) == "stopped before the first step"
     assert options_line({"model": "tiny", "steps": 8, "temperature": 0.0, "cache": "none", "threshold": None}) == (
         "steps 8 · temperature 0.0 · cache none")
     assert summary_line(12, 4, 0.5, "tiny", "cpu") == "12 tokens · 4 steps · 0.50 s · tiny · cpu"

@@ -130,6 +130,8 @@ def options_line(options: Mapping[str, Any]) -> str:
 
 def stopped_line(step: int, total_steps: int) -> str:
     """What a stopped generation (kernel interrupt, Stop, Ctrl+C) ends with, everywhere."""
+    if not total_steps:
+        return "stopped before the first step"
     return f"stopped at step {step} of {total_steps}"
 
 

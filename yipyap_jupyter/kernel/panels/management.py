@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..client import DiffusionClient
 
 #: Label, progress bar, button: the columns of the downloads grid.
-GRID_COLUMNS = "minmax(0, max-content) 200px 120px"
+GRID_COLUMNS = "max-content 200px 120px"
 
 
 class DownloadRow:
