@@ -214,6 +214,15 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def live_bundle(generation: LiveGeneration, footer: str | None = None) -> dict[str, str]:
+    """The display data (HTML + plain text) of a generation now; `footer` defaults to its status line."""
+    footer = generation.line if footer is None else footer
+    if not generation.frames:
+        return {"text/html": canvas_html(generation.context, [], [], footer), "text/plain": footer}
+    return {"text/html": canvas_html(generation.context, generation.pieces, generation.changed, footer),
+            "text/plain": canvas_text(generation.pieces, footer)}
+
+
 class CellDisplay:
     """Draws a `LiveGeneration` into one display of the running cell; every call on the main thread.
 
@@ -233,22 +242,13 @@ class CellDisplay:
         generation.observe(self._status, names="status")
         generation.observe(self._ended, names="state")
 
-    def bundle(self, footer: str | None = None) -> dict[str, str]:
-        """The display data (HTML + plain text) of the generation now; `footer` defaults to its status line."""
-        generation = self.generation
-        footer = generation.line if footer is None else footer
-        if not generation.frames:
-            return {"text/html": canvas_html(generation.context, [], [], footer), "text/plain": footer}
-        return {"text/html": canvas_html(generation.context, generation.pieces, generation.changed, footer),
-                "text/plain": canvas_text(generation.pieces, footer)}
-
     def tick(self) -> None:
         """Draw a step the throttle held back, once its interval has passed."""
         if self.dirty and self.throttle.ready():
             self._draw()
 
     def _draw(self, footer: str | None = None) -> None:
-        self.handle.update(self.bundle(footer), raw=True)
+        self.handle.update(live_bundle(self.generation, footer), raw=True)
         self.dirty = False
 
     def _stepped(self, _change: dict) -> None:
