@@ -48,12 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .kernel.client import context_of, generate_request, infill_request
     from .kernel.live import GenerationStopped, LiveGeneration, drive
     from .kernel.render import error_line, shown, stopped_line
-    from .service.schemas import InfillRequest
+    from .service.schemas import GenerateRequest, InfillRequest
     from .service.service import DiffusionLLMService
 
     options = {"model": args.model, "max_new_tokens": args.max_new_tokens, "steps": args.steps,
                "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
                "threshold": args.threshold, "cache": args.cache, "remasking": args.remasking, "alg": args.alg}
+    request: GenerateRequest | InfillRequest
     try:
         if args.suffix is None and not args.variable:
             request = generate_request(args.prompt, **options)

@@ -12,7 +12,13 @@ import pytest
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.constants import MASK_GLYPH
 from yipyap_jupyter.errors import GenerationError, ModelUnavailableError
-from yipyap_jupyter.kernel.live import GenerationStopped, LiveGeneration, Throttle, drive, run_live
+from yipyap_jupyter.kernel.live import (
+    GenerationStopped,
+    LiveGeneration,
+    Throttle,
+    drive,
+    run_live,
+)
 from yipyap_jupyter.kernel.render import Context
 from yipyap_jupyter.service.events import (
     CompleteEvent,

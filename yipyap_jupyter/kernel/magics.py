@@ -28,6 +28,7 @@ from .views import ModelTable, ModelView, Notice, SettingsView
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from ..service.schemas import GenerateRequest, InfillRequest
     from .client import DiffusionClient
     from .result import DiffusionResult
 
@@ -186,6 +187,7 @@ class DiffusionMagics(Magics):
             "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
             "threshold": args.threshold, "cache": args.cache, "remasking": args.remasking, "alg": args.alg,
         }
+        request: GenerateRequest | InfillRequest
         if args.infill or args.variable:
             prefix, suffix = split_infill(body, args.marker)
             request = infill_request(prefix, suffix, variable=args.variable or None, **options)

@@ -41,10 +41,6 @@ class GenerationView:
         self.decode_order.observe(lambda _: self._show_result(), names="value")
 
     @property
-    def running(self) -> bool:
-        return self.job.running
-
-    @property
     def result(self) -> DiffusionResult | None:
         """The last finished run (None while running, after a failure or a stop)."""
         generation = self.generation
