@@ -129,3 +129,12 @@ def test_the_panel_generates_stops_and_shows_steps(page) -> None:
     cell.locator("button", has_text="decode order").click()
     expect(cell.locator(".yipyap-decode-order")).to_have_count(1, timeout=WAIT)
     assert cell.locator("svg.yipyap-chart rect").count() == 16
+
+
+def test_download_bars_line_up(page) -> None:
+    cell = run_cell(page, "from yipyap_jupyter.kernel.panels import ModelManagementPanel\nModelManagementPanel()")
+    finished(cell)
+    bars = cell.locator(".widget-hprogress")
+    bars.first.wait_for(timeout=WAIT)
+    lefts = {round(bars.nth(i).bounding_box()["x"]) for i in range(bars.count())}
+    assert bars.count() > 3 and len(lefts) == 1, lefts  # every row's bar starts at the same x
