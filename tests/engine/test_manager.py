@@ -21,7 +21,7 @@ import torch
 from checkpoints import add_to_hub_cache, serve_as_hub
 
 from yipyap_jupyter.engine import specs
-from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue
+from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
@@ -130,7 +130,7 @@ def test_load_then_generate_on_cpu(
 
 def test_infill_through_the_manager(manager: DiffusionModelManager, tiny_llada_dir: Path) -> None:
     manager.load(str(tiny_llada_dir), device="cpu")
-    steps = list(manager.infill("def x", "return y", OPTIONS, length=4))
+    steps = list(manager.infill("def x", "return y", SamplingOptions(steps=4, seed=3), length=4))
     assert len(steps[-1].tokens) == 4 and manager.loaded_model.ids.mask not in steps[-1].tokens
 
 
@@ -291,8 +291,9 @@ def test_out_of_memory_mid_generation_continues_on_cpu(
     fail_forward(
         manager.loaded_model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), on_call=2
     )
-    statuses: list[str] = []
-    steps = list(manager.generate("def x", OPTIONS, on_status=statuses.append))
+    items = list(manager.generate("def x", OPTIONS))
+    statuses = [item.message for item in items if isinstance(item, Status)]
+    steps = [item for item in items if not isinstance(item, Status)]
 
     numbers = [s.step for s in steps]
     assert numbers[0] == 1 and numbers[-4:] == [1, 2, 3, 4] and len(numbers) > 4  # restarted from step 1

@@ -69,8 +69,8 @@ def test_fixed_infill_fills_exactly_length_tokens(llada: DiffusionModel) -> None
 
 def test_variable_infill_needs_the_capability(dream: DiffusionModel, llada: DiffusionModel) -> None:
     with pytest.raises(ValidationError, match="variable infill"):
-        dream.infill("a", "b", SamplingOptions())
-    steps = list(llada.infill("def x", "return y", SamplingOptions(max_new_tokens=8, seed=0)))
+        dream.infill("a", "b", SamplingOptions(), variable=True)
+    steps = list(llada.infill("def x", "return y", SamplingOptions(max_new_tokens=8, seed=0), variable=True))
     assert steps and MASK_GLYPH not in steps[-1].canvas
 
 
@@ -89,10 +89,35 @@ def test_bad_options_are_validation_errors(llada: DiffusionModel, options: Sampl
 
 
 def test_dream_family_uses_dream_algorithms(dream: DiffusionModel) -> None:
-    steps = list(dream.generate("the cat", SamplingOptions(max_new_tokens=6, steps=3, remasking="maskgit_plus", seed=0)))
+    steps = list(dream.generate("the cat", SamplingOptions(max_new_tokens=6, steps=3, alg="maskgit_plus", seed=0)))
     assert len(steps) == 3 and MASK_GLYPH not in steps[-1].canvas
-    with pytest.raises(ValidationError, match="remasking"):
+    with pytest.raises(ValidationError, match="remasking does not apply to dream models"):
         list(dream.generate("x", SamplingOptions(remasking="low_confidence")))
+
+
+@pytest.mark.parametrize("option", ["cache", "threshold", "remasking", "cfg_scale", "steps", "block_length"])
+def test_options_that_variable_infill_does_not_read_are_refused_by_name(llada: DiffusionModel, option: str) -> None:
+    value = {"cache": "dual", "threshold": 0.9, "remasking": "random", "cfg_scale": 1.0, "steps": 4, "block_length": 4}
+    with pytest.raises(ValidationError, match=f"{option} does not apply to variable-length infilling"):
+        llada.infill("def x", "return y", SamplingOptions(**{option: value[option]}), variable=True)
+
+
+def test_dream_options_do_not_apply_to_llada(llada: DiffusionModel) -> None:
+    with pytest.raises(ValidationError, match="alg does not apply to llada models"):
+        llada.generate("x", SamplingOptions(alg="entropy"))
+
+
+def test_a_canvas_longer_than_the_context_is_refused(llada: DiffusionModel) -> None:
+    assert llada.context_length is not None
+    with pytest.raises(ValidationError, match=f"context length of .* \\({llada.context_length} tokens\\)"):
+        llada.generate("x", SamplingOptions(max_new_tokens=llada.context_length, steps=1,
+                                            block_length=llada.context_length))
+
+
+def test_variable_infill_progress_ends_at_one_and_never_overstates_the_total(llada: DiffusionModel) -> None:
+    steps = list(llada.infill("def x", "return y", SamplingOptions(max_new_tokens=8, seed=0), variable=True))
+    assert steps[-1].progress == 1.0 and steps[-1].total_steps == steps[-1].step
+    assert all(s.total_steps <= len(steps) for s in steps)
 
 
 def test_dreamon_spec_cannot_generate() -> None:

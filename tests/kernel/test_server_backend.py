@@ -119,7 +119,7 @@ def test_cancel_closes_the_stream_and_the_server_stays_usable(remote: DiffusionC
 
     def consume() -> None:
         try:
-            for event in remote.stream_generate("the cat", cancel=cancel, max_new_tokens=1024, steps=1024, seed=1):
+            for event in remote.stream_generate("the cat", cancel=cancel, max_new_tokens=448, steps=448, seed=1):
                 if event.type == "step":
                     first_step.set()
         except BaseException as error:

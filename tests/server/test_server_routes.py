@@ -105,14 +105,14 @@ async def test_infill_stream(jp_fetch) -> None:
 
 
 async def test_settings_round_trip(jp_fetch, jp_config_dir: Path) -> None:
-    assert as_json(await jp_fetch("api", "diffusion", "settings"))["max_new_tokens"] == 64
+    assert as_json(await jp_fetch("api", "diffusion", "settings"))["max_new_tokens"] is None  # each model's own default
     updated = as_json(await jp_fetch("api", "diffusion", "settings", method="PUT",
                                      body=json.dumps({"max_new_tokens": 12, "auto_trim": False})))
     assert updated["max_new_tokens"] == 12 and updated["auto_trim"] is False
     saved = json.loads((jp_config_dir / "yipyap_jupyter" / "settings.json").read_text())
     assert saved["max_new_tokens"] == 12
     with pytest.raises(HTTPClientError) as refused:
-        await jp_fetch("api", "diffusion", "settings", method="PUT", body=json.dumps({"max_new_tokens": 5000}))
+        await jp_fetch("api", "diffusion", "settings", method="PUT", body=json.dumps({"max_new_tokens": 50000}))
     assert refused.value.code == 400
     assert json.loads((jp_config_dir / "yipyap_jupyter" / "settings.json").read_text())["max_new_tokens"] == 12
     streamed = await jp_fetch("api", "diffusion", "generate", "stream", method="POST",

@@ -20,6 +20,13 @@ SECRET = "CANARY-schemas-7f3a"
     ({"prompt": SECRET, "top_p": 0}, "top_p"),
     ({"prompt": SECRET, "timeout": 0}, "timeout"),
     ({"prompt": 3}, "prompt"),
+    ({"prompt": SECRET, "steps": True}, "steps"),
+    ({"prompt": SECRET, "seed": 1.5}, "seed"),
+    ({"prompt": SECRET, "temperature": float("inf")}, "temperature"),
+    ({"prompt": SECRET, "temperature": float("nan")}, "temperature"),
+    ({"prompt": SECRET, "temperature": 1e-300}, "temperature"),
+    ({"prompt": SECRET, "cache": "all"}, "cache"),
+    ({"prompt": SECRET * 10_000}, "prompt"),
 ])
 def test_generate_rejects(body: dict, field: str) -> None:
     with pytest.raises(ValidationError) as raised:
@@ -28,12 +35,19 @@ def test_generate_rejects(body: dict, field: str) -> None:
     assert SECRET not in raised.value.message
 
 
-def test_alg_is_an_alias_of_remasking() -> None:
-    assert validate(GenerateRequest, {"prompt": "x", "alg": "entropy"}).remasking == "entropy"
+def test_alg_and_remasking_are_separate_options() -> None:
+    request = validate(GenerateRequest, {"prompt": "x", "alg": "entropy"})
+    assert (request.alg, request.remasking) == ("entropy", None)
+    with pytest.raises(ValidationError, match="remasking"):
+        validate(GenerateRequest, {"prompt": "x", "remasking": "entropy"})
+
+
+def test_given_is_what_the_caller_set() -> None:
+    assert validate(GenerateRequest, {"prompt": "x", "steps": 4, "seed": None}).given() == {"prompt": "x", "steps": 4}
 
 
 @pytest.mark.parametrize("body", [{"prefix": "", "suffix": " "}, {"prefix": "a", "length": 4, "variable": True},
-                                  {"prefix": "a", "length": 0}])
+                                  {"prefix": "a", "length": 0}, {"prefix": "def f():", "variable": True}])
 def test_infill_rejects(body: dict) -> None:
     with pytest.raises(ValidationError):
         validate(InfillRequest, body)

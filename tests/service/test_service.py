@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_generate_events(service: DiffusionLLMService, tiny_llada_dir: Path) -> 
     assert end.history == [s.canvas for s in steps]
     assert end.model_used == str(tiny_llada_dir) and end.device == "cpu" and end.steps == 8
     assert 0 < end.tokens <= 16
-    assert end.text == clean(end.raw_text, trim=True, punctuation=True, finished=end.tokens < 16)
+    assert end.text == clean(end.raw_text, trim=True, punctuation=True)
 
 
 def test_defaults_come_from_settings(service: DiffusionLLMService) -> None:
@@ -62,7 +63,7 @@ def test_defaults_come_from_settings(service: DiffusionLLMService) -> None:
 def test_request_overrides_settings(service: DiffusionLLMService) -> None:
     service.update_settings({"auto_trim": False, "fix_punctuation": False})
     done = service.generate({"prompt": "the cat", "max_new_tokens": 8, "steps": 8, "auto_trim": True})
-    assert done.text == clean(done.raw_text, trim=True, punctuation=False, finished=done.tokens < 8)
+    assert done.text == clean(done.raw_text, trim=True, punctuation=False)
 
 
 def test_fixed_and_variable_infill(service: DiffusionLLMService) -> None:
@@ -75,15 +76,24 @@ def test_fixed_and_variable_infill(service: DiffusionLLMService) -> None:
 
 def test_validation_error_is_an_event_without_the_prompt(service: DiffusionLLMService) -> None:
     events = list(service.generate_events({"prompt": CANARY, "steps": 0}))
-    end = check_shape(events)
+    assert len(events) == 1  # refused before anything streams: no status frame first
+    end = events[0]
     assert isinstance(end, ErrorEvent) and end.error_type == "validation" and CANARY not in end.message
     with pytest.raises(ValidationError):
         service.generate({"prompt": CANARY, "bogus": True})
 
 
 def test_engine_validation_reaches_the_caller(service: DiffusionLLMService) -> None:
-    end = list(service.generate_events({"prompt": "x", "max_new_tokens": 10, "block_length": 3}))[-1]
+    events = list(service.generate_events({"prompt": "x", "max_new_tokens": 10, "block_length": 3}))
+    assert len(events) == 1
+    end = events[0]
     assert isinstance(end, ErrorEvent) and end.error_type == "validation" and "block_length" in end.message
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_any_frame(service: DiffusionLLMService) -> None:
+    events = list(service.generate_events({"prompt": "the cat sat " * 2000, "max_new_tokens": 8}))
+    assert len(events) == 1
+    assert isinstance(events[0], ErrorEvent) and "context length" in events[0].message
 
 
 def test_timeout_gives_a_timeout_event(service: DiffusionLLMService) -> None:
@@ -138,7 +148,7 @@ def test_request_names_a_model_and_it_is_loaded(tmp_path: Path, tiny_llada_dir: 
 class ExplodingManager(DiffusionModelManager):
     """A manager whose generation fails with an error nobody anticipated, quoting its input."""
 
-    def generate(self, prompt, options, cancel=None, on_status=None):  # type: ignore[no-untyped-def]
+    def generate(self, prompt, options, cancel=None, **where):  # type: ignore[no-untyped-def]
         raise KeyError(f"internal state lost while reading {prompt}")
 
 
@@ -154,3 +164,49 @@ def test_unexpected_failure_is_generic_and_redacted(
     assert "KeyError" in caplog.text and "[redacted" in caplog.text and CANARY not in caplog.text
     with pytest.raises(GenerationError):
         service.generate({"prompt": CANARY})
+
+
+def test_complete_carries_the_options_that_ran_and_they_rerun_to_the_same_text(service: DiffusionLLMService) -> None:
+    first = service.generate({"prompt": "the cat", "max_new_tokens": 8, "temperature": 1.0})
+    options = first.options
+    assert options["seed"] is not None and options["steps"] and options["block_length"] == 8
+    assert options["remasking"] == "low_confidence" and options["cache"] == "none" and "alg" not in options
+    rerun = service.generate({"prompt": "the cat", **{k: v for k, v in options.items() if k != "model"}})
+    assert rerun.raw_text == first.raw_text and rerun.options == options
+
+
+def test_a_request_that_names_a_model_runs_on_it_in_the_same_turn(
+    service: DiffusionLLMService, other_llada_dir: Path, tiny_llada_dir: Path
+) -> None:
+    events = list(service.generate_events({"prompt": "the cat", "max_new_tokens": 4, "steps": 2,
+                                           "model": str(other_llada_dir)}))
+    statuses = [e.message for e in events if isinstance(e, StatusEvent)]
+    assert any(message.startswith("loading") for message in statuses)
+    assert events[-1].model_used == str(other_llada_dir)
+    service.manager.load(str(tiny_llada_dir), device="cpu")  # the module's manager goes back as it was
+
+
+def test_a_request_queued_behind_an_unload_loads_its_model(
+    service: DiffusionLLMService, tiny_llada_dir: Path
+) -> None:
+    running = service.generate_events({"prompt": "the cat", "max_new_tokens": 8, "steps": 8})
+    assert not isinstance(next(e for e in running if isinstance(e, StepEvent)), ErrorEvent)  # holds the turn now
+    unloading = threading.Thread(target=service.unload_model)
+    unloading.start()
+    wait_until(lambda: service.manager._queue.length == 2)
+    queued: list = []
+    waiting = threading.Thread(target=lambda: queued.extend(
+        service.generate_events({"prompt": "the dog", "max_new_tokens": 4, "steps": 2})))
+    waiting.start()  # planned against the loaded model, queued behind the unload
+    wait_until(lambda: service.manager._queue.length == 3)
+    list(running)
+    unloading.join(30)
+    waiting.join(60)
+    assert isinstance(queued[-1], CompleteEvent) and queued[-1].model_used == str(tiny_llada_dir)
+
+
+def wait_until(condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)

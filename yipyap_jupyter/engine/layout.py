@@ -32,6 +32,16 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise ModelLoadingError(f"unreadable {CONFIG_FILE} in {directory}: {exc}") from None
 
 
+def context_length(directory: Path) -> int | None:
+    """The longest sequence the checkpoint's config allows (LLaDA and Dream name it differently)."""
+    try:
+        config = json.loads((Path(directory) / CONFIG_FILE).read_text(encoding="utf-8"))
+        value = config.get("max_sequence_length") or config.get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def has_expand_token(directory: Path) -> bool:
     """Whether the tokenizer beside the weights knows `<|expand|>` (DreamOn-style variable-length infilling)."""
     for name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):

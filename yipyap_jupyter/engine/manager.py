@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
@@ -45,6 +46,13 @@ def _quiet(message: str) -> None:
     """The `on_status` of callers that did not ask for status messages."""
 
 
+@dataclass(frozen=True)
+class Status:
+    """Where a request stands before or around its steps: queued, loading, fell back to CPU."""
+
+    message: str
+
+
 class RequestQueue:
     """First come, first served: one request runs at a time, the others wait and learn their place.
 
@@ -62,9 +70,12 @@ class RequestQueue:
         with self._changed:
             return len(self._line)
 
-    @contextmanager
-    def turn(self, on_status: StatusCallback = _quiet, cancel: CancelToken | None = None) -> Iterator[None]:
-        """Wait for this request's turn, reporting "queued: N requests ahead" whenever N changes.
+    def waiting(self, cancel: CancelToken | None = None) -> Iterator[str]:
+        """Join the line; yield "queued: N requests ahead" whenever N changes; leave when closed.
+
+        The caller's turn starts when the iterator has nothing more to say (a `next()` that
+        would block past the queue returns to the caller with the turn held); closing the
+        iterator, or finishing it, gives the turn back.
 
         Raises:
             GenerationCancelled: `cancel` was cancelled while waiting (the request leaves the line).
@@ -86,12 +97,42 @@ class RequestQueue:
                     break
                 if ahead != reported:
                     reported = ahead
-                    on_status(f"queued: {ahead} request{'s' if ahead > 1 else ''} ahead")
-            yield
+                    yield f"queued: {ahead} request{'s' if ahead > 1 else ''} ahead"
+            yield ""  # the turn: the empty message tells the holder it is at the front
         finally:
             with self._changed:
                 self._line.remove(ticket)
                 self._changed.notify_all()
+
+    @contextmanager
+    def turn(self, on_status: StatusCallback = _quiet, cancel: CancelToken | None = None) -> Iterator[None]:
+        """The turn as a `with` block, for work that reports through a callback (load, unload)."""
+        line = self.waiting(cancel)
+        try:
+            for message in line:
+                if not message:
+                    break
+                on_status(message)
+            yield
+        finally:
+            line.close()
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A load, resolved before it waits for its turn."""
+
+    spec: ModelSpec
+    path: Any
+    info: ModelInfo
+    device: torch.device
+    dtype: torch.dtype
+
+    def matches(self, current: ModelInfo, *, exact: bool) -> bool:
+        """The resident model is this one (and, when `exact`, on the same device and dtype)."""
+        if current.path != self.info.path:
+            return False
+        return not exact or (current.device == str(self.device) and current.dtype == _dtype_name(self.dtype))
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -161,41 +202,19 @@ class DiffusionModelManager:
             ModelLoadingError: corrupt or incompatible weights.
             ValidationError: a device or dtype this machine cannot provide.
         """
-        from .devices import default_dtype, resolve_device
-
         say = on_status or _quiet
-        spec, path = self.registry.resolve(model_id_or_path)
-        info = self.registry.info(spec, path)
-        wanted_dtype = parse_dtype(dtype)
-        target = resolve_device(device, self._estimate_bytes(info, wanted_dtype), self._reclaimable_bytes())
-        target_dtype = wanted_dtype or default_dtype(target)
+        wanted = self._wanted(model_id_or_path, device, dtype)
         with self._queue.turn(say):
             current = self.current()
-            if (
-                current is not None
-                and current.path == info.path
-                and current.device == str(target)
-                and current.dtype == _dtype_name(target_dtype)
-            ):
-                say(f"{spec.id} is already loaded on {target}")
+            if current is not None and wanted.matches(current, exact=True):
+                say(f"{wanted.spec.id} is already loaded on {wanted.device}")
                 return current
-            say(f"loading {spec.id} on {target}")
-            logger.info("loading %s from %s on %s (%s)", spec.id, path, target, _dtype_name(target_dtype))
-            started = time.perf_counter()
-            model, placed, fallback = self._build(spec, path, target, target_dtype, say)
-            loaded = info.model_copy(
-                update={
-                    "loaded": True,
-                    "device": str(placed),
-                    "dtype": _dtype_name(model.dtype),
-                    "fallback": fallback,
-                    "parameters": info.parameters or model.parameters,
-                }
-            )
-            self._replace(model, placed, loaded)
-        logger.info("loaded %s on %s in %.1f s", spec.id, placed, time.perf_counter() - started)
-        say(f"loaded {spec.id} on {placed}")
-        return loaded
+            say(f"loading {wanted.spec.id} on {wanted.device}")
+            return self._load_in_turn(wanted, say)
+
+    def spec(self, model_id_or_path: str) -> ModelSpec:
+        """The spec of a known id or local directory (cheap: no weights are read)."""
+        return self.registry.resolve(model_id_or_path)[0]
 
     def unload(self) -> None:
         """Drop the model and give its host and accelerator memory back."""
@@ -219,13 +238,19 @@ class DiffusionModelManager:
         prompt: str,
         options: SamplingOptions,
         cancel: CancelToken | None = None,
-        on_status: StatusCallback | None = None,
-    ) -> Iterator[GenerationStep]:
-        """Steps of a generation with the loaded model, holding the manager's turn until exhausted or closed.
+        *,
+        model: str | None = None,
+        device: str = "auto",
+    ) -> Iterator[Status | GenerationStep]:
+        """Statuses and steps of a generation, holding the manager's turn until exhausted or closed.
 
-        Raises (when iterated): NoModelLoadedError, ValidationError, GenerationError, GenerationCancelled.
+        With `model`, that model is loaded first (on `device`) in the same turn unless it is the
+        resident one, so the request runs on the model it names; without, on the loaded model.
+
+        Raises (when iterated): NoModelLoadedError, ModelUnavailableError, ModelLoadingError,
+        ValidationError, GenerationError, GenerationCancelled.
         """
-        return self._stream(lambda model: model.generate(prompt, options, cancel=cancel), cancel, on_status)
+        return self._run(lambda m: m.generate(prompt, options, cancel=cancel), model, device, cancel)
 
     def infill(
         self,
@@ -234,48 +259,98 @@ class DiffusionModelManager:
         options: SamplingOptions,
         length: int | None = None,
         cancel: CancelToken | None = None,
-        on_status: StatusCallback | None = None,
-    ) -> Iterator[GenerationStep]:
-        """Steps of an infilling (fixed `length`, or variable when None); same terms as `generate`."""
-        return self._stream(
-            lambda model: model.infill(prefix, suffix, options, length=length, cancel=cancel), cancel, on_status
+        *,
+        variable: bool = False,
+        model: str | None = None,
+        device: str = "auto",
+    ) -> Iterator[Status | GenerationStep]:
+        """Statuses and steps of an infilling (fixed `length`, or `variable`); same terms as `generate`."""
+        return self._run(
+            lambda m: m.infill(prefix, suffix, options, length=length, cancel=cancel, variable=variable),
+            model, device, cancel,
         )
 
     # -- internals ----------------------------------------------------------------
 
-    def _stream(
+    def _run(
         self,
         start: Callable[[DiffusionModel], Iterator[GenerationStep]],
+        model_id: str | None,
+        device: str,
         cancel: CancelToken | None,
-        on_status: StatusCallback | None,
-    ) -> Iterator[GenerationStep]:
-        """Run `start` on the loaded model; on accelerator out-of-memory, move to CPU and start over.
+    ) -> Iterator[Status | GenerationStep]:
+        """In one turn: load `model_id` if it is not resident, then run `start` on the model.
 
-        After such a restart the steps count from 1 again: consumers that accumulate per-step
-        text must treat a step number that does not increase as a fresh run.
+        On accelerator out-of-memory the model moves to CPU and the run starts over; the steps
+        then count from 1 again, so consumers that accumulate per-step text must treat a step
+        number that does not increase as a fresh run.
         """
         from .devices import is_out_of_memory
 
-        say = on_status or _quiet
-        with self._queue.turn(say, cancel):
+        wanted = self._wanted(model_id, device, None) if model_id is not None else None
+        line = self._queue.waiting(cancel)
+        try:
+            for message in line:
+                if not message:
+                    break
+                yield Status(message)
+            current = self.current()
+            if wanted is not None and (current is None or not wanted.matches(current, exact=False)):
+                yield Status(f"loading {wanted.spec.id} on {wanted.device}")
+                said: list[str] = []
+                self._load_in_turn(wanted, said.append)
+                yield from (Status(message) for message in said)
             model = self._model
             if model is None:
                 raise NoModelLoadedError("no model is loaded: load one first (for example 'tiny')")
             while True:
-                device = self._device
+                on = self._device
                 try:
                     yield from start(model)
                     return
                 except GenerationCancelled:
                     raise
                 except Exception as exc:  # torch and tokenizers raise plain runtime errors
-                    if device is None or device.type == "cpu" or not is_out_of_memory(exc):
+                    if on is None or on.type == "cpu" or not is_out_of_memory(exc):
                         if isinstance(exc, DiffusionError):
                             raise
-                        logger.error("generation failed on %s: %s", device, type(exc).__name__)
-                        raise GenerationError(f"generation failed on {device}: {type(exc).__name__}: {exc}") from exc
-                self._move_to_cpu(model, f"out of memory on {device} during generation; running on cpu")
-                say(f"out of memory on {device}; continuing on cpu")
+                        logger.error("generation failed on %s: %s", on, type(exc).__name__)
+                        raise GenerationError(f"generation failed on {on}: {type(exc).__name__}: {exc}") from exc
+                self._move_to_cpu(model, f"out of memory on {on} during generation; running on cpu")
+                yield Status(f"out of memory on {on}; continuing on cpu")
+        finally:
+            line.close()
+
+    def _wanted(self, model_id_or_path: str, device: str, dtype: str | torch.dtype | None) -> _Wanted:
+        """Where a load would put a model: resolved spec, path, device and dtype (raises before any turn)."""
+        from .devices import default_dtype, resolve_device
+
+        spec, path = self.registry.resolve(model_id_or_path)
+        info = self.registry.info(spec, path)
+        wanted_dtype = parse_dtype(dtype)
+        target = resolve_device(device, self._estimate_bytes(info, wanted_dtype), self._reclaimable_bytes())
+        return _Wanted(spec, path, info, target, wanted_dtype or default_dtype(target))
+
+    def _load_in_turn(self, wanted: _Wanted, say: StatusCallback) -> ModelInfo:
+        """Build the model and make it the resident one (the caller holds the turn)."""
+        spec, path = wanted.spec, wanted.path
+        logger.info("loading %s from %s on %s (%s)", spec.id, path, wanted.device, _dtype_name(wanted.dtype))
+        started = time.perf_counter()
+        model, placed, fallback = self._build(spec, path, wanted.device, wanted.dtype, say)
+        loaded = wanted.info.model_copy(
+            update={
+                "loaded": True,
+                "device": str(placed),
+                "dtype": _dtype_name(model.dtype),
+                "fallback": fallback,
+                "parameters": wanted.info.parameters or model.parameters,
+                "context_length": model.context_length,
+            }
+        )
+        self._replace(model, placed, loaded)
+        logger.info("loaded %s on %s in %.1f s", spec.id, placed, time.perf_counter() - started)
+        say(f"loaded {spec.id} on {placed}")
+        return loaded
 
     def _build(
         self, spec: ModelSpec, path: Any, device: torch.device, dtype: torch.dtype, say: StatusCallback

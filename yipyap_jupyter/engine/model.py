@@ -1,71 +1,30 @@
 """A loaded diffusion model: network + tokenizer + spec, turning text requests into sampler runs.
 
-This is where a prompt becomes a canvas (chat template, masks, prefix/suffix),
-where the family picks its sampler, and where each `SamplerStep` becomes a
-`GenerationStep` the service can show: decoded pieces, settled text, canvas.
+This is where a prompt becomes a canvas (chat template, masks, prefix/suffix, checked
+against the model's context length), where the options pick the sampler, and where
+the sampler's token ids go through the one `IncrementalDecoder`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..cancel import CancelToken
 from ..constants import MASK_GLYPH
 from ..errors import ValidationError
 from .checkpoint import load_network
-from .layout import read_config
-from ..cancel import CancelToken
+from .decoder import GenerationStep, IncrementalDecoder
+from .layout import context_length, read_config
+from .options import VARIABLE_INFILL_START_FRACTION, Job, SamplingOptions, resolve
 from .samplers.base import SamplerStep, make_generator
 from .specs import ModelSpec
 from .tokenizer import SpecialIds, load_tokenizer, special_ids
 
-LLADA_REMASKING = ("low_confidence", "random")
-DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
-#: Variable-length infilling starts from this share of `max_new_tokens` masks and grows or shrinks from there.
-VARIABLE_INFILL_START_FRACTION = 4
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How to sample; a field left None takes the model spec's default."""
-
-    max_new_tokens: int | None = None
-    steps: int | None = None
-    block_length: int | None = None
-    temperature: float | None = None
-    remasking: str | None = None
-    cfg_scale: float = 0.0
-    top_p: float | None = None
-    top_k: int | None = None
-    alg_temp: float | None = None
-    seed: int | None = None
-    chat: bool | None = None
-    threshold: float | None = None
-
-
-@dataclass(frozen=True)
-class GenerationStep:
-    """One denoising step, decoded. `tokens` is the generated region (the middle for infilling).
-
-    `text_tokens` counts the tokens of `text` (the region without end-of-text padding);
-    `ended` says the model committed an end-of-text token, so what follows it is padding.
-    """
-
-    step: int
-    total_steps: int
-    tokens: tuple[int, ...]
-    pieces: tuple[str, ...]
-    changed: tuple[int, ...]
-    settled_text: str
-    canvas: str
-    text: str
-    progress: float
-    text_tokens: int
-    ended: bool
+__all__ = ["DiffusionModel", "GenerationStep", "SamplingOptions"]
 
 
 class _WithoutTokens(torch.nn.Module):
@@ -90,13 +49,14 @@ class _WithoutTokens(torch.nn.Module):
 class DiffusionModel:
     """One model resident on one device."""
 
-    def __init__(self, spec: ModelSpec, network: torch.nn.Module, tokenizer: Any, ids: SpecialIds) -> None:
+    def __init__(
+        self, spec: ModelSpec, network: torch.nn.Module, tokenizer: Any, ids: SpecialIds, context_length: int | None = None
+    ) -> None:
         self.spec = spec
         self.network = network
         self.tokenizer = tokenizer
         self.ids = ids
-        # end-of-text tokens are padding after the text: shown as nothing
-        self._pieces: dict[int, str] = {ids.mask: MASK_GLYPH, **{stop: "" for stop in ids.stops}}
+        self.context_length = context_length
 
     @classmethod
     def load(
@@ -107,7 +67,7 @@ class DiffusionModel:
         config = read_config(directory)
         tokenizer = load_tokenizer(directory)
         network = load_network(directory, device=device, dtype=dtype)
-        return cls(spec, network, tokenizer, special_ids(tokenizer, spec, config))
+        return cls(spec, network, tokenizer, special_ids(tokenizer, spec, config), context_length(directory))
 
     @property
     def device(self) -> torch.device:
@@ -128,21 +88,20 @@ class DiffusionModel:
     # -- requests -----------------------------------------------------------------
 
     def generate(
-        self, prompt: str, options: SamplingOptions, cancel: CancelToken | None = None
+        self, prompt: str, options: SamplingOptions, cancel: CancelToken | None = None, *, mask_glyph: str = MASK_GLYPH
     ) -> Iterator[GenerationStep]:
         """Continue `prompt` (through the chat template for chat models unless `options.chat` is False)."""
-        self._require("generate")
-        opts = self._resolve(options)
-        chat = self.spec.chat if opts.chat is None else opts.chat
-        if chat and getattr(self.tokenizer, "chat_template", None):
+        opts = resolve(options, self.spec, "generate")
+        if opts.chat and getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
             )
             prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         else:
             prompt_ids = self.tokenizer(prompt)["input_ids"]
-        canvas = list(prompt_ids) + [self.ids.mask] * opts.max_new_tokens
-        return self._decode_steps(self._fixed_length_steps(canvas, opts, cancel), cut_at_stop=True)
+        canvas = self._checked(list(prompt_ids) + [self.ids.mask] * opts.max_new_tokens)
+        decoder = self._decoder(mask_glyph, cut_at_stop=True, exact_total=opts.threshold is None)
+        return decoder.decode(self._fixed_length_steps(canvas, opts, cancel))
 
     def infill(
         self,
@@ -151,71 +110,53 @@ class DiffusionModel:
         options: SamplingOptions,
         length: int | None = None,
         cancel: CancelToken | None = None,
+        *,
+        variable: bool = False,
+        mask_glyph: str = MASK_GLYPH,
     ) -> Iterator[GenerationStep]:
         """Fill between `prefix` and `suffix`, which are kept verbatim.
 
-        With `length`, exactly that many tokens (fixed length, every family). Without, variable
-        length: the model may expand a mask into two or delete it, up to `max_new_tokens`.
+        Fixed length: exactly `length` tokens (default `max_new_tokens`), every family. With
+        `variable`, the model may expand a mask into two or delete it, up to `max_new_tokens`.
         """
-        opts = self._resolve(options)
+        job: Job = "variable_infill" if variable else "infill"
+        if length is not None and variable:
+            raise ValidationError("give either length or variable, not both")
+        if length is not None and length < 1:
+            raise ValidationError("length must be at least 1")
+        opts = resolve(options, self.spec, job, length)
         encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
         head = [self.ids.bos] if self.ids.bos is not None else []
-        if length is not None:
-            self._require("infill")
-            if length < 1:
-                raise ValidationError("length must be at least 1")
-            canvas = head + encode(prefix) + [self.ids.mask] * length + encode(suffix)
-            opts = replace(opts, max_new_tokens=length, block_length=length, steps=min(opts.steps, length))
-            return self._decode_steps(self._fixed_length_steps(canvas, opts, cancel), cut_at_stop=False)
-        self._require("variable_infill")
+        if not variable:
+            canvas = self._checked(head + encode(prefix) + [self.ids.mask] * opts.max_new_tokens + encode(suffix))
+            decoder = self._decoder(mask_glyph, cut_at_stop=False, exact_total=opts.threshold is None)
+            return decoder.decode(self._fixed_length_steps(canvas, opts, cancel))
         start = max(1, opts.max_new_tokens // VARIABLE_INFILL_START_FRACTION)
-        canvas = head + encode(prefix) + [self.ids.mask] * start + encode(suffix) + [self.ids.eos]
-        return self._decode_steps(self._variable_steps(canvas, opts, cancel), cut_at_stop=False)
+        middle = [self.ids.mask] * start
+        # the middle may grow up to max_new_tokens: that length must fit too
+        canvas = self._checked(head + encode(prefix) + middle + encode(suffix) + [self.ids.eos],
+                               growth=opts.max_new_tokens - start)
+        decoder = self._decoder(mask_glyph, cut_at_stop=False, exact_total=False)
+        return decoder.decode(self._variable_steps(canvas, opts, cancel))
 
     # -- internals ----------------------------------------------------------------
 
-    def _require(self, capability: str) -> None:
-        if capability not in self.spec.capabilities:
-            raise ValidationError(f"model {self.spec.id} does not support {capability.replace('_', ' ')}")
+    def _checked(self, canvas: list[int], growth: int = 0) -> torch.Tensor:
+        """The canvas as a (1, L) tensor, refused when it (grown by `growth`) is longer than the model's context."""
+        needed = len(canvas) + growth
+        if self.context_length is not None and needed > self.context_length:
+            raise ValidationError(
+                f"the text and the tokens to generate ({needed} tokens) exceed the context length of "
+                f"{self.spec.id} ({self.context_length} tokens): shorten the text or ask for fewer tokens"
+            )
+        return torch.tensor([canvas], dtype=torch.long, device=self.device)
 
-    def _resolve(self, options: SamplingOptions) -> SamplingOptions:
-        """Fill defaults from the spec and check ranges and the family's algorithm names."""
-        d = self.spec.defaults
-        opts = replace(
-            options,
-            max_new_tokens=options.max_new_tokens or d.max_new_tokens,
-            temperature=d.temperature if options.temperature is None else options.temperature,
-            remasking=options.remasking or d.remasking,
-            top_p=options.top_p if options.top_p is not None else d.top_p,
-            top_k=options.top_k if options.top_k is not None else d.top_k,
-            alg_temp=options.alg_temp or 0.0,
-        )
-        n = opts.max_new_tokens
-        if n < 1:
-            raise ValidationError("max_new_tokens must be at least 1")
-        block = opts.block_length or (d.block_length if n % d.block_length == 0 else n)
-        if block < 1 or n % block:
-            raise ValidationError(f"block_length {block} must divide max_new_tokens {n}")
-        blocks = n // block
-        steps = opts.steps or min(d.steps, n)
-        if opts.steps is None:
-            steps = max(blocks, steps // blocks * blocks)
-        if not 1 <= steps <= n:
-            raise ValidationError(f"steps must be between 1 and max_new_tokens ({n})")
-        if opts.temperature < 0:
-            raise ValidationError("temperature must be >= 0")
-        if opts.threshold is not None and self.spec.family != "llada":
-            raise ValidationError("threshold (parallel) decoding is available for LLaDA-architecture models")
-        allowed = LLADA_REMASKING if self.spec.family == "llada" else DREAM_ALGS
-        if opts.remasking not in allowed:
-            raise ValidationError(f"remasking must be one of {', '.join(allowed)} for {self.spec.family} models")
-        return replace(opts, block_length=block, steps=steps)
-
-    def _tensor(self, ids: list[int]) -> torch.Tensor:
-        return torch.tensor([ids], dtype=torch.long, device=self.device)
+    def _decoder(self, mask_glyph: str, *, cut_at_stop: bool, exact_total: bool) -> IncrementalDecoder:
+        return IncrementalDecoder(self.tokenizer, self.ids, mask_glyph=mask_glyph, cut_at_stop=cut_at_stop,
+                                  exact_total=exact_total)
 
     def _fixed_length_steps(
-        self, canvas: list[int], opts: SamplingOptions, cancel: CancelToken | None
+        self, canvas: torch.Tensor, opts: SamplingOptions, cancel: CancelToken | None
     ) -> Iterator[SamplerStep]:
         generator = make_generator(opts.seed, self.device)
         banned = [i for i in (self.ids.expand, self.ids.bos) if i is not None]
@@ -224,76 +165,29 @@ class DiffusionModel:
             from .samplers.llada import llada_sample
 
             return llada_sample(
-                network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps,
-                block_length=opts.block_length, temperature=opts.temperature, cfg_scale=opts.cfg_scale,
-                remasking=opts.remasking, threshold=opts.threshold, generator=generator, cancel=cancel,
+                network, canvas, mask_id=self.ids.mask, steps=opts.steps, block_length=opts.block_length,
+                temperature=opts.temperature, cfg_scale=opts.cfg_scale, remasking=opts.remasking,
+                threshold=opts.threshold, generator=generator, cancel=cancel,
+                **({} if opts.cache == "none" else {"cache": opts.cache}),  # MERGE: pass cache always
             )
         from .samplers.dream import dream_sample
 
+        whole_span = opts.block_length == opts.max_new_tokens and opts.cache == "none" and opts.threshold is None
         return dream_sample(
-            network, self._tensor(canvas), mask_id=self.ids.mask, steps=opts.steps, alg=opts.remasking,
-            alg_temp=opts.alg_temp, temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
+            network, canvas, mask_id=self.ids.mask, steps=opts.steps, alg=opts.alg, alg_temp=opts.alg_temp,
+            temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
             generator=generator, cancel=cancel,
+            **({} if whole_span else {"block_length": opts.block_length, "cache": opts.cache, "threshold": opts.threshold}),  # MERGE
         )
 
     def _variable_steps(
-        self, canvas: list[int], opts: SamplingOptions, cancel: CancelToken | None
+        self, canvas: torch.Tensor, opts: SamplingOptions, cancel: CancelToken | None
     ) -> Iterator[SamplerStep]:
         from .samplers.variable_infill import variable_infill
 
-        remasking = opts.remasking if opts.remasking in DREAM_ALGS else "entropy"
         return variable_infill(
-            self.network, self._tensor(canvas), mask_id=self.ids.mask, delete_id=self.ids.eos,
-            expand_id=self.ids.expand, max_new_tokens=opts.max_new_tokens, alg=remasking,
+            self.network, canvas, mask_id=self.ids.mask, delete_id=self.ids.eos,
+            expand_id=self.ids.expand, max_new_tokens=opts.max_new_tokens, alg=opts.alg,
             temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, alg_temp=opts.alg_temp,
             shift_logits=self.spec.shift_logits, generator=make_generator(opts.seed, self.device), cancel=cancel,
         )
-
-    def _decode_steps(self, steps: Iterator[SamplerStep], *, cut_at_stop: bool) -> Iterator[GenerationStep]:
-        """Decode each sampler step's region: per-token pieces, settled prefix text, canvas, text."""
-        mask, stops = self.ids.mask, self.ids.stops
-        for s in steps:
-            tokens = tuple(int(t) for t in s.canvas[s.span[0] : s.span[1]].tolist())
-            end = len(tokens)
-            if cut_at_stop:
-                end = next((i for i, t in enumerate(tokens) if t in stops), end)
-            shown = tokens[:end]
-            kept = [t for t in shown if t != mask and t not in stops]
-            pieces = tuple(self._piece(t) for t in tokens)
-            first_mask = next((i for i, t in enumerate(shown) if t == mask), len(shown))
-            changed = tuple(int(i) - s.span[0] for i in s.changed.tolist())
-            yield GenerationStep(
-                step=s.step,
-                total_steps=s.total_steps,
-                tokens=tokens,
-                pieces=pieces,
-                changed=changed,
-                settled_text=self._text(shown[:first_mask]),
-                canvas=self._canvas(shown),
-                text=self._text(shown),
-                progress=min(1.0, s.step / s.total_steps),
-                text_tokens=len(kept),
-                ended=end < len(tokens),
-            )
-
-    def _piece(self, token: int) -> str:
-        if token not in self._pieces:
-            self._pieces[token] = self.tokenizer.decode([token])
-        return self._pieces[token]
-
-    def _text(self, tokens: tuple[int, ...]) -> str:
-        kept = [t for t in tokens if t != self.ids.mask and t not in self.ids.stops]
-        return self.tokenizer.decode(kept, skip_special_tokens=True)
-
-    def _canvas(self, tokens: tuple[int, ...]) -> str:
-        """Decode runs of committed tokens together (multi-byte characters stay whole); a glyph per mask."""
-        parts: list[str] = []
-        run: list[int] = []
-        for t in tokens:
-            if t == self.ids.mask:
-                parts.append(self._text(tuple(run)) + MASK_GLYPH)
-                run = []
-            else:
-                run.append(t)
-        parts.append(self._text(tuple(run)))
-        return "".join(parts)

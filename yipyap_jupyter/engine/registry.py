@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import ModelUnavailableError, NetworkError
-from .layout import CONFIG_FILE, checkpoint_files, detect_family, has_expand_token
+from .layout import CONFIG_FILE, checkpoint_files, context_length, detect_family, has_expand_token
 from .specs import KNOWN_MODELS, ModelSpec, spec_for_local
 
 #: What a download fetches: weights, configs and tokenizer files (no remote code, no duplicate .bin weights).
@@ -46,6 +46,7 @@ class ModelInfo(BaseModel):
     device: str | None = None
     dtype: str | None = None
     fallback: str | None = None
+    context_length: int | None = None  # most tokens (text + generation) one request may hold
 
 
 def _env_flag(name: str) -> bool | None:
@@ -180,6 +181,7 @@ class ModelRegistry:
             size_on_disk=size_on_disk(directory) if directory else 0,
             cached=not missing,
             path=str(directory) if directory else None,
+            context_length=context_length(directory) if not missing else None,
         )
 
     def download(self, model_id: str, progress: ProgressCallback | None = None) -> Path:

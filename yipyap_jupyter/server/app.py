@@ -75,11 +75,10 @@ class DiffusionLLMApp(ExtensionApp):
         executor = ThreadPoolExecutor(max_workers=max(1, self.worker_threads), thread_name_prefix="yipyap")
         service = downloads = None
         if self.mode == "embedded":
-            from ..service.downloads import Downloads
             from ..service.service import DiffusionLLMService
 
             service = DiffusionLLMService(default_model=self.default_model or None)
-            downloads = Downloads(service.manager)
+            downloads = service.downloads
         self.state = ExtensionState(
             service=service, downloads=downloads,
             metrics=MetricsStore(Path(self.metrics_db) if self.metrics_db else data / "metrics.sqlite"),

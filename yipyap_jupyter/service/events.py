@@ -46,6 +46,7 @@ class StepEvent(BaseModel):
     progress: float
     pieces: list[str] = Field(default_factory=list)
     changed: list[int] = Field(default_factory=list)
+    confidences: list[float] = Field(default_factory=list, description="the sampler's confidence per `changed` index")
 
 
 class CompleteEvent(BaseModel):

@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ..constants import MASK_GLYPH
 from .events import StepEvent
 
 if TYPE_CHECKING:
-    from ..engine.model import GenerationStep
+    from ..engine.decoder import GenerationStep
 
 #: A tail that the next settled token may still rewrite: whitespace (tokenizer clean-up) or U+FFFD (partial UTF-8).
 _UNSTABLE_TAIL = re.compile(r"[\s\ufffd]+$")
@@ -37,7 +36,7 @@ class StepFrames:
         """
         if self.last is not None and step.step <= self.last.step:
             self.emitted, self.history = "", []
-        finished = MASK_GLYPH not in step.pieces or step.step >= step.total_steps
+        finished = step.progress >= 1.0
         delta = self._delta(step.settled_text, finished)
         self.emitted += delta
         self.history.append(step.canvas)
@@ -71,4 +70,5 @@ class StepFrames:
             progress=step.progress,
             pieces=list(step.pieces),
             changed=list(step.changed),
+            confidences=list(step.confidences),
         )

@@ -1,53 +1,47 @@
 """Clean-ups applied to a finished generation's text, in the service only.
 
-`auto_trim` drops what a generation cut off mid-thought; `fix_punctuation` repairs
-the spacing that tokenizers leave around punctuation. Both are conservative: line
-indentation is never touched (the shipped model writes Python).
+`auto_trim` drops trailing whitespace, nothing else: the text still continues the
+prompt exactly as the last canvas showed (the whitespace that joins it to the prompt
+is kept). `fix_punctuation` repairs the spacing that prose models' tokenizers leave
+around punctuation; the plan never applies it to code models, and even in prose it
+leaves fenced code blocks and anything that is not a sentence's punctuation alone
+(`from . import x` stays as it is).
 """
 
 from __future__ import annotations
 
 import re
 
-#: A sentence end: terminal punctuation, optional closing quotes/brackets, then whitespace.
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
-#: Text that already ends like a finished sentence or statement.
-_ENDS_COMPLETE = re.compile(r"[.!?;:][\"')\]}]*$")
-#: Spaces between a word and the punctuation that follows it ("word ," -> "word,").
-_SPACE_BEFORE_PUNCT = re.compile(r"(?<=[^\s]) +(?=[,.;:!?](?:\s|$))")
+#: Spaces between a word and a comma / semicolon / colon / ! / ? that ends a clause ("word ," -> "word,").
+_SPACE_BEFORE_MARK = re.compile(r"(?<=\w) +(?=[,;:!?](?:\s|$))")
+#: Spaces between a word and a full stop that ends a sentence: at the end of the line or before a capital.
+_SPACE_BEFORE_STOP = re.compile(r"(?<=\w) +(?=\.(?:$|\s+[A-Z\"']))")
 #: Runs of spaces inside a line, after its first non-space character.
 _INNER_SPACES = re.compile(r"(?<=\S) {2,}(?=\S)")
+_FENCE = "```"
 
 
-def auto_trim(text: str, finished: bool = False) -> str:
-    """Strip whitespace and, unless the model `finished` on its own, drop a trailing fragment.
-
-    The fragment is whatever follows the later of the last line break and the last
-    sentence end; when nothing would remain, the stripped text is kept whole.
-    """
-    trimmed = text.strip()
-    if finished or not trimmed or _ENDS_COMPLETE.search(trimmed):
-        return trimmed
-    cut = trimmed.rfind("\n")
-    for match in _SENTENCE_END.finditer(trimmed):
-        cut = max(cut, match.end())
-    kept = trimmed[:cut].rstrip() if cut > 0 else ""
-    return kept or trimmed
+def auto_trim(text: str) -> str:
+    """`text` without trailing whitespace."""
+    return text.rstrip()
 
 
 def fix_punctuation(text: str) -> str:
-    """Remove spaces before `, . ; : ! ?` and collapse doubled spaces inside lines."""
+    """Remove spaces before sentence punctuation and collapse doubled spaces, outside code fences."""
     lines = []
+    in_code = False
     for line in text.split("\n"):
-        line = _SPACE_BEFORE_PUNCT.sub("", line)
-        lines.append(_INNER_SPACES.sub(" ", line))
+        if line.lstrip().startswith(_FENCE):
+            in_code = not in_code
+        elif not in_code:
+            line = _SPACE_BEFORE_STOP.sub("", _SPACE_BEFORE_MARK.sub("", line))
+            line = _INNER_SPACES.sub(" ", line)
+        lines.append(line)
     return "\n".join(lines)
 
 
-def clean(text: str, *, trim: bool, punctuation: bool, finished: bool) -> str:
-    """The `complete` event's text: punctuation first, so trimming sees the repaired sentences."""
+def clean(text: str, *, trim: bool, punctuation: bool) -> str:
+    """The `complete` event's text."""
     if punctuation:
         text = fix_punctuation(text)
-    if trim:
-        text = auto_trim(text, finished=finished)
-    return text
+    return auto_trim(text) if trim else text

@@ -5,21 +5,20 @@ never validate, map errors or post-process on their own. A generation is
 `status`, then `step`s, then exactly one `complete` or `error`; a caller that
 cancels gets `GenerationCancelled` instead of an end event (nobody is waiting for one).
 
-The model work runs on a helper thread that feeds a queue, so queue-position and
-loading status frames reach the caller while the request waits for its turn, and
-the request's timeout holds even while a model is loading.
+The request is validated and planned before the first event, so a refused request
+is one `error` event and nothing else (HTTP answers it with a 400). The work runs on
+the caller's own thread, as the caller iterates: the manager's iterator says where
+the request stands (queued, loading, fell back to CPU) between its steps.
 """
 
 from __future__ import annotations
 
 import contextvars
-import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cancel import CancelToken
 from ..constants import DEFAULT_MODEL_ID
@@ -31,30 +30,26 @@ from ..errors import (
     error_body,
 )
 from ..settings import SettingsStore, UserSettings
-from .correlation import correlation_id, in_current_context
+from .correlation import correlation_id
+from .downloads import Downloads
 from .events import CompleteEvent, ErrorEvent, Event, StatusEvent
 from .frames import StepFrames
 from .logs import get_logger
+from .plan import Kind, Plan, make_plan
 from .postprocess import clean
 from .redaction import register_sensitive
 from .schemas import GenerateRequest, InfillRequest, LoadRequest
 from .validation import validate
 
 if TYPE_CHECKING:
+    from ..engine.decoder import GenerationStep
     from ..engine.manager import DiffusionModelManager
-    from ..engine.model import GenerationStep, SamplingOptions
     from ..engine.registry import ModelInfo
 
 log = get_logger(__name__)
 
-Kind = Literal["generate", "infill"]
 T = TypeVar("T")
 
-#: Fields of a request that become `SamplingOptions` (the rest steer the service).
-SAMPLING_FIELDS = ("max_new_tokens", "steps", "block_length", "temperature", "remasking", "cfg_scale",
-                   "top_p", "top_k", "alg_temp", "seed", "chat", "threshold")
-#: How often the caller's cancel token and the deadline are checked while the engine is busy.
-POLL_SECONDS = 0.25
 START_MESSAGES = {"generate": "Starting text generation...", "infill": "Starting infilling..."}
 
 
@@ -81,17 +76,6 @@ class _RequestToken(CancelToken):
         super().raise_if_cancelled(step)
         if self._caller is not None:
             self._caller.raise_if_cancelled(step)
-
-
-@dataclass(frozen=True)
-class _Progress:
-    """One engine step with the model info current while it ran (it changes on a CPU fallback)."""
-
-    step: GenerationStep
-    info: ModelInfo | None
-
-
-_DONE = object()
 
 
 def _isolated(make: Callable[[], Iterator[T]]) -> Iterator[T]:
@@ -130,6 +114,7 @@ class DiffusionLLMService:
         default_model: str | None = DEFAULT_MODEL_ID,
     ) -> None:
         self._manager = manager
+        self._downloads: Downloads | None = None
         self._manager_lock = threading.Lock()
         self.settings_store = settings_store or SettingsStore()
         self.default_model = default_model or None
@@ -138,11 +123,14 @@ class DiffusionLLMService:
     def manager(self) -> DiffusionModelManager:
         """The model manager, created on first use (its import is cheap, its models are not)."""
         with self._manager_lock:
-            if self._manager is None:
-                from ..engine.manager import DiffusionModelManager
+            return self._manager_or_new()
 
-                self._manager = DiffusionModelManager()
-            return self._manager
+    def _manager_or_new(self) -> DiffusionModelManager:
+        if self._manager is None:
+            from ..engine.manager import DiffusionModelManager
+
+            self._manager = DiffusionModelManager()
+        return self._manager
 
     # -- models and settings ---------------------------------------------------------
 
@@ -163,6 +151,14 @@ class DiffusionLLMService:
 
     def unload_model(self) -> None:
         self.manager.unload()
+
+    @property
+    def downloads(self) -> Downloads:
+        """Background downloads with progress, the same for the server and the kernel."""
+        with self._manager_lock:
+            if self._downloads is None:
+                self._downloads = Downloads(self._manager_or_new())
+            return self._downloads
 
     def settings(self) -> UserSettings:
         return self.settings_store.load()
@@ -204,35 +200,48 @@ class DiffusionLLMService:
         except DiffusionError as error:
             yield ErrorEvent(**error_body(error))
 
+    def plan(self, kind: Kind, request: GenerateRequest | InfillRequest | dict[str, Any]) -> Plan:
+        """Validate `request` and resolve it against the model it will run on (raises `ValidationError`)."""
+        if isinstance(request, dict):
+            register_sensitive(str(request.get(key, "")) for key in ("prompt", "prefix", "suffix"))
+        body = validate(GenerateRequest if kind == "generate" else InfillRequest, request)
+        register_sensitive([body.prompt] if isinstance(body, GenerateRequest) else [body.prefix, body.suffix])
+        current = self.manager.current()
+        model = body.model or (current.path if current is not None else None) or self.default_model
+        if model is None:
+            from ..errors import NoModelLoadedError
+
+            raise NoModelLoadedError("no model is loaded and no default model is configured: load one first")
+        return make_plan(body, model, self.manager.spec(model), self.settings())
+
     def _events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Iterator[Event]:
         """The generation proper; raises DiffusionError / GenerationCancelled (in a private context)."""
         started = time.monotonic()
         if correlation_id.get() == "-":
             correlation_id.set(uuid.uuid4().hex)
-        if isinstance(request, dict):
-            register_sensitive(str(request.get(key, "")) for key in ("prompt", "prefix", "suffix"))
-        yield StatusEvent(message=START_MESSAGES[kind])
-        body = validate(GenerateRequest if kind == "generate" else InfillRequest, request)
-        register_sensitive([body.prompt] if isinstance(body, GenerateRequest) else [body.prefix, body.suffix])
-        settings = self.settings()
-        timeout = body.timeout or settings.request_timeout
-        token = _RequestToken(cancel, started + timeout, timeout)
-        log.info("%s started", kind, extra={"fields": {"timeout_s": timeout, "model": body.model}})
+        plan = self.plan(kind, request)
+        token = _RequestToken(cancel, started + plan.timeout, plan.timeout)
+        log.info("%s started", kind, extra={"fields": {"timeout_s": plan.timeout, "model": plan.model}})
         frames = StepFrames()
-        progress: _Progress | None = None
+        last: GenerationStep | None = None
+        started_said = False
         try:
-            for item in self._pumped(kind, body, settings, token):
-                if isinstance(item, StatusEvent):
-                    yield item
+            for item in self._steps(plan, token):
+                if not frames.history and last is None and not started_said:
+                    # said once the model has accepted the request (a refused canvas raises before)
+                    started_said = True
+                    yield StatusEvent(message=START_MESSAGES[kind])
+                if isinstance(item, str):
+                    yield StatusEvent(message=item)
                 else:
-                    progress = item
-                    yield frames.frame(item.step)
+                    last = item
+                    yield frames.frame(item)
             closing = frames.closing_frame()
             if closing is not None:
                 yield closing
-            if progress is None:
+            if last is None:
                 raise GenerationError("the model produced no steps")
-            yield self._completion(kind, body, settings, frames, progress, time.monotonic() - started)
+            yield self._completion(plan, frames, last, time.monotonic() - started)
         except GenerationCancelled as cancelled:
             log.info("%s cancelled at step %d", kind, cancelled.step)
             raise
@@ -246,95 +255,38 @@ class DiffusionLLMService:
                 f"the generation failed unexpectedly; the server log has the details (correlation id {correlation_id.get()})"
             ) from None
 
-    def _pumped(
-        self, kind: Kind, body: GenerateRequest | InfillRequest, settings: UserSettings, token: _RequestToken
-    ) -> Iterator[StatusEvent | _Progress]:
-        """Run the engine on a helper thread; relay its status messages and steps as they come."""
-        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    def _steps(self, plan: Plan, token: _RequestToken) -> Iterator[str | GenerationStep]:
+        """The manager's statuses (as their messages) and steps, on the plan's model."""
+        from ..engine.manager import Status
 
-        def say(message: str) -> None:
-            items.put(StatusEvent(message=message))
-
-        def pump() -> None:
-            try:
-                self._ensure_model(body.model, settings, say)
-                manager = self.manager
-                for step in self._steps(kind, body, token, say):
-                    items.put(_Progress(step, manager.current()))
-                items.put(_DONE)
-            except BaseException as error:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
-                items.put(error)
-
-        worker = threading.Thread(target=in_current_context(pump), name="yipyap-generation", daemon=True)
-        worker.start()
+        body = plan.request
+        run = (
+            self.manager.generate(body.prompt, plan.options, token, model=plan.model, device=plan.device)
+            if isinstance(body, GenerateRequest)
+            else self.manager.infill(body.prefix, body.suffix, plan.options, cancel=token, variable=body.variable,
+                                     model=plan.model, device=plan.device)
+        )
         try:
-            while True:
-                try:
-                    item = items.get(timeout=min(POLL_SECONDS, max(0.0, token.deadline - time.monotonic())))
-                except queue.Empty:
-                    token.raise_if_cancelled(0)  # the deadline or the caller, while the engine is busy
-                    continue
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            for item in run:
+                yield item.message if isinstance(item, Status) else item
         finally:
-            token.cancel()
-            worker.join()
+            run.close()
 
-    def _ensure_model(self, wanted: str | None, settings: UserSettings, say: Callable[[str], None]) -> None:
-        """Load the request's model when it differs from the loaded one, or the default when none is loaded."""
-        current = self.manager.current()
-        if wanted is not None:
-            if current is not None and wanted in (current.id, current.repo_id, current.path):
-                return
-        elif current is None and self.default_model is not None:
-            wanted = self.default_model
-        else:
-            return
-        self.manager.load(wanted, device=settings.preferred_device, on_status=say)
-
-    def _steps(
-        self, kind: Kind, body: GenerateRequest | InfillRequest, token: _RequestToken, say: Callable[[str], None]
-    ) -> Iterator[GenerationStep]:
-        options = self._options(body)
-        if isinstance(body, GenerateRequest):
-            return self.manager.generate(body.prompt, options, cancel=token, on_status=say)  # type: ignore[arg-type]
-        length = None if body.variable else (body.length or options.max_new_tokens)
-        return self.manager.infill(body.prefix, body.suffix, options, length=length, cancel=token, on_status=say)  # type: ignore[arg-type]
-
-    def _options(self, body: GenerateRequest | InfillRequest) -> SamplingOptions:
-        """Request fields over the user's settings; what is still None takes the model's family default."""
-        from ..engine.model import SamplingOptions
-
-        fields = {name: getattr(body, name) for name in SAMPLING_FIELDS}
-        fields["remasking"] = body.remasking or body.alg
-        if fields["max_new_tokens"] is None:
-            fields["max_new_tokens"] = self.settings().max_new_tokens
-        if fields["cfg_scale"] is None:
-            fields["cfg_scale"] = 0.0
-        return SamplingOptions(**fields)
-
-    def _completion(
-        self, kind: Kind, body: GenerateRequest | InfillRequest, settings: UserSettings,
-        frames: StepFrames, progress: _Progress, seconds: float,
-    ) -> CompleteEvent:
-        last = progress.step
-        trim = settings.auto_trim if body.auto_trim is None else body.auto_trim
-        punctuation = settings.fix_punctuation if body.fix_punctuation is None else body.fix_punctuation
-        info = progress.info
+    def _completion(self, plan: Plan, frames: StepFrames, last: GenerationStep, seconds: float) -> CompleteEvent:
+        info = self.manager.current()
+        model_used = info.id if info else "unknown"
         event = CompleteEvent(
-            text=clean(last.text, trim=trim and kind == "generate", punctuation=punctuation, finished=last.ended),
+            text=clean(last.text, trim=plan.auto_trim, punctuation=plan.fix_punctuation),
             raw_text=last.text,
             history=frames.history,
             generation_time=round(seconds, 4),
-            model_used=info.id if info else "unknown",
+            model_used=model_used,
             device=(info.device or "unknown") if info else "unknown",
             tokens=last.text_tokens,
             steps=last.step,
+            options=plan.effective_options(model_used),
         )
-        log.info("%s finished", kind, extra={"fields": {
+        log.info("%s finished", plan.kind, extra={"fields": {
             "model": event.model_used, "device": event.device, "steps": event.steps,
             "tokens": event.tokens, "seconds": event.generation_time,
         }})
