@@ -109,7 +109,7 @@ def test_the_panel_generates_stops_and_shows_steps(page) -> None:
     finished(cell)
     widget = cell.locator(".jupyter-widgets").first
     widget.wait_for(timeout=WAIT)
-    status = cell.locator(".yipyap-footer").last
+    status = cell.locator(".widget-html").last  # the live view's status lines, under its canvas and bar
 
     def knob(label: str):
         return cell.locator(".widget-text", has=page.locator(f"label:text-is('{label}')")).locator("input")

@@ -75,7 +75,8 @@ def test_live_display_updates_in_place_and_gives_way_to_the_result(kernel) -> No
     assert "▒" not in "\n".join(last_canvas[:-1])  # the last step is always drawn before the result
     assert of_type(messages, "clear_output") == [{"wait": True}]  # the result replaces the live display
     assert messages[-1]["msg_type"] == "execute_result" and len(results) == 1
-    assert results[0]["data"]["text/plain"].splitlines()[-1].startswith("16 tokens · 8 steps · ")
+    summary, options = results[0]["data"]["text/plain"].splitlines()[-2:]
+    assert summary.startswith("16 tokens · 8 steps · ") and options.startswith("max new tokens 16 · steps 8 · ")
 
 
 def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kernel) -> None:
@@ -99,7 +100,7 @@ def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kern
     assert of_type(messages, "stream")[0]["text"] == "True 256 True\n"
     messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
     assert of_type(messages, "error") == []
-    assert of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-1].startswith("8 tokens · 4 steps")
+    assert of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-2].startswith("8 tokens · 4 steps")
 
 
 def test_an_error_shows_once_in_one_line(kernel) -> None:

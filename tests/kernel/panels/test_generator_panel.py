@@ -54,7 +54,7 @@ def test_status_follows_the_run_and_the_decode_order_toggle(client) -> None:
 def test_stop_cancels_keeps_the_partial_canvas_and_the_model_stays_usable(client) -> None:
     panel = TextGeneratorPanel(client)
     panel.prompt.value = "the cat"
-    panel.max_new_tokens.value, panel.steps.value = "512", "512"
+    panel.max_new_tokens.value, panel.steps.value = "448", "448"
     stepped = threading.Event()
     panel.view.generation.observe(lambda change: change["new"] == 2 and stepped.set(), names="step")
     panel.generate_button.click()
@@ -63,7 +63,7 @@ def test_stop_cancels_keeps_the_partial_canvas_and_the_model_stays_usable(client
     panel.stop_button.click()
     assert panel.wait(60)
     assert panel.result is None and panel.view.generation.state == "stopped"
-    assert "stopped at step " in panel.view.status.value and " of 512" in panel.view.status.value
+    assert "stopped at step " in panel.view.status.value and " of 448" in panel.view.status.value
     assert panel.view.canvas.value.count("▒") > 0  # the partial canvas stays in view
     panel.max_new_tokens.value, panel.steps.value = "8", "4"
     panel.generate_button.click()
