@@ -25,7 +25,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOTEBOOK = "browser-test.ipynb"
 #: An empty notebook with the python3 kernel, so Lab does not ask which kernel to start.
-EMPTY_NOTEBOOK = """{"cells": [{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": []}],
+EMPTY_NOTEBOOK = """{
+ "cells": [{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": []}],
  "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
  "nbformat": 4, "nbformat_minor": 5}"""
 

@@ -96,11 +96,13 @@ def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kern
     (line,) = errors[0]["traceback"]
     assert re.fullmatch(r"\x1b\[1;33mstopped at step \d+ of 256\x1b\[0m", line)
     assert of_type(messages, "stream") == []  # no traceback printed anywhere else
-    messages = execute(client, "print(partial.steps < 256, partial.stopped_of, partial.text == ''.join(f.text for f in partial.frames))")
+    settled = "''.join(f.text for f in partial.frames)"
+    messages = execute(client, f"print(partial.steps < 256, partial.stopped_of, partial.text == {settled})")
     assert of_type(messages, "stream")[0]["text"] == "True 256 True\n"
     messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
     assert of_type(messages, "error") == []
-    assert of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-2].startswith("8 tokens · 4 steps")
+    summary = of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-2]
+    assert summary.startswith("8 tokens · 4 steps")
 
 
 def test_an_error_shows_once_in_one_line(kernel) -> None:

@@ -32,7 +32,8 @@ def test_fixed_and_variable_infill(ipython, magics) -> None:
     assert error is None
     assert (value.context.before, value.context.after) == ("def f ( x ) : ", " return x")
     assert len(value.frames[-1].pieces) == 8
-    value, error = run(ipython, "%%diffuse --variable --marker @@ --seed 1 --max-new-tokens 8 --no-stream\nif x @@ else y")
+    cell = "%%diffuse --variable --marker @@ --seed 1 --max-new-tokens 8 --no-stream\nif x @@ else y"
+    value, error = run(ipython, cell)
     assert error is None and (value.context.before, value.context.after) == ("if x ", " else y")
 
 

@@ -15,7 +15,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_the_variable_infill_example_fills_its_gap(ipython, magics, tmp_path) -> None:
     (cell,) = re.findall(r"```\n(%%diffuse --variable[^`]*?)\n```", README.read_text(encoding="utf-8"))
-    magics.client = DiffusionClient(LocalBackend(DiffusionLLMService(settings_store=SettingsStore(tmp_path / "s.json"))))
+    service = DiffusionLLMService(settings_store=SettingsStore(tmp_path / "settings.json"))  # default model: tiny
+    magics.client = DiffusionClient(LocalBackend(service))
     run = ipython.run_cell(cell)
     assert run.error_in_exec is None
     result = run.result

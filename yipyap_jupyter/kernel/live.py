@@ -169,15 +169,16 @@ class LiveGeneration(HasTraits):
         """The result; raises the failure's `DiffusionError`, or `GenerationStopped` with the partial result."""
         if self.error is not None:
             raise self.error
+        result: DiffusionResult = self.result
         if self.state == "stopped":
-            raise GenerationStopped(self.result)
-        return self.result
+            raise GenerationStopped(result)
+        return result
 
     @property
     def line(self) -> str:
         """The one status line of a live view: status, then `step k/N · x tok/s`, then how it ended."""
         if self.state == "done":
-            return self.result.summary
+            return str(self.result.summary)
         if self.state == "stopped":
             return stopped_line(self.step, self.total_steps)
         if self.state == "failed":
@@ -237,7 +238,7 @@ class CellDisplay:
         self.generation = generation
         self.throttle = Throttle(interval)
         self.dirty = False
-        self.handle = display({}, raw=True, display_id=True)
+        self.handle = display({}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
         generation.observe(self._stepped, names="step")
         generation.observe(self._status, names="status")
         generation.observe(self._ended, names="state")
@@ -251,15 +252,15 @@ class CellDisplay:
         self.handle.update(live_bundle(self.generation, footer), raw=True)
         self.dirty = False
 
-    def _stepped(self, _change: dict) -> None:
+    def _stepped(self, _change: dict[str, Any]) -> None:
         self.dirty = True
         self.tick()
 
-    def _status(self, _change: dict) -> None:
+    def _status(self, _change: dict[str, Any]) -> None:
         if self.generation.state == "running":
             self._draw()  # rare and always worth showing
 
-    def _ended(self, change: dict) -> None:
+    def _ended(self, change: dict[str, Any]) -> None:
         from IPython.display import clear_output
 
         generation = self.generation
@@ -269,9 +270,9 @@ class CellDisplay:
             self._draw()  # the last canvas, always: the result continues the prompt exactly as it shows
             self.handle.update({"text/html": generation.result._repr_html_(), "text/plain": repr(generation.result)},
                                raw=True)
-            clear_output(wait=True)  # the result (the cell's value) replaces the live display
+            clear_output(wait=True)  # type: ignore[no-untyped-call]  # the result (the cell's value) replaces the live display
         elif change["new"] == "failed":
-            clear_output(wait=True)  # the error output replaces it: an error is shown once
+            clear_output(wait=True)  # type: ignore[no-untyped-call]  # the error output replaces it: an error is shown once
 
 
 class _End:
@@ -281,7 +282,7 @@ class _End:
         self.error = error
 
 
-def _pump(source: EventSource, cancel: CancelToken, out: queue.SimpleQueue) -> None:
+def _pump(source: EventSource, cancel: CancelToken, out: queue.SimpleQueue[Any]) -> None:
     """Worker: put every event of `source(cancel)` into `out`, then how the stream ended."""
     try:
         for event in source(cancel):
@@ -318,7 +319,7 @@ def drive(source: EventSource, generation: LiveGeneration, context: Context,
     generation.finish(item.error)
 
 
-def _next(events: queue.SimpleQueue, interval: float, tick: Callable[[], None]) -> Any:
+def _next(events: queue.SimpleQueue[Any], interval: float, tick: Callable[[], None]) -> Any:
     while True:
         try:
             return events.get(timeout=interval)

@@ -61,7 +61,8 @@ def _identifier(text: str) -> str:
 def cell_parser() -> MagicParser:
     """The options of `%%diffuse`."""
     parser = MagicParser(prog="%%diffuse", description="Generate from the cell body, showing the denoising live.")
-    parser.add_argument("--model", metavar="ID", help="model id or local checkpoint dir (default: the loaded one, else tiny)")
+    parser.add_argument("--model", metavar="ID",
+                        help="model id or local checkpoint dir (default: the loaded one, else tiny)")
     parser.add_argument("--steps", type=int, metavar="N", help="denoising steps")
     parser.add_argument("--max-new-tokens", type=int, metavar="N", help="tokens to generate (infill: fixed length)")
     parser.add_argument("--block-length", type=int, metavar="N", help="semi-autoregressive block length")
@@ -74,7 +75,8 @@ def cell_parser() -> MagicParser:
     parser.add_argument("--alg", choices=DREAM_ALGS, help="Dream and variable-length infill: how positions are ranked")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="load the model onto this device first")
     parser.add_argument("--infill", action="store_true", help="fill the gap at the marker between prefix and suffix")
-    parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M", help=f"the gap marker (default {DEFAULT_MARKER})")
+    parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M",
+                        help=f"the gap marker (default {DEFAULT_MARKER})")
     parser.add_argument("--variable", action="store_true", help="variable-length infilling (implies --infill)")
     parser.add_argument("--no-stream", action="store_true", help="show only the final result")
     parser.add_argument("--out", type=_identifier, metavar="VAR", help="also store the result in this variable")
@@ -231,7 +233,8 @@ class DiffusionMagics(Magics):
             return Notice(f"Unloaded {current.id}." if current else "No model was loaded.")
         if args.command == "settings":
             changes = parse_changes(args.changes)
-            return SettingsView(client.update_settings(**changes) if changes else client.settings(), saved=bool(changes))
+            settings = client.update_settings(**changes) if changes else client.settings()
+            return SettingsView(settings, saved=bool(changes))
         if args.command == "panel":
             from .panels.text_llm import TextLLMPanel
 
@@ -244,4 +247,4 @@ class DiffusionMagics(Magics):
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """`%load_ext yipyap_jupyter`: register `%diffuse` / `%%diffuse`, and show our failures in one line."""
     ipython.register_magics(DiffusionMagics(ipython))
-    ipython.set_custom_exc((DiffusionError, GenerationStopped), show_failure)
+    ipython.set_custom_exc((DiffusionError, GenerationStopped), show_failure)  # type: ignore[no-untyped-call]

@@ -183,7 +183,8 @@ def _chart(per_step: Sequence[int]) -> str:
             f'fill="{step_colour(index + 1, len(per_step))}"><title>step {index + 1}: {count} tokens</title></rect>'
         )
     width = max(len(per_step) * CHART_BAR, 1)
-    label = f'<div style="{FOOTER_STYLE}">tokens committed per step (steps 1 to {len(per_step)}, early blue to late orange)</div>'
+    legend = f"tokens committed per step (steps 1 to {len(per_step)}, early blue to late orange)"
+    label = f'<div style="{FOOTER_STYLE}">{legend}</div>'
     svg = (f'<svg class="yipyap-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{CHART_HEIGHT}" '
            f'style="display: block; margin: 4px 8px; background: #f4f5f8;">{"".join(bars)}</svg>')
     return svg + label

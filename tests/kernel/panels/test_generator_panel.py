@@ -28,7 +28,8 @@ def test_blank_knobs_are_not_sent(client) -> None:
     panel.prompt.value = "x"
     assert panel.options() == {}
     assert panel.request().given() == {"prompt": "x"}  # no temperature 0, no steps: the model's defaults apply
-    panel.temperature.value, panel.threshold.value, panel.cache.value, panel.remasking.value = "0.5", "0.9", "dual", "random"
+    panel.temperature.value, panel.threshold.value = "0.5", "0.9"
+    panel.cache.value, panel.remasking.value = "dual", "random"
     assert panel.request().given() == {"prompt": "x", "temperature": 0.5, "threshold": 0.9, "cache": "dual",
                                        "remasking": "random"}
 
@@ -42,7 +43,8 @@ def test_status_follows_the_run_and_the_decode_order_toggle(client) -> None:
     assert panel.view.decode_order.disabled
     panel.generate_button.click()
     assert panel.wait(60)
-    assert any("Starting" in value for value in seen) and any("step 1/8" in value for value in seen)  # the first step is always drawn
+    assert any("Starting" in value for value in seen)
+    assert any("step 1/8" in value for value in seen)  # the first step is always drawn
     assert "tokens · 8 steps" in panel.view.status.value and "Starting" not in panel.view.status.value
     assert not panel.view.decode_order.disabled
     panel.view.decode_order.value = True
@@ -81,7 +83,8 @@ def test_errors_show_once_with_category_and_retry_hint(client) -> None:
     panel.generate_button.click()
     assert panel.wait(60)
     assert panel.view.error is not None and panel.view.error.error_type == "validation"
-    assert panel.view.status.value.count("validation error") == 1 and "(retrying will not help)" in panel.view.status.value
+    status = panel.view.status.value
+    assert status.count("validation error") == 1 and "(retrying will not help)" in status
     assert "validation" not in panel.view.canvas.value
 
 

@@ -75,11 +75,11 @@ class GenerationView:
             self.generation.begin(Context())
             self.generation.finish(error)
 
-    def _stepped(self, _change: dict) -> None:
+    def _stepped(self, _change: dict[str, Any]) -> None:
         if self._throttle.ready():
             self._draw()
 
-    def _status(self, _change: dict) -> None:
+    def _status(self, _change: dict[str, Any]) -> None:
         if self.generation.state == "running":
             self.status.value = footer_html(self.generation.line)
 
@@ -90,7 +90,7 @@ class GenerationView:
             self.progress.value = generation.progress
             self.status.value = footer_html(generation.line)
 
-    def _ended(self, change: dict) -> None:
+    def _ended(self, change: dict[str, Any]) -> None:
         generation = self.generation
         state = change["new"]
         self.decode_order.disabled = state != "done"

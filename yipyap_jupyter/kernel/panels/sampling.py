@@ -94,7 +94,8 @@ class SamplingPanel(Panel):
 
     def apply_settings(self, settings: UserSettings) -> None:
         """Show the saved default for max new tokens, which a blank field gets."""
-        self.max_new_tokens.placeholder = f"default {settings.max_new_tokens}"
+        saved = settings.max_new_tokens
+        self.max_new_tokens.placeholder = "model default" if saved is None else f"default {saved}"
 
     def options(self) -> dict[str, Any]:
         """The request fields the knobs set (blank ones left out); raises `ValidationError` for a non-number."""
