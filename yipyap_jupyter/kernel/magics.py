@@ -168,7 +168,7 @@ class DiffusionMagics(Magics):
 
     @line_cell_magic
     def diffuse(self, line: str, cell: str | None = None) -> Any:
-        """%%diffuse [options]: generate from the cell body; %diffuse models|load|current|unload|settings|panel|replay."""
+        """`%%diffuse [options]` generates from the cell body; `%diffuse COMMAND` manages models and settings."""
         try:
             words = shlex.split(line)
         except ValueError as error:
