@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from yipyap_jupyter.constants import MASK_GLYPH as M
 from yipyap_jupyter.kernel.render import Context, step_colour
 from yipyap_jupyter.kernel.result import DiffusionResult, committed_at
@@ -37,8 +35,6 @@ def test_positions_follow_a_region_that_grows_and_shrinks() -> None:
     assert [(piece, step) for piece, step, _ in committed_at(frames)] == [("a", 1), ("b", 3), ("z", 1)]
 
 
-@pytest.mark.skipif("confidences" not in StepEvent.model_fields,
-                    reason="StepEvent.confidences arrives with the service change that computes them")
 def test_html_colours_tokens_shows_confidence_on_hover_and_charts_tokens_per_step() -> None:
     frames = [frame(1, 2, ["x", M], [0], confidences=[0.91]), frame(2, 2, ["x", "y"], [1], confidences=[0.5])]
     html = result(frames).decode_order()._repr_html_()

@@ -112,11 +112,9 @@ def committed_at(frames: list[StepEvent]) -> list[Token]:
                 moved_steps[b:b + size] = steps[a:a + size]
                 moved_confidences[b:b + size] = confidences[a:a + size]
             steps, confidences = moved_steps, moved_confidences
-        # `confidences` (parallel to `changed`) is new in the service's step events; older servers send none.
-        scores = getattr(frame, "confidences", None) or []
-        for k, index in enumerate(frame.changed):
+        for k, index in enumerate(frame.changed):  # `confidences` is parallel to `changed`, or empty
             steps[index] = frame.step
-            confidences[index] = scores[k] if k < len(scores) else None
+            confidences[index] = frame.confidences[k] if k < len(frame.confidences) else None
         previous = list(frame.pieces)
     return [(piece, step, confidence) for piece, step, confidence in zip(previous, steps, confidences, strict=True)
             if piece or step is None]
