@@ -74,6 +74,7 @@ def test_the_decode_order_view_renders(page) -> None:
     finished(cell)
     view = cell.locator(".yipyap-decode-order")
     assert view.count() == 1 and view.locator("span[title^='step ']").count() > 0
+    assert view.locator("span[title*=' · confidence 0.']").count() > 0  # hover: the step and its confidence
     assert cell.locator("svg.yipyap-chart rect").count() == 32  # one bar per step
 
 
