@@ -2,7 +2,9 @@
 
 The command-line view of the service's events: one line per denoising step
 (the canvas, masks shown), then the final text and timing. Without `--model`
-it uses the embedded `tiny` model, so it works offline on any CPU.
+it uses the embedded `tiny` model, so it works offline on any CPU. Only the
+options given on the command line are sent; the rest take the model's and the
+user's defaults, as in the notebook. Ctrl+C stops at the next step and exits 130.
 """
 
 from __future__ import annotations
@@ -13,60 +15,81 @@ from collections.abc import Sequence
 
 from .constants import DEFAULT_MODEL_ID
 
+#: Exit statuses: a failure, a usage or validation error (argparse's own), a stop by Ctrl+C (128 + SIGINT).
+EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
+
 
 def _parser() -> argparse.ArgumentParser:
+    from .service.schemas import CACHES, DREAM_ALGS, REMASKING
+
     p = argparse.ArgumentParser(prog="yipyap-diffuse", description=__doc__.splitlines()[0])
     p.add_argument("prompt", help="text to continue (with --suffix: the prefix to infill after)")
-    p.add_argument("--model", default=DEFAULT_MODEL_ID, help="model id or local checkpoint directory")
-    p.add_argument("--device", default=None, choices=("auto", "cuda", "mps", "cpu"))
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--model", help="model id or local checkpoint directory (default: tiny)")
+    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="load the model onto this device first")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--steps", type=int)
     p.add_argument("--block-length", type=int)
     p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int)
     p.add_argument("--threshold", type=float, help="parallel decoding: commit every position at least this confident")
+    p.add_argument("--cache", choices=CACHES, help="block-wise key/value cache (Fast-dLLM)")
+    p.add_argument("--remasking", choices=REMASKING, help="LLaDA: which predictions to commit first")
+    p.add_argument("--alg", choices=DREAM_ALGS, help="Dream and variable-length infill: how positions are ranked")
     p.add_argument("--suffix", help="infill between PROMPT and this suffix")
-    p.add_argument("--variable", action="store_true", help="variable-length infill (with --suffix)")
+    p.add_argument("--variable", action="store_true", help="variable-length infill (needs --suffix)")
     p.add_argument("--quiet", action="store_true", help="print only the final text")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from .service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from .errors import DiffusionError, error_body
+    from .kernel.client import context_of, generate_request, infill_request
+    from .kernel.live import GenerationStopped, LiveGeneration, drive
+    from .kernel.render import error_line, shown, stopped_line
+    from .service.schemas import GenerateRequest, InfillRequest
     from .service.service import DiffusionLLMService
 
-    service = DiffusionLLMService()
-    sampling = {"max_new_tokens": args.max_new_tokens, "seed": args.seed, "temperature": args.temperature,
-                "block_length": args.block_length, "model": args.model}
-    if args.suffix is None:
-        events = service.generate_events({"prompt": args.prompt, "steps": args.steps, "threshold": args.threshold, **sampling})
-    elif args.variable:
-        events = service.infill_events({"prefix": args.prompt, "suffix": args.suffix, "variable": True, **sampling})
-    else:
-        events = service.infill_events({"prefix": args.prompt, "suffix": args.suffix, "steps": args.steps, **sampling})
-    if args.device:
-        from .errors import DiffusionError
+    options = {"model": args.model, "max_new_tokens": args.max_new_tokens, "steps": args.steps,
+               "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
+               "threshold": args.threshold, "cache": args.cache, "remasking": args.remasking, "alg": args.alg}
+    request: GenerateRequest | InfillRequest
+    try:
+        if args.suffix is None and not args.variable:
+            request = generate_request(args.prompt, **options)
+        else:
+            request = infill_request(args.prompt, args.suffix or "", variable=args.variable or None, **options)
+    except DiffusionError as error:
+        parser.error(error.message)  # the request type's verdict, as a usage error (exit 2)
 
-        try:
-            service.load_model(args.model, {"device": args.device})
-        except DiffusionError as error:
-            print(f"error ({error.error_type}): {error.message}", file=sys.stderr)
-            return 1
-    for event in events:
-        if isinstance(event, StatusEvent) and not args.quiet:
-            print(f"· {event.message}", file=sys.stderr)
-        elif isinstance(event, StepEvent) and not args.quiet:
-            canvas = event.canvas.replace("\n", "⏎")
-            print(f"{event.step:>4}/{event.total_steps:<4} {canvas}", file=sys.stderr)
-        elif isinstance(event, CompleteEvent):
-            print(event.text)
-            if not args.quiet:
-                print(f"· {event.tokens} tokens · {event.steps} steps · {event.generation_time:.2f} s · "
-                      f"{event.model_used} · {event.device}", file=sys.stderr)
-        elif isinstance(event, ErrorEvent):
-            print(f"error ({event.error_type}): {event.message}", file=sys.stderr)
-            return 1
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    service = DiffusionLLMService()
+    generation = LiveGeneration()
+    generation.observe(lambda change: say(f"· {change['new']}"), names="status")
+    generation.observe(lambda change: say(f"{generation.step:>4}/{generation.total_steps:<4} "
+                                          f"{shown(generation.pieces).replace(chr(10), '⏎')}"), names="step")
+    events = service.infill_events if isinstance(request, InfillRequest) else service.generate_events
+    try:
+        if args.device:
+            service.load_model(args.model or DEFAULT_MODEL_ID, {"device": args.device})
+        drive(lambda cancel: events(request, cancel), generation, context_of(request))  # type: ignore[arg-type]
+        result = generation.outcome()
+    except GenerationStopped as stopped:
+        print(f"· {stopped}", file=sys.stderr)
+        return EXIT_STOPPED
+    except KeyboardInterrupt:  # before the first step (while loading)
+        print(f"· {stopped_line(0, 0)}", file=sys.stderr)
+        return EXIT_STOPPED
+    except Exception as error:  # noqa: BLE001 - any failure: one line with its category (error_body maps bugs too)
+        body = error_body(error)
+        print(f"error · {error_line(body['error_type'], body['message'], body['retryable'])}", file=sys.stderr)
+        return EXIT_FAILED
+    print(result.text)
+    say(f"· {result.summary.replace(chr(10), ' · ')}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,13 @@ def kernel(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
 
 def execute(client, code: str, until=None) -> list[dict]:
     """Run `code`; return its iopub messages up to idle. `until(messages)` may act mid-way (once)."""
-    msg_id = client.execute(code)
+    messages = collect(client, client.execute(code), until)
+    client.get_shell_msg(timeout=120)  # its execute_reply
+    return messages
+
+
+def collect(client, msg_id: str, until=None) -> list[dict]:
+    """The iopub messages of request `msg_id` up to idle."""
     messages: list[dict] = []
     acted = until is None
     while True:
@@ -52,42 +59,59 @@ def of_type(messages: list[dict], kind: str) -> list[dict]:
     return [m["content"] for m in messages if m["msg_type"] == kind]
 
 
-def test_live_display_updates_in_place_and_ends_empty(kernel) -> None:
+def test_live_display_updates_in_place_and_gives_way_to_the_result(kernel) -> None:
     _, client = kernel
     messages = execute(client, "%%diffuse --seed 2 --steps 8 --max-new-tokens 16\nonce upon a time")
     shown, updates = of_type(messages, "display_data"), of_type(messages, "update_display_data")
     results = of_type(messages, "execute_result")
     assert of_type(messages, "error") == []
-    assert len(shown) == 1 and shown[0]["data"] == {"text/plain": ""}
+    assert len(shown) == 1 and shown[0]["data"] == {}  # nothing for nbval to compare, nothing left when saved
     display_id = shown[0]["transient"]["display_id"]
     assert all(u["transient"]["display_id"] == display_id for u in updates)
     canvases = [u for u in updates if 'class="yipyap-canvas"' in u["data"].get("text/html", "")]
     assert canvases, "the first step is always drawn"
-    assert "step " in canvases[-1]["data"]["text/plain"] and "tok/s" in canvases[-1]["data"]["text/plain"]
-    assert len(updates) <= 1 + 8 + 1  # the status line, at most one redraw per step, the closing one
-    assert updates[-1]["data"] == {"text/plain": ""}
-    assert len(results) == 1
-    assert results[0]["data"]["text/plain"].splitlines()[-1].startswith("16 tokens · 8 steps · ")
+    assert len(updates) <= 1 + 8 + 2  # the status line, at most one redraw per step, the last canvas, the result
+    last_canvas = updates[-2]["data"]["text/plain"].splitlines()
+    assert "▒" not in "\n".join(last_canvas[:-1])  # the last step is always drawn before the result
+    assert of_type(messages, "clear_output") == [{"wait": True}]  # the result replaces the live display
+    assert messages[-1]["msg_type"] == "execute_result" and len(results) == 1
+    summary, options = results[0]["data"]["text/plain"].splitlines()[-2:]
+    assert summary.startswith("16 tokens · 8 steps · ") and options.startswith("max new tokens 16 · steps 8 · ")
 
 
-def test_interrupt_stops_promptly_and_leaves_the_model_usable(kernel) -> None:
+def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kernel) -> None:
     manager, client = kernel
 
     def interrupt_after_first_canvas(messages: list[dict]) -> bool:
-        if any("yipyap-canvas" in m["data"].get("text/html", "") for m in of_type(messages, "update_display_data")):
+        if any("step " in m["data"].get("text/plain", "") for m in of_type(messages, "update_display_data")):
             manager.interrupt_kernel()
             return True
         return False
 
-    messages = execute(client, "%%diffuse --seed 2 --steps 448 --max-new-tokens 448\nonce upon a time",
-                       until=interrupt_after_first_canvas)
+    msg_id = client.execute("%%diffuse --seed 2 --steps 256 --max-new-tokens 256 --out partial\nonce upon a time")
+    messages = collect(client, msg_id, until=interrupt_after_first_canvas)
+    assert client.get_shell_msg(timeout=120)["content"]["status"] == "error"  # so "Run All" stops here
     errors = of_type(messages, "error")
-    assert [e["ename"] for e in errors] == ["KeyboardInterrupt"]
-    last = of_type(messages, "update_display_data")[-1]["data"]["text/plain"]
-    assert "cancelled at step" in last and "448/448" not in last
+    assert [e["ename"] for e in errors] == ["GenerationStopped"]
+    (line,) = errors[0]["traceback"]
+    assert re.fullmatch(r"\x1b\[1;33mstopped at step \d+ of 256\x1b\[0m", line)
+    assert of_type(messages, "stream") == []  # no traceback printed anywhere else
+    settled = "''.join(f.text for f in partial.frames)"
+    messages = execute(client, f"print(partial.steps < 256, partial.stopped_of, partial.text == {settled})")
+    assert of_type(messages, "stream")[0]["text"] == "True 256 True\n"
     messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
     assert of_type(messages, "error") == []
-    assert of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-1].startswith("8 tokens · 4 steps")
+    summary = of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-2]
+    assert summary.startswith("8 tokens · 4 steps")
+
+
+def test_an_error_shows_once_in_one_line(kernel) -> None:
+    _, client = kernel
+    messages = execute(client, "%%diffuse --steps 64 --max-new-tokens 8\nhello")
+    (error,) = of_type(messages, "error")
+    assert len(error["traceback"]) == 1 and "validation error" in error["traceback"][0]
+    assert of_type(messages, "clear_output") == [{"wait": True}]  # the live display gives way to the error
+    assert not [u for u in of_type(messages, "update_display_data") if "error" in u["data"].get("text/plain", "")]
 
 
 def test_no_stream_shows_only_the_result(kernel) -> None:

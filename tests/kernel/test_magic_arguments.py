@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
+from yipyap_jupyter.errors import ValidationError
 from yipyap_jupyter.kernel.magics import (
     DEFAULT_MARKER,
     cell_parser,
@@ -22,10 +23,9 @@ def run(ipython, source: str):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("--steps zero", "argument --steps: expected a whole number, got 'zero'"),
-        ("--steps 0", "argument --steps: must be at least 1, got 0"),
-        ("--temperature -1", "argument --temperature: must be at least 0"),
+        ("--steps zero", "argument --steps: invalid int value: 'zero'"),
         ("--device tpu", "argument --device: invalid choice: 'tpu'"),
+        ("--cache full", "argument --cache: invalid choice: 'full'"),
         ("--out 1x", "argument --out: '1x' is not a Python variable name"),
         ("--colour red", "unrecognized arguments: --colour red"),
         ("--model 'unclosed", "cannot parse the options"),
@@ -40,10 +40,27 @@ def test_bad_cell_options_are_usage_errors(ipython, capsys, line: str, message: 
     assert "Traceback" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [("--steps 0", "steps"), ("--temperature -1", "temperature"), ("--threshold 2", "threshold")],
+)
+def test_bad_values_are_the_request_types_validation_errors(ipython, capsys, line: str, field: str) -> None:
+    error = run(ipython, f"%%diffuse {line}\nOnce upon a time")
+    assert isinstance(error, ValidationError) and error.message.startswith(f"{field}: ")
+    out = capsys.readouterr().out
+    assert out.count("validation error") == 1 and "Traceback" not in out
+
+
+def test_variable_without_a_suffix_is_a_validation_error_shown_once(ipython, capsys) -> None:
+    error = run(ipython, f"%%diffuse --variable\ndef f(x):\n    {DEFAULT_MARKER}")
+    assert isinstance(error, ValidationError) and "needs a suffix" in error.message
+    assert capsys.readouterr().out.count("validation error") == 1
+
+
 def test_infill_needs_exactly_one_marker(ipython) -> None:
     error = run(ipython, "%%diffuse --infill\ndef f(x):\n    return x\n")
     assert isinstance(error, UsageError)
-    assert str(error) == f"%%diffuse --infill needs exactly one {DEFAULT_MARKER!r} marker in the cell; found no"
+    assert str(error) == f"%%diffuse --infill needs exactly one {DEFAULT_MARKER!r} marker in the cell; found none"
     error = run(ipython, "%%diffuse --variable --marker @@\na @@ b @@ c")
     assert str(error) == "%%diffuse --infill needs exactly one '@@' marker in the cell; found 2"
 
@@ -68,9 +85,11 @@ def test_help_prints_and_returns_nothing(ipython, capsys) -> None:
 
 def test_parsers_read_every_option() -> None:
     args = cell_parser().parse_args(
-        "--model tiny --steps 8 --max-new-tokens 16 --block-length 8 --temperature 0.5 --seed 3 "
-        "--device cpu --infill --marker ## --variable --no-stream --out r".split()
+        "--model tiny --steps 8 --max-new-tokens 16 --block-length 8 --temperature 0.5 --seed 3 --threshold 0.9 "
+        "--cache dual --remasking random --alg entropy --device cpu --infill --marker ## --variable --no-stream "
+        "--out r".split()
     )
+    assert (args.threshold, args.cache, args.remasking, args.alg) == (0.9, "dual", "random", "entropy")
     assert (args.model, args.steps, args.max_new_tokens, args.block_length) == ("tiny", 8, 16, 8)
     assert (args.temperature, args.seed, args.device, args.marker, args.out) == (0.5, 3, "cpu", "##", "r")
     assert args.infill and args.variable and args.no_stream

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from yipyap_jupyter.kernel.magics import DEFAULT_MARKER, DiffuseFailed
+from yipyap_jupyter.errors import DiffusionError
+from yipyap_jupyter.kernel.magics import DEFAULT_MARKER
 from yipyap_jupyter.kernel.panels import ReplayPanel, TextLLMPanel
 from yipyap_jupyter.kernel.result import DiffusionResult
 from yipyap_jupyter.kernel.views import ModelTable, ModelView, Notice, SettingsView
@@ -31,7 +32,8 @@ def test_fixed_and_variable_infill(ipython, magics) -> None:
     assert error is None
     assert (value.context.before, value.context.after) == ("def f ( x ) : ", " return x")
     assert len(value.frames[-1].pieces) == 8
-    value, error = run(ipython, "%%diffuse --variable --marker @@ --seed 1 --max-new-tokens 8 --no-stream\nif x @@ else y")
+    cell = "%%diffuse --variable --marker @@ --seed 1 --max-new-tokens 8 --no-stream\nif x @@ else y"
+    value, error = run(ipython, cell)
     assert error is None and (value.context.before, value.context.after) == ("if x ", " else y")
 
 
@@ -51,13 +53,15 @@ def test_model_commands(ipython, magics, tiny_llada_dir) -> None:
     assert error is None and value.model == str(tiny_llada_dir)
 
 
-def test_failures_show_category_not_traceback(ipython, magics, capsys) -> None:
+def test_failures_show_category_once_not_traceback(ipython, magics, capsys) -> None:
     _, error = run(ipython, f"%%diffuse --model no-such-model {OPTIONS}\nhello")
-    assert isinstance(error, DiffuseFailed) and error.error.error_type == "model_unavailable"
+    assert isinstance(error, DiffusionError) and error.error_type == "model_unavailable"
     _, error = run(ipython, "%%diffuse --steps 64 --max-new-tokens 8\nhello")
-    assert isinstance(error, DiffuseFailed) and error.error.error_type == "validation"
+    assert isinstance(error, DiffusionError) and error.error_type == "validation"
     shown = capsys.readouterr()
-    assert "model_unavailable error:" in shown.out + shown.err and "validation error:" in shown.out + shown.err
+    lines = (shown.out + shown.err).splitlines()
+    assert len([line for line in lines if "model_unavailable error" in line]) == 1
+    assert len([line for line in lines if "validation error" in line]) == 1
     assert "Traceback" not in shown.out + shown.err
     assert run(ipython, f"%%diffuse {OPTIONS}\nthe model still works")[1] is None
 
@@ -67,9 +71,9 @@ def test_settings_round_trip(ipython, magics, service) -> None:
     assert error is None and isinstance(view, SettingsView) and view.saved
     assert service.settings().max_new_tokens == 12 and service.settings().auto_trim is False
     _, error = run(ipython, "%diffuse settings max_new_tokens=0")
-    assert isinstance(error, DiffuseFailed) and error.error.error_type == "validation"
+    assert isinstance(error, DiffusionError) and error.error_type == "validation"
     _, error = run(ipython, "%diffuse settings colour=red")
-    assert isinstance(error, DiffuseFailed) and error.error.error_type == "validation"
+    assert isinstance(error, DiffusionError) and error.error_type == "validation"
     assert service.settings().max_new_tokens == 12
     value, _ = run(ipython, "%diffuse settings")
     assert not value.saved and ("max_new_tokens", "12") in value.rows()

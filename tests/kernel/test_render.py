@@ -11,7 +11,9 @@ from yipyap_jupyter.kernel.render import (
     canvas_html,
     canvas_text,
     error_line,
+    options_line,
     progress_line,
+    stopped_line,
     summary_line,
     text_html,
 )
@@ -42,7 +44,11 @@ def test_finished_text_has_no_mask_markup() -> None:
 
 def test_lines() -> None:
     assert progress_line(3, 8, 10, 2.0) == "step 3/8 · 5.0 tok/s"
-    assert progress_line(1, 8, 0, 0.0) == "step 1/8 · 0.0 tok/s"
+    assert progress_line(1, 8, 2, 0.0) == "step 1/8"  # no rate before any time has passed, rather than 0.0
+    assert stopped_line(6, 512) == "stopped at step 6 of 512"
+    assert stopped_line(0, 0) == "stopped before the first step"
+    assert options_line({"model": "tiny", "steps": 8, "temperature": 0.0, "cache": "none", "threshold": None}) == (
+        "steps 8 · temperature 0.0 · cache none")
     assert summary_line(12, 4, 0.5, "tiny", "cpu") == "12 tokens · 4 steps · 0.50 s · tiny · cpu"
     assert error_line("timeout", "took too long", True) == "timeout error: took too long (a retry may help)"
     assert error_line("validation", "bad", False).endswith("(retrying will not help)")

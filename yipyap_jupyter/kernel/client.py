@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ..cancel import CancelToken
 from ..constants import DEFAULT_MODEL_ID
 from ..errors import NetworkError, ValidationError
+from ..service.schemas import GenerateRequest, InfillRequest
+from ..service.validation import validate
 from .discovery import ServerInfo, find_server
 from .live import run_live
 from .render import Context
@@ -32,7 +34,7 @@ BACKENDS = ("auto", "local", "server")
 
 
 class Backend(Protocol):
-    """What both backends provide; requests are plain dicts validated by the service's schemas."""
+    """What both backends provide; generations take the service's typed requests."""
 
     name: str
 
@@ -40,16 +42,35 @@ class Backend(Protocol):
     def load(self, model_id: str, device: str | None = None, dtype: str | None = None) -> ModelInfo: ...
     def current(self) -> ModelInfo | None: ...
     def unload(self) -> None: ...
-    def generate_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]: ...
-    def infill_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]: ...
+    def generate_events(self, request: GenerateRequest, cancel: CancelToken | None = None) -> Iterator[Event]: ...
+    def infill_events(self, request: InfillRequest, cancel: CancelToken | None = None) -> Iterator[Event]: ...
     def settings(self) -> UserSettings: ...
     def update_settings(self, changes: dict[str, Any]) -> UserSettings: ...
     def download(self, model_id: str, progress: ProgressCallback | None = None) -> ModelInfo: ...
 
 
-def _request(**fields: Any) -> dict[str, Any]:
-    """A request body from keyword arguments; None means "use the default" and is left out."""
+def generate_request(prompt: str, **options: Any) -> GenerateRequest:
+    """The request for continuing `prompt`: only the options given (None means "not set").
+
+    Raises `ValidationError` (from the request type, the one place that checks) for bad values.
+    """
+    return validate(GenerateRequest, _given(prompt=prompt, **options))
+
+
+def infill_request(prefix: str, suffix: str, **options: Any) -> InfillRequest:
+    """The request for filling between `prefix` and `suffix` (`length=` or `variable=True`)."""
+    return validate(InfillRequest, _given(prefix=prefix, suffix=suffix, **options))
+
+
+def _given(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def context_of(request: GenerateRequest | InfillRequest) -> Context:
+    """What surrounds the generated region of `request`: its prompt, or its prefix and suffix."""
+    if isinstance(request, GenerateRequest):
+        return Context(before=request.prompt)
+    return Context(before=request.prefix, after=request.suffix)
 
 
 class DiffusionClient:
@@ -129,29 +150,39 @@ class DiffusionClient:
 
     # -- generation -------------------------------------------------------------------
 
+    def events(self, request: GenerateRequest | InfillRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
+        """The service's events for `request`: status, steps, then complete or error."""
+        if isinstance(request, GenerateRequest):
+            return self.backend.generate_events(request, cancel)
+        return self.backend.infill_events(request, cancel)
+
+    def run(self, request: GenerateRequest | InfillRequest, *, live: bool = False) -> DiffusionResult:
+        """Run `request` to its result (what `%%diffuse` does); raises the failure's `DiffusionError`.
+
+        With `live=True` in a notebook the denoising is drawn in the cell; a kernel interrupt
+        stops it and raises `GenerationStopped` with the partial result.
+        """
+        return run_live(lambda cancel: self.events(request, cancel), context_of(request), live=live)
+
     def stream_generate(self, prompt: str, *, cancel: CancelToken | None = None, **options: Any) -> Iterator[Event]:
-        """The service's events for continuing `prompt`: status, steps, then complete or error.
+        """The service's events for continuing `prompt`.
 
         Options are the fields of `GenerateRequest` (max_new_tokens, steps, block_length,
-        temperature, remasking, seed, model, ...); unknown ones are a `ValidationError` event.
+        temperature, seed, threshold, cache, remasking, alg, model, ...); a bad one raises
+        `ValidationError` before anything runs.
         """
-        return self.backend.generate_events(_request(prompt=prompt, **options), cancel)
+        return self.events(generate_request(prompt, **options), cancel)
 
     def stream_infill(
         self, prefix: str, suffix: str, *, cancel: CancelToken | None = None, **options: Any
     ) -> Iterator[Event]:
         """The service's events for filling between `prefix` and `suffix` (fields of `InfillRequest`)."""
-        return self.backend.infill_events(_request(prefix=prefix, suffix=suffix, **options), cancel)
+        return self.events(infill_request(prefix, suffix, **options), cancel)
 
     def generate(self, prompt: str, *, live: bool = False, **options: Any) -> DiffusionResult:
-        """Continue `prompt` and return the result (raises the failure's `DiffusionError`).
-
-        With `live=True` in a notebook, the denoising is drawn in the cell as `%%diffuse` does.
-        """
-        return run_live(lambda cancel: self.stream_generate(prompt, cancel=cancel, **options),
-                        Context(before=prompt), live=live)
+        """Continue `prompt` and return the result (raises the failure's `DiffusionError`)."""
+        return self.run(generate_request(prompt, **options), live=live)
 
     def infill(self, prefix: str, suffix: str, *, live: bool = False, **options: Any) -> DiffusionResult:
         """Fill between `prefix` and `suffix` and return the result (raises on failure)."""
-        return run_live(lambda cancel: self.stream_infill(prefix, suffix, cancel=cancel, **options),
-                        Context(before=prefix, after=suffix), live=live)
+        return self.run(infill_request(prefix, suffix, **options), live=live)

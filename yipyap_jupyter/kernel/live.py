@@ -1,15 +1,21 @@
-"""Run a generation in a worker thread and show it live in the running cell.
+"""One live generation: the service's events folded into observable state, and the cell that draws it.
+
+`LiveGeneration` is the one piece of code that turns events into state (step,
+canvas, rate, status, the result or the error); the `%%diffuse` cell display,
+the generator and infiller panels and the CLI are renderers that observe its
+traits.
 
 A kernel interrupt raises `KeyboardInterrupt` in the main thread only, and
 ipykernel 7 only routes display messages sent from the main thread to the
-running cell. So the model works in a worker thread that feeds a queue; the
-main thread polls the queue, redraws one display in place at most every
-`UPDATE_INTERVAL` seconds, and on interrupt cancels the worker, waits for it
-(one denoising step at most), shows where it stopped, and re-raises.
+running cell. So `drive` runs the event source in one worker thread that feeds
+one queue; the main thread feeds the live generation (its observers draw), and
+on interrupt cancels the worker, waits for it (one denoising step at most) and
+records where it stopped. A stopped run raises `GenerationStopped`, which the
+magics show as one line.
 
-The live display starts and ends empty and the result is the cell's value:
-nbval ignores in-place updates, so a display that changed in place would never
-match the stored notebook.
+The cell display starts empty (nbval compares nothing in it) and gives way to
+the result, the cell's value: nbval ignores in-place updates, so a display that
+changed in place would never match the stored notebook.
 """
 
 from __future__ import annotations
@@ -20,25 +26,44 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from traitlets import Any as AnyTrait
+from traitlets import Enum, Float, HasTraits, Int, List, Unicode
+
 from ..cancel import CancelToken
-from ..constants import MASK_GLYPH
-from ..errors import DiffusionError, GenerationCancelled
+from ..errors import DiffusionError, GenerationCancelled, error_body
 from .render import (
     Context,
     canvas_html,
     canvas_text,
+    committed_count,
     error_line,
-    footer_html,
     progress_line,
+    stopped_line,
 )
-from .result import DiffusionResult, ResultBuilder
+from .result import DiffusionResult
 
-#: Seconds between two redraws of a live display (about 10 per second, whatever the step rate).
+#: Seconds between two redraws of a live view (about 10 per second, whatever the step rate).
 UPDATE_INTERVAL = 0.1
 
 EventSource = Callable[[CancelToken], Iterator[Any]]
 
-_DONE = object()
+
+class GenerationStopped(KeyboardInterrupt):
+    """A generation the user stopped (kernel interrupt, Stop, Ctrl+C); `result` holds what it had settled.
+
+    A `KeyboardInterrupt`, so `except Exception` in user code does not swallow an interrupt.
+    """
+
+    def __init__(self, result: DiffusionResult) -> None:
+        super().__init__(stopped_line(result.steps, result.stopped_of or 0))
+        self.result = result
+
+
+def as_diffusion_error(error: BaseException) -> DiffusionError:
+    """Any failure as a categorised error: `error_body` maps a bug to a `generation` error without its text."""
+    from ..service.events import ErrorEvent
+
+    return error if isinstance(error, DiffusionError) else ErrorEvent(**error_body(error)).to_error()
 
 
 class Throttle:
@@ -58,6 +83,130 @@ class Throttle:
         return False
 
 
+class LiveGeneration(HasTraits):
+    """The state of one generation, from its events; renderers observe the traits.
+
+    `state` goes idle -> running -> done | stopped | failed. While running, `status`
+    is the latest status message (queued, loading, fell back to CPU), `step` /
+    `total_steps` / `pieces` / `changed` the latest step and `committed` its unmasked
+    positions; `line` says it in one line (tokens/s counts committed tokens since the first step).
+    """
+
+    state = Enum(("idle", "running", "done", "stopped", "failed"), default_value="idle")
+    status = Unicode("")
+    step = Int(0)
+    total_steps = Int(0)
+    progress = Float(0.0)
+    pieces: List[str] = List()
+    changed: List[int] = List()
+    committed = Int(0)
+    result = AnyTrait(None, allow_none=True)
+    error = AnyTrait(None, allow_none=True)
+
+    def __init__(self, context: Context | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.context = context or Context()
+        self.clock = clock
+        self.frames: list[Any] = []
+        self._complete: Any = None
+        self._error_event: Any = None
+        self._began = self._first_step = 0.0
+        self._status_late = False
+
+    def begin(self, context: Context) -> None:
+        """Start over for a new generation around `context`."""
+        with self.hold_trait_notifications():
+            self.context = context
+            self.frames, self._complete, self._error_event, self._status_late = [], None, None, False
+            self._began = self.clock()
+            self.status, self.step, self.total_steps, self.progress = "", 0, 0, 0.0
+            self.pieces, self.changed, self.committed = [], [], 0
+            self.result = self.error = None
+            self.state = "running"
+
+    def feed(self, event: Any) -> None:
+        """Take one event of the service's stream."""
+        if event.type == "status":
+            self._status_late = bool(self.frames)
+            self.status = event.message
+        elif event.type == "step":
+            now = self.clock()
+            if not self.frames:
+                self._first_step = now
+            self.frames.append(event)
+            with self.hold_trait_notifications():
+                self.pieces, self.changed = list(event.pieces), list(event.changed)
+                self.committed = committed_count(event.pieces)
+                self.total_steps, self.progress, self.step = event.total_steps, event.progress, event.step
+        elif event.type == "complete":
+            self._complete = event
+        else:
+            self._error_event = event
+
+    def consume(self, source: EventSource, cancel: CancelToken) -> None:
+        """Feed every event of `source(cancel)` on this thread, then end (what a panel's worker does)."""
+        try:
+            for event in source(cancel):
+                self.feed(event)
+        except Exception as error:  # noqa: BLE001 - a failure, a cancel or a bug: each ends the run as its category
+            self.finish(error)
+        else:
+            self.finish(None)
+
+    def finish(self, error: BaseException | None) -> None:
+        """End the run: with the stream's result, as stopped (cancel, or a stream that ended early), or failed."""
+        if error is None and self._error_event is not None:
+            self.error = self._error_event.to_error()
+        elif error is None and self._complete is not None:
+            self.result = self._finished(self._complete)
+        elif error is None or isinstance(error, GenerationCancelled):
+            self.result = self._partial()
+        else:
+            self.error = as_diffusion_error(error)
+        self.state = "failed" if self.error is not None else "stopped" if self.result.stopped_of is not None else "done"
+
+    def outcome(self) -> DiffusionResult:
+        """The result; raises the failure's `DiffusionError`, or `GenerationStopped` with the partial result."""
+        if self.error is not None:
+            raise self.error
+        result: DiffusionResult = self.result
+        if self.state == "stopped":
+            raise GenerationStopped(result)
+        return result
+
+    @property
+    def line(self) -> str:
+        """The one status line of a live view: status, then `step k/N · x tok/s`, then how it ended."""
+        if self.state == "done":
+            return str(self.result.summary)
+        if self.state == "stopped":
+            return stopped_line(self.step, self.total_steps)
+        if self.state == "failed":
+            return error_line(self.error.error_type, self.error.message, self.error.retryable)
+        if not self.frames:
+            return self.status or "starting…"
+        line = progress_line(self.step, self.total_steps, self.committed, self.clock() - self._first_step)
+        # a status that came after the steps began (a fall back to CPU) stays in view
+        return f"{line} · {self.status}" if self._status_late else line
+
+    def _finished(self, complete: Any) -> DiffusionResult:
+        return DiffusionResult(
+            text=complete.text, raw_text=complete.raw_text, history=list(complete.history),
+            generation_time=complete.generation_time, model=complete.model_used, device=complete.device,
+            tokens=complete.tokens, steps=complete.steps, context=self.context, frames=list(self.frames),
+            options=dict(getattr(complete, "options", {}) or {}),
+        )
+
+    def _partial(self) -> DiffusionResult:
+        settled = "".join(frame.text for frame in self.frames)
+        return DiffusionResult(
+            text=settled, raw_text=settled, history=[frame.canvas for frame in self.frames],
+            generation_time=round(self.clock() - self._began, 4), model="", device="",
+            tokens=self.committed, steps=self.step, context=self.context, frames=list(self.frames),
+            stopped_of=self.total_steps,
+        )
+
+
 def in_kernel() -> bool:
     """Whether we run in a Jupyter kernel (where displays update in place), not a terminal."""
     from IPython import get_ipython
@@ -66,88 +215,126 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def live_bundle(builder: ResultBuilder, started: float, note: str = "", error: bool = False) -> dict[str, str]:
-    """The display data (HTML + plain text) of the current state of a generation."""
-    frame = builder.last_frame
-    if frame is None:
-        message = note or builder.status or "starting…"
-        return {"text/html": footer_html(message, error=error), "text/plain": message}
-    committed = sum(1 for piece in frame.pieces if piece != MASK_GLYPH)
-    footer = progress_line(frame.step, frame.total_steps, committed, time.monotonic() - started)
-    if note:
-        footer = f"{footer} · {note}"
-    html = canvas_html(builder.context, frame.pieces, frame.changed)
-    return {"text/html": html + footer_html(footer, error=error), "text/plain": canvas_text(frame.pieces, footer)}
+def live_bundle(generation: LiveGeneration, footer: str | None = None) -> dict[str, str]:
+    """The display data (HTML + plain text) of a generation now; `footer` defaults to its status line."""
+    footer = generation.line if footer is None else footer
+    if not generation.frames:
+        return {"text/html": canvas_html(generation.context, [], [], footer), "text/plain": footer}
+    return {"text/html": canvas_html(generation.context, generation.pieces, generation.changed, footer),
+            "text/plain": canvas_text(generation.pieces, footer)}
 
 
-def _pump(source: EventSource, cancel: CancelToken, out: queue.Queue) -> None:
-    """Worker: feed every event (or the exception that ended the stream) into `out`, then `_DONE`."""
+class CellDisplay:
+    """Draws a `LiveGeneration` into one display of the running cell; every call on the main thread.
+
+    Steps are redrawn at most once per interval (`tick` draws one held back); the last
+    step is always drawn, then the display gives way to the result, or to the error
+    output (one place for an error); a stopped run keeps its partial canvas.
+    """
+
+    def __init__(self, generation: LiveGeneration, interval: float = UPDATE_INTERVAL) -> None:
+        from IPython.display import display
+
+        self.generation = generation
+        self.throttle = Throttle(interval)
+        self.dirty = False
+        self.handle = display({}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        generation.observe(self._stepped, names="step")
+        generation.observe(self._status, names="status")
+        generation.observe(self._ended, names="state")
+
+    def tick(self) -> None:
+        """Draw a step the throttle held back, once its interval has passed."""
+        if self.dirty and self.throttle.ready():
+            self._draw()
+
+    def _draw(self, footer: str | None = None) -> None:
+        self.handle.update(live_bundle(self.generation, footer), raw=True)
+        self.dirty = False
+
+    def _stepped(self, _change: dict[str, Any]) -> None:
+        self.dirty = True
+        self.tick()
+
+    def _status(self, _change: dict[str, Any]) -> None:
+        if self.generation.state == "running":
+            self._draw()  # rare and always worth showing
+
+    def _ended(self, change: dict[str, Any]) -> None:
+        from IPython.display import clear_output
+
+        generation = self.generation
+        if change["new"] == "stopped":
+            self._draw(footer="")  # the partial canvas; the stop line is the cell's error output
+        elif change["new"] == "done":
+            self._draw()  # the last canvas, always: the result continues the prompt exactly as it shows
+            self.handle.update({"text/html": generation.result._repr_html_(), "text/plain": repr(generation.result)},
+                               raw=True)
+            clear_output(wait=True)  # type: ignore[no-untyped-call]  # the result (the cell's value) replaces the live display
+        elif change["new"] == "failed":
+            clear_output(wait=True)  # type: ignore[no-untyped-call]  # the error output replaces it: an error is shown once
+
+
+class _End:
+    """The worker's last queue item: how the source ended (None: it ran out)."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+def _pump(source: EventSource, cancel: CancelToken, out: queue.SimpleQueue[Any]) -> None:
+    """Worker: put every event of `source(cancel)` into `out`, then how the stream ended."""
     try:
         for event in source(cancel):
             out.put(event)
-    except BaseException as error:  # handed to the main thread, which re-raises it
-        out.put(error)
-    finally:
-        out.put(_DONE)
+    except BaseException as error:  # noqa: BLE001 - handed to the main thread
+        out.put(_End(error))
+    else:
+        out.put(_End(None))
 
 
-def run_live(source: EventSource, context: Context, *, live: bool = True, interval: float = UPDATE_INTERVAL) -> DiffusionResult:
-    """Consume `source(cancel)` in a worker thread, drawing it live when `live` and in a kernel.
+def drive(source: EventSource, generation: LiveGeneration, context: Context,
+          tick: Callable[[], None] = lambda: None, interval: float = UPDATE_INTERVAL) -> None:
+    """Run `source(cancel)` in one worker thread and feed its events to `generation` on this thread.
 
-    Returns the result; raises the stream's `DiffusionError`, or `KeyboardInterrupt` after
-    cancelling the worker when the kernel is interrupted.
+    `tick` runs whenever no event came for `interval` seconds (a renderer's held-back frame).
+    A `KeyboardInterrupt` cancels the worker, waits for it, and ends the run as stopped.
     """
-    from IPython.display import display
-
-    draw = live and in_kernel()
-    builder = ResultBuilder(context)
     cancel = CancelToken()
-    events: queue.Queue = queue.Queue()
+    events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    generation.begin(context)
     worker = threading.Thread(target=_pump, args=(source, cancel, events), name="yipyap-generation", daemon=True)
-    throttle = Throttle(interval)
-    started = time.monotonic()
-    handle = display({"text/plain": ""}, raw=True, display_id=True) if draw else None
-    failure: BaseException | None = None
-    dirty = False
     worker.start()
     try:
-        while True:
-            try:
-                item = events.get(timeout=interval)
-            except queue.Empty:
-                item = None
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                failure = item
-            elif item is not None:
-                builder.feed(item)
-                dirty = True
-            # Status lines are rare and always shown; step frames are throttled (the first always passes).
-            if handle is not None and dirty and (getattr(item, "type", None) == "status" or throttle.ready()):
-                handle.update(live_bundle(builder, started), raw=True)
-                dirty = False
+        while not isinstance(item := _next(events, interval, tick), _End):
+            generation.feed(item)
     except KeyboardInterrupt:
         cancel.cancel()
         worker.join()
-        if handle is not None:
-            step = builder.last_frame.step if builder.last_frame else 0
-            handle.update(live_bundle(builder, started, _describe(GenerationCancelled(step)), error=True), raw=True)
-        raise
-    try:
-        if failure is not None:
-            raise failure
-        result = builder.result()
-    except (DiffusionError, GenerationCancelled) as error:
-        if handle is not None:
-            handle.update(live_bundle(builder, started, _describe(error), error=True), raw=True)
-        raise
-    if handle is not None:
-        handle.update({"text/plain": ""}, raw=True)
-    return result
+        while not isinstance(item := events.get(), _End):
+            generation.feed(item)
+        generation.finish(item.error or GenerationCancelled(generation.step))
+        return
+    worker.join()
+    generation.finish(item.error)
 
 
-def _describe(error: DiffusionError | GenerationCancelled) -> str:
-    if isinstance(error, GenerationCancelled):
-        return f"cancelled at step {error.step}"
-    return error_line(error.error_type, error.message, error.retryable)
+def _next(events: queue.SimpleQueue[Any], interval: float, tick: Callable[[], None]) -> Any:
+    while True:
+        try:
+            return events.get(timeout=interval)
+        except queue.Empty:
+            tick()
+
+
+def run_live(source: EventSource, context: Context, *, live: bool = True,
+             interval: float = UPDATE_INTERVAL) -> DiffusionResult:
+    """Run a generation, drawing it in the running cell when `live` and in a kernel; return its result.
+
+    Raises the failure's `DiffusionError`, or `GenerationStopped` (with the partial
+    result) when the kernel was interrupted.
+    """
+    generation = LiveGeneration()
+    cell = CellDisplay(generation, interval) if live and in_kernel() else None
+    drive(source, generation, context, cell.tick if cell is not None else lambda: None, interval)
+    return generation.outcome()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..cancel import CancelToken
     from ..engine.registry import ModelInfo
     from ..service.events import Event
+    from ..service.schemas import GenerateRequest, InfillRequest
     from ..service.service import DiffusionLLMService
     from ..settings import UserSettings
 
@@ -54,10 +55,10 @@ class LocalBackend:
     def unload(self) -> None:
         self.service.unload_model()
 
-    def generate_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+    def generate_events(self, request: GenerateRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
         return self.service.generate_events(request, cancel)
 
-    def infill_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+    def infill_events(self, request: InfillRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
         return self.service.infill_events(request, cancel)
 
     def settings(self) -> UserSettings:

@@ -3,29 +3,32 @@
 `%load_ext yipyap_jupyter` registers one line/cell magic. As a cell magic the
 body is the prompt (or, with `--infill`, a prefix and suffix split at one
 marker); as a line magic it manages models, settings, panels and replays.
-Bad options are argparse-style usage errors; failures show their category and
-whether a retry may help, never a traceback.
+Bad options are argparse-style usage errors; bad values are the request type's
+validation errors; failures show their category and whether a retry may help,
+and a kernel interrupt shows where it stopped: one line each, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
-from ..errors import DiffusionError, GenerationCancelled
-from .live import run_live
-from .render import Context, error_line
+from ..errors import DiffusionError
+from ..service.schemas import CACHES, DREAM_ALGS, REMASKING
+from .client import generate_request, infill_request
+from .live import GenerationStopped
+from .render import error_line
 from .views import ModelTable, ModelView, Notice, SettingsView
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from ..service.schemas import GenerateRequest, InfillRequest
     from .client import DiffusionClient
     from .result import DiffusionResult
 
@@ -49,27 +52,6 @@ class MagicParser(argparse.ArgumentParser):
         raise _HelpShown()
 
 
-def _at_least(kind: type[int] | type[float], minimum: int) -> Callable[[str], int | float]:
-    """An argparse type: a number of `kind`, at least `minimum` (a usage error otherwise)."""
-    noun = "a whole number" if kind is int else "a number"
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive = _at_least(int, 1)
-_seed = _at_least(int, 0)
-_temperature = _at_least(float, 0)
-
-
 def _identifier(text: str) -> str:
     if not text.isidentifier():
         raise argparse.ArgumentTypeError(f"{text!r} is not a Python variable name")
@@ -79,17 +61,22 @@ def _identifier(text: str) -> str:
 def cell_parser() -> MagicParser:
     """The options of `%%diffuse`."""
     parser = MagicParser(prog="%%diffuse", description="Generate from the cell body, showing the denoising live.")
-    parser.add_argument("--model", metavar="ID", help="model id or local checkpoint dir (default: the loaded one, else tiny)")
-    parser.add_argument("--steps", type=_positive, metavar="N", help="denoising steps")
-    parser.add_argument("--max-new-tokens", type=_positive, metavar="N", help="tokens to generate (infill: fixed length)")
-    parser.add_argument("--block-length", type=_positive, metavar="N", help="semi-autoregressive block length")
-    parser.add_argument("--temperature", type=_temperature, metavar="T", help="sampling temperature (0: greedy)")
-    parser.add_argument("--seed", type=_seed, metavar="S", help="random seed, for repeatable output")
+    parser.add_argument("--model", metavar="ID",
+                        help="model id or local checkpoint dir (default: the loaded one, else tiny)")
+    parser.add_argument("--steps", type=int, metavar="N", help="denoising steps")
+    parser.add_argument("--max-new-tokens", type=int, metavar="N", help="tokens to generate (infill: fixed length)")
+    parser.add_argument("--block-length", type=int, metavar="N", help="semi-autoregressive block length")
+    parser.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (0: greedy)")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed, for repeatable output")
     parser.add_argument("--threshold", type=float, metavar="C",
-                        help="parallel decoding: commit every position at least C confident per step (LLaDA models)")
+                        help="parallel decoding: commit every position at least C confident per step")
+    parser.add_argument("--cache", choices=CACHES, help="block-wise key/value cache (Fast-dLLM)")
+    parser.add_argument("--remasking", choices=REMASKING, help="LLaDA: which predictions to commit first")
+    parser.add_argument("--alg", choices=DREAM_ALGS, help="Dream and variable-length infill: how positions are ranked")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="load the model onto this device first")
     parser.add_argument("--infill", action="store_true", help="fill the gap at the marker between prefix and suffix")
-    parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M", help=f"the gap marker (default {DEFAULT_MARKER})")
+    parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M",
+                        help=f"the gap marker (default {DEFAULT_MARKER})")
     parser.add_argument("--variable", action="store_true", help="variable-length infilling (implies --infill)")
     parser.add_argument("--no-stream", action="store_true", help="show only the final result")
     parser.add_argument("--out", type=_identifier, metavar="VAR", help="also store the result in this variable")
@@ -119,7 +106,7 @@ def split_infill(body: str, marker: str) -> tuple[str, str]:
     """Prefix and suffix around exactly one `marker` (`UsageError` naming the marker otherwise)."""
     count = body.count(marker) if marker else 0
     if count != 1:
-        found = "no" if count == 0 else str(count)
+        found = "none" if count == 0 else str(count)
         raise UsageError(f"%%diffuse --infill needs exactly one {marker!r} marker in the cell; found {found}")
     prefix, suffix = body.split(marker)
     return prefix, suffix
@@ -136,17 +123,25 @@ def parse_changes(items: list[str]) -> dict[str, str]:
     return changes
 
 
-class DiffuseFailed(Exception):
-    """A categorised failure, shown as one short message instead of a traceback."""
+#: ANSI styles of the one line a failure or a stop shows (JupyterLab and terminals render them).
+ERROR_STYLE, STOP_STYLE, RESET = "\x1b[1;31m", "\x1b[1;33m", "\x1b[0m"
 
-    def __init__(self, error: DiffusionError | GenerationCancelled) -> None:
-        super().__init__(str(error))
-        self.error = error
 
-    def _render_traceback_(self) -> list[str]:
-        if isinstance(self.error, GenerationCancelled):
-            return [f"Generation cancelled at step {self.error.step}."]
-        return [error_line(self.error.error_type, self.error.message, self.error.retryable)]
+def failure_line(error: DiffusionError | GenerationStopped) -> str:
+    """What a cell shows for a failure or a stop: one line, the category (or the stop) styled."""
+    if isinstance(error, GenerationStopped):
+        return f"{STOP_STYLE}{error}{RESET}"
+    line = error_line(error.error_type, error.message, error.retryable)
+    category = f"{error.error_type} error"
+    return f"{ERROR_STYLE}{category}{RESET}{line[len(category):]}"
+
+
+def show_failure(shell: InteractiveShell, etype: type, value: BaseException, tb: object,
+                 tb_offset: int | None = None) -> list[str]:
+    """`set_custom_exc` handler: the cell still ends as an error ("Run All" stops), shown as one line."""
+    stb = [failure_line(value)]  # type: ignore[arg-type]
+    shell._showtraceback(etype, value, stb)
+    return stb
 
 
 @magics_class
@@ -173,7 +168,7 @@ class DiffusionMagics(Magics):
 
     @line_cell_magic
     def diffuse(self, line: str, cell: str | None = None) -> Any:
-        """%%diffuse [options]: generate from the cell body; %diffuse models|load|current|unload|settings|panel|replay."""
+        """`%%diffuse [options]` generates from the cell body; `%diffuse COMMAND` manages models and settings."""
         try:
             words = shlex.split(line)
         except ValueError as error:
@@ -184,44 +179,39 @@ class DiffusionMagics(Magics):
             return self._cell(cell_parser().parse_args(words), cell)
         except _HelpShown:
             return None
-        except (DiffusionError, GenerationCancelled) as error:
-            raise DiffuseFailed(error) from None
 
     # -- %%diffuse ------------------------------------------------------------------------
 
     def _cell(self, args: argparse.Namespace, body: str) -> DiffusionResult:
-        body = body[:-1] if body.endswith("\n") else body  # the newline IPython ends every cell with
-        infill = args.infill or args.variable
-        if infill:
+        body = body.removesuffix("\n")  # the newline IPython ends every cell with
+        options = {
+            "model": args.model, "steps": args.steps, "max_new_tokens": args.max_new_tokens,
+            "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
+            "threshold": args.threshold, "cache": args.cache, "remasking": args.remasking, "alg": args.alg,
+        }
+        request: GenerateRequest | InfillRequest
+        if args.infill or args.variable:
             prefix, suffix = split_infill(body, args.marker)
+            request = infill_request(prefix, suffix, variable=args.variable or None, **options)
         elif not body.strip():
             raise UsageError("%%diffuse needs a prompt in the cell body")
-        model = args.model
-        if args.device:
-            model = model or self._current_or_default()
-            self.client.load(model, args.device)
-        options = {
-            "model": model, "steps": args.steps, "max_new_tokens": args.max_new_tokens,
-            "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
-            "threshold": args.threshold,
-        }
-        client = self.client
-        if infill:
-            if args.variable:
-                options["variable"] = True
-            else:
-                options["length"] = args.max_new_tokens
-            source = lambda cancel: client.stream_infill(prefix, suffix, cancel=cancel, **options)  # noqa: E731
-            context = Context(before=prefix, after=suffix)
         else:
-            prompt = body
-            source = lambda cancel: client.stream_generate(prompt, cancel=cancel, **options)  # noqa: E731
-            context = Context(before=prompt)
-        result = run_live(source, context, live=not args.no_stream)
+            request = generate_request(body, **options)
+        if args.device:
+            self.client.load(args.model or self._current_or_default(), args.device)
+        try:
+            result = self.client.run(request, live=not args.no_stream)
+        except GenerationStopped as stopped:
+            self._keep(args, stopped.result)
+            raise
+        self._keep(args, result)
+        return result
+
+    def _keep(self, args: argparse.Namespace, result: DiffusionResult) -> None:
+        """The last result (partial when stopped) for `%diffuse replay` and `--out`."""
         self.last = result
         if args.out:
             self.shell.user_ns[args.out] = result
-        return result
 
     def _current_or_default(self) -> str:
         current = self.client.current()
@@ -243,7 +233,8 @@ class DiffusionMagics(Magics):
             return Notice(f"Unloaded {current.id}." if current else "No model was loaded.")
         if args.command == "settings":
             changes = parse_changes(args.changes)
-            return SettingsView(client.update_settings(**changes) if changes else client.settings(), saved=bool(changes))
+            settings = client.update_settings(**changes) if changes else client.settings()
+            return SettingsView(settings, saved=bool(changes))
         if args.command == "panel":
             from .panels.text_llm import TextLLMPanel
 
@@ -254,5 +245,6 @@ class DiffusionMagics(Magics):
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """`%load_ext yipyap_jupyter`: register `%diffuse` / `%%diffuse`."""
+    """`%load_ext yipyap_jupyter`: register `%diffuse` / `%%diffuse`, and show our failures in one line."""
     ipython.register_magics(DiffusionMagics(ipython))
+    ipython.set_custom_exc((DiffusionError, GenerationStopped), show_failure)  # type: ignore[no-untyped-call]

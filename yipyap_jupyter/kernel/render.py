@@ -1,18 +1,24 @@
-"""HTML and plain-text views of a denoising canvas, for cells, panels and replays.
+"""HTML and plain-text views of a denoising canvas, for cells, panels, replays and the CLI.
 
-One place decides what a step looks like: masked positions are shaded blocks,
-tokens committed this step are highlighted, earlier ones are plain, and the
-prompt (or the infill prefix and suffix) is set apart in grey. Every view also
-has a `text/plain` twin so terminals, nbconvert and nbval see text.
+One place decides what a generation looks like: masked positions are shaded blocks,
+tokens committed this step are highlighted, earlier ones are plain, and the prompt
+(or the infill prefix and suffix) is set apart in grey. Every view also has a
+`text/plain` twin so terminals, nbconvert and nbval see text. All styles are inline
+and nothing needs JavaScript, so the same HTML works in JupyterLab, VS Code and
+nbconvert.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ..constants import MASK_GLYPH
+from ..constants import MASK_GLYPH as WIRE_MASK
+
+#: How a still-masked position is drawn (the engine marks it with the wire glyph in `pieces`).
+MASK_SHOWN = "▒"
 
 CANVAS_STYLE = (
     "font-family: var(--jp-code-font-family, monospace); font-size: 13px; line-height: 1.6;"
@@ -25,6 +31,13 @@ CHANGED_STYLE = "background: #ffe27a; border-radius: 2px;"
 FOOTER_STYLE = "font-family: var(--jp-ui-font-family, sans-serif); font-size: 12px; color: #6b6b6b; padding: 2px 8px;"
 ERROR_STYLE = "color: #b3261e;"
 
+#: Option names as the footer shows them, in this order (the complete event's `options`).
+OPTION_LABELS = {
+    "model": "model", "max_new_tokens": "max new tokens", "steps": "steps", "block_length": "block",
+    "temperature": "temperature", "remasking": "remasking", "alg": "alg", "threshold": "threshold",
+    "cache": "cache", "seed": "seed",
+}
+
 
 @dataclass(frozen=True)
 class Context:
@@ -34,16 +47,32 @@ class Context:
     after: str = ""
 
 
-def _span(text: str, style: str) -> str:
-    return f'<span style="{style}">{html.escape(text)}</span>'
+def is_mask(piece: str) -> bool:
+    """Whether a piece of a step's region is a still-masked position."""
+    return piece == WIRE_MASK
 
 
-def _framed(context: Context, body_html: str, footer: str) -> str:
+def shown(pieces: Sequence[str]) -> str:
+    """The region as text, masks drawn as `MASK_SHOWN`."""
+    return "".join(MASK_SHOWN if is_mask(piece) else piece for piece in pieces)
+
+
+def committed_count(pieces: Sequence[str]) -> int:
+    """How many positions of the region are no longer masked."""
+    return sum(1 for piece in pieces if not is_mask(piece))
+
+
+def _span(text: str, style: str, title: str = "") -> str:
+    hover = f' title="{html.escape(title)}"' if title else ""
+    return f'<span style="{style}"{hover}>{html.escape(text)}</span>'
+
+
+def _framed(context: Context, body_html: str, footer: str, css_class: str = "yipyap-canvas") -> str:
     """The region's HTML between its greyed context, in the canvas box, then the footer line."""
     before = _span(context.before, CONTEXT_STYLE) if context.before else ""
     after = _span(context.after, CONTEXT_STYLE) if context.after else ""
     tail = footer_html(footer) if footer else ""
-    return f'<div class="yipyap-canvas" style="{CANVAS_STYLE}">{before}{body_html}{after}</div>{tail}'
+    return f'<div class="{css_class}" style="{CANVAS_STYLE}">{before}{body_html}{after}</div>{tail}'
 
 
 def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int], footer: str = "") -> str:
@@ -51,8 +80,8 @@ def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int],
     fresh = set(changed)
     body = []
     for index, piece in enumerate(pieces):
-        if piece == MASK_GLYPH:
-            body.append(_span(MASK_GLYPH, MASK_STYLE))
+        if is_mask(piece):
+            body.append(_span(MASK_SHOWN, MASK_STYLE))
         elif index in fresh:
             body.append(_span(piece, CHANGED_STYLE))
         else:
@@ -61,26 +90,31 @@ def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int],
 
 
 def canvas_text(pieces: Sequence[str], footer: str = "") -> str:
-    """The plain-text twin of `canvas_html`: the region with mask glyphs, then the footer line."""
-    body = "".join(pieces)
+    """The plain-text twin of `canvas_html`: the region with masks shown, then the footer line."""
+    body = shown(pieces)
     return f"{body}\n{footer}" if footer else body
 
 
 def text_html(context: Context, text: str, footer: str = "") -> str:
     """A finished text in its context (no masks left), with a footer line."""
-    return _framed(context, html.escape(text), footer)
+    return _framed(context, html.escape(text), footer, "yipyap-canvas yipyap-result")
 
 
 def footer_html(footer: str, error: bool = False) -> str:
-    """One grey status line under a canvas (red for errors)."""
+    """Grey status lines under a canvas (red for errors); one `<div>` per line."""
     style = FOOTER_STYLE + (ERROR_STYLE if error else "")
-    return f'<div class="yipyap-footer" style="{style}">{html.escape(footer)}</div>'
+    return "".join(f'<div class="yipyap-footer" style="{style}">{html.escape(line)}</div>'
+                   for line in footer.split("\n"))
 
 
 def progress_line(step: int, total_steps: int, tokens: int, elapsed: float) -> str:
-    """`step k/N · x tok/s`: where a live generation stands."""
-    rate = tokens / elapsed if elapsed > 0 else 0.0
-    return f"step {step}/{total_steps} · {rate:.1f} tok/s"
+    """`step k/N · x tok/s`: where a live generation stands (`tokens` committed in `elapsed` seconds).
+
+    The rate is left out until some time has passed (the first step), rather than shown as 0.
+    """
+    if elapsed <= 0:
+        return f"step {step}/{total_steps}"
+    return f"step {step}/{total_steps} · {tokens / elapsed:.1f} tok/s"
 
 
 def summary_line(tokens: int, steps: int, seconds: float, model: str, device: str) -> str:
@@ -88,7 +122,83 @@ def summary_line(tokens: int, steps: int, seconds: float, model: str, device: st
     return f"{tokens} tokens · {steps} steps · {seconds:.2f} s · {model} · {device}"
 
 
+def options_line(options: Mapping[str, Any]) -> str:
+    """The sampler options that ran, as `steps 8 · block 8 · temperature 0 · ...` (the model is in the summary)."""
+    return " · ".join(f"{label} {options[key]}" for key, label in OPTION_LABELS.items()
+                      if key != "model" and options.get(key) is not None)
+
+
+def stopped_line(step: int, total_steps: int) -> str:
+    """What a stopped generation (kernel interrupt, Stop, Ctrl+C) ends with, everywhere."""
+    if not total_steps:
+        return "stopped before the first step"
+    return f"stopped at step {step} of {total_steps}"
+
+
 def error_line(error_type: str, message: str, retryable: bool) -> str:
     """A failure as users see it everywhere: category, message, and whether a retry may help."""
     retry = "a retry may help" if retryable else "retrying will not help"
     return f"{error_type} error: {message} ({retry})"
+
+
+# -- decode order -----------------------------------------------------------------------
+
+CHART_HEIGHT = 48
+CHART_BAR = 6
+
+
+def step_colour(step: int, last_step: int) -> str:
+    """Background of a token committed at `step`: blue for the first steps through to orange for the last."""
+    share = (step - 1) / (last_step - 1) if last_step > 1 else 0.0
+    return f"hsl({220 - 190 * share:.0f}, 80%, 84%)"
+
+
+def decode_order_html(context: Context, tokens: Sequence[tuple[str, int | None, float | None]],
+                      per_step: Sequence[int], footer: str = "") -> str:
+    """The finished text with each token coloured by the step that committed it, and tokens per step as bars.
+
+    `tokens` are (piece, step, confidence) with step None for a position never committed;
+    hovering a token shows its step and confidence, hovering a bar its count.
+    """
+    last = len(per_step)
+    body = []
+    for piece, step, confidence in tokens:
+        if step is None:
+            body.append(_span(MASK_SHOWN, MASK_STYLE, "still masked"))
+            continue
+        title = f"step {step}" + (f" · confidence {confidence:.2f}" if confidence is not None else "")
+        body.append(_span(piece, f"background: {step_colour(step, last)}; border-radius: 2px;", title))
+    return _framed(context, "".join(body), "", "yipyap-canvas yipyap-decode-order") + _chart(per_step) + (
+        footer_html(footer) if footer else "")
+
+
+def _chart(per_step: Sequence[int]) -> str:
+    """An inline SVG bar chart: one bar per step, as tall as the tokens it committed, coloured as they are."""
+    top = max(per_step, default=0) or 1
+    bars = []
+    for index, count in enumerate(per_step):
+        height = round(CHART_HEIGHT * count / top)
+        bars.append(
+            f'<rect x="{index * CHART_BAR}" y="{CHART_HEIGHT - height}" width="{CHART_BAR - 1}" height="{height}" '
+            f'fill="{step_colour(index + 1, len(per_step))}"><title>step {index + 1}: {count} tokens</title></rect>'
+        )
+    width = max(len(per_step) * CHART_BAR, 1)
+    legend = f"tokens committed per step (steps 1 to {len(per_step)}, early blue to late orange)"
+    label = f'<div style="{FOOTER_STYLE}">{legend}</div>'
+    svg = (f'<svg class="yipyap-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{CHART_HEIGHT}" '
+           f'style="display: block; margin: 4px 8px; background: #f4f5f8;">{"".join(bars)}</svg>')
+    return svg + label
+
+
+def decode_order_text(tokens: Sequence[tuple[str, int | None, float | None]], per_step: Sequence[int]) -> str:
+    """The plain-text twin: per step, a bar of its token count and the tokens it committed."""
+    by_step: dict[int, list[str]] = {}
+    for piece, step, _ in tokens:
+        if step is not None:
+            by_step.setdefault(step, []).append(piece)
+    width = len(str(len(per_step)))
+    lines = [f"decode order: {sum(per_step)} tokens in {len(per_step)} steps"]
+    for step, count in enumerate(per_step, start=1):
+        pieces = " ".join(repr(piece) for piece in by_step.get(step, []))
+        lines.append(f"step {step:>{width}} {'█' * count:<{max(per_step, default=0)}} {count:>3}  {pieces}".rstrip())
+    return "\n".join(lines)

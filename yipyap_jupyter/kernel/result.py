@@ -1,35 +1,47 @@
-"""What a finished generation hands back to the notebook: text, history, timings.
+"""What a generation hands back to the notebook: text, history, timings, and how it was decoded.
 
 A `DiffusionResult` is the value of a `%%diffuse` cell and of
 `DiffusionClient.generate` / `.infill`: it renders as HTML in a notebook and
-as text with a summary line in a terminal, and keeps every step for `replay()`.
+as text with a summary line in a terminal, and keeps every step for `replay()`
+and `decode_order()`. A stopped generation leaves a partial result (the text
+settled so far) on the `GenerationStopped` it raises.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GenerationCancelled
-from .render import Context, summary_line, text_html
+from .render import (
+    Context,
+    decode_order_html,
+    decode_order_text,
+    options_line,
+    stopped_line,
+    summary_line,
+    text_html,
+)
 
 if TYPE_CHECKING:
-    from ..service.events import CompleteEvent, Event, StepEvent
+    from ..service.events import StepEvent
 
 
 @dataclass
 class DiffusionResult:
-    """A finished generation or infilling.
+    """A finished (or stopped) generation or infilling.
 
     Attributes:
-        text: the final text (after `auto_trim` / `fix_punctuation`).
+        text: the final text (after `auto_trim` / `fix_punctuation`); when stopped, the text settled so far.
         raw_text: the text as generated.
         history: the canvas after each step, masks shown as the mask glyph.
         generation_time: seconds the model worked.
         model: the model that wrote it; device: where it ran.
         tokens: tokens generated; steps: denoising steps taken.
         context: the prompt, or the infill's prefix and suffix.
-        frames: every step event (pieces and changed positions) for `replay()`.
+        frames: every step event (pieces, changed positions, confidences) for `replay()` and `decode_order()`.
+        options: the effective sampler options that ran (steps, block length, temperature, ...).
+        stopped_of: for a stopped run, the number of steps it would have taken; None when it finished.
     """
 
     text: str
@@ -42,26 +54,18 @@ class DiffusionResult:
     steps: int
     context: Context = field(default_factory=Context)
     frames: list[StepEvent] = field(default_factory=list, repr=False)
-
-    @classmethod
-    def from_events(cls, complete: CompleteEvent, context: Context, frames: list[StepEvent]) -> DiffusionResult:
-        return cls(
-            text=complete.text,
-            raw_text=complete.raw_text,
-            history=list(complete.history),
-            generation_time=complete.generation_time,
-            model=complete.model_used,
-            device=complete.device,
-            tokens=complete.tokens,
-            steps=complete.steps,
-            context=context,
-            frames=list(frames),
-        )
+    options: dict[str, Any] = field(default_factory=dict)
+    stopped_of: int | None = None
 
     @property
     def summary(self) -> str:
-        """`N tokens · S steps · T s · model · device`."""
-        return summary_line(self.tokens, self.steps, self.generation_time, self.model, self.device)
+        """`N tokens · S steps · T s · model · device` (or where it stopped), then the options that ran."""
+        if self.stopped_of is not None:
+            head = f"{stopped_line(self.steps, self.stopped_of)} · {self.generation_time:.2f} s"
+        else:
+            head = summary_line(self.tokens, self.steps, self.generation_time, self.model, self.device)
+        options = options_line(self.options)
+        return f"{head}\n{options}" if options else head
 
     @property
     def filled(self) -> str:
@@ -74,6 +78,10 @@ class DiffusionResult:
 
         return ReplayPanel(self)
 
+    def decode_order(self) -> DecodeOrder:
+        """The text with each token coloured by the step that committed it, and a chart of tokens per step."""
+        return DecodeOrder(self)
+
     def __str__(self) -> str:
         return self.text
 
@@ -84,34 +92,44 @@ class DiffusionResult:
         return text_html(self.context, self.text, self.summary)
 
 
-class ResultBuilder:
-    """Folds a stream of events into a `DiffusionResult`, keeping what a live view needs on the way."""
+Token = tuple[str, "int | None", "float | None"]
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
-        self.frames: list[StepEvent] = []
-        self.status = ""
-        self.complete: CompleteEvent | None = None
-        self.error: Event | None = None
 
-    @property
-    def last_frame(self) -> StepEvent | None:
-        return self.frames[-1] if self.frames else None
+def committed_at(frames: list[StepEvent]) -> list[Token]:
+    """Each position of the last frame with the step that committed it and its confidence.
 
-    def feed(self, event: Event) -> None:
-        if event.type == "step":
-            self.frames.append(event)
-        elif event.type == "status":
-            self.status = event.message
-        elif event.type == "complete":
-            self.complete = event
-        else:
-            self.error = event
+    Variable-length infilling grows and shrinks the region; when its length changes,
+    what is known about the old positions follows them through a sequence alignment.
+    """
+    steps: list[int | None] = []
+    confidences: list[float | None] = []
+    previous: list[str] = []
+    for frame in frames:
+        if len(frame.pieces) != len(previous):
+            moved_steps: list[int | None] = [None] * len(frame.pieces)
+            moved_confidences: list[float | None] = [None] * len(frame.pieces)
+            for a, b, size in SequenceMatcher(None, previous, frame.pieces, autojunk=False).get_matching_blocks():
+                moved_steps[b:b + size] = steps[a:a + size]
+                moved_confidences[b:b + size] = confidences[a:a + size]
+            steps, confidences = moved_steps, moved_confidences
+        for k, index in enumerate(frame.changed):  # `confidences` is parallel to `changed`, or empty
+            steps[index] = frame.step
+            confidences[index] = frame.confidences[k] if k < len(frame.confidences) else None
+        previous = list(frame.pieces)
+    return [(piece, step, confidence) for piece, step, confidence in zip(previous, steps, confidences, strict=True)
+            if piece or step is None]
 
-    def result(self) -> DiffusionResult:
-        """The result; the stream's error re-raised as its `DiffusionError`; `GenerationCancelled` if it stopped early."""
-        if self.error is not None:
-            raise self.error.to_error()
-        if self.complete is None:
-            raise GenerationCancelled(self.frames[-1].step if self.frames else 0)
-        return DiffusionResult.from_events(self.complete, self.context, self.frames)
+
+class DecodeOrder:
+    """`result.decode_order()`: HTML (inline styles and SVG, no JavaScript) with a text/plain twin."""
+
+    def __init__(self, result: DiffusionResult) -> None:
+        self.result = result
+        self.tokens = committed_at(result.frames)
+        self.per_step = [len(frame.changed) for frame in result.frames]
+
+    def _repr_html_(self) -> str:
+        return decode_order_html(self.result.context, self.tokens, self.per_step, self.result.summary)
+
+    def __repr__(self) -> str:
+        return decode_order_text(self.tokens, self.per_step)

@@ -18,14 +18,14 @@ def fresh_client(path) -> DiffusionClient:
 def test_changes_are_saved_and_reloaded(tmp_path) -> None:
     path = tmp_path / "settings.json"
     panel = SettingsPanel(fresh_client(path))
-    panel.fields["max_new_tokens"].value = 48
+    panel.fields["max_new_tokens"].value = "48"
     panel.fields["auto_trim"].value = False
     panel.fields["preferred_device"].value = "cpu"
     saved = json.loads(path.read_text())
     assert (saved["max_new_tokens"], saved["auto_trim"], saved["preferred_device"]) == (48, False, "cpu")
     assert "saved preferred_device = cpu" in panel.status.value
     again = SettingsPanel(fresh_client(path))
-    assert again.fields["max_new_tokens"].value == 48 and again.fields["auto_trim"].value is False
+    assert again.fields["max_new_tokens"].value == "48" and again.fields["auto_trim"].value is False
 
 
 def test_rejected_value_is_put_back(tmp_path) -> None:
@@ -41,9 +41,12 @@ def test_rejected_value_is_put_back(tmp_path) -> None:
 def test_text_llm_panel_composes_tabs_and_shares_defaults(tmp_path) -> None:
     panel = TextLLMPanel(fresh_client(tmp_path / "settings.json"))
     assert panel.widget.titles == ("Generate", "Infill", "Models", "Settings", "Downloads")
-    panel.settings.fields["max_new_tokens"].value = 24
+    panel.settings.fields["max_new_tokens"].value = "24"
     panel.settings.fields["preferred_device"].value = "cpu"
-    assert panel.generator.max_new_tokens.value == 24 and panel.infiller.max_new_tokens.value == 24
+    assert panel.generator.max_new_tokens.placeholder == panel.infiller.max_new_tokens.placeholder == "default 24"
+    panel.settings.fields["max_new_tokens"].value = ""  # blank: each model's own default again
+    assert panel.settings.settings.max_new_tokens is None
+    assert panel.generator.max_new_tokens.placeholder == "model default"
     assert panel.selector.device.value == "cpu"
     bundle = panel._repr_mimebundle_()
     assert bundle["text/plain"] == "<TextLLMPanel: yipyap diffusion>"

@@ -1,64 +1,66 @@
-"""The live part of the generator and infiller panels: canvas, progress bar, timing, status.
+"""The live part of the generator and infiller panels: canvas, progress bar, status line, decode order.
 
-It consumes the service's events in a background thread (see `jobs`), redraws
-at most about ten times a second, and ends with the final text and its summary
-line, "stopped at step k", or the failure's category and whether a retry may help.
+A renderer of `LiveGeneration`, like the `%%diffuse` cell: a background job
+feeds the generation its events (see `jobs`), and this view observes its
+traits, redrawing the canvas at most about ten times a second. The one status
+line follows the run (starting, loading, `step k/N · x tok/s`, a fall back to
+CPU) and ends with the summary, "stopped at step k of N", or the failure's
+category: each error is shown there and nowhere else.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import ipywidgets as widgets
 
-from ...cancel import CancelToken
-from ...constants import MASK_GLYPH
-from ...errors import DiffusionError, GenerationCancelled, GenerationError
-from ..live import Throttle
-from ..render import (
-    Context,
-    canvas_html,
-    error_line,
-    footer_html,
-    progress_line,
-    text_html,
-)
-from ..result import DiffusionResult, ResultBuilder
+from ...errors import DiffusionError
+from ..live import EventSource, LiveGeneration, Throttle
+from ..render import Context, canvas_html, decode_order_html, footer_html, text_html
+from ..result import DiffusionResult
 from .jobs import BackgroundJob
-
-EventSource = Callable[[CancelToken], Iterator[Any]]
 
 
 class GenerationView:
     """Shows one generation at a time; `start` returns at once, `stop` cancels, `wait` blocks."""
 
     def __init__(self, name: str) -> None:
+        self.generation = LiveGeneration()
         self.canvas = widgets.HTML(value="")
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="50%"))
-        self.timing = widgets.Label(value="")
         self.status = widgets.HTML(value="")
-        self.widget = widgets.VBox([self.canvas, widgets.HBox([self.progress, self.timing]), self.status])
+        self.decode_order = widgets.ToggleButton(value=False, description="decode order", icon="paint-brush",
+                                                 tooltip="colour each token by the step that committed it",
+                                                 disabled=True)
+        self.widget = widgets.VBox([self.canvas, widgets.HBox([self.progress, self.decode_order]), self.status])
         self.job = BackgroundJob(name)
-        self.result: DiffusionResult | None = None
-        self.error: DiffusionError | None = None
-        self._on_running: list[Callable[[bool], None]] = []
+        self._throttle = Throttle()
+        self.generation.observe(self._stepped, names="step")
+        self.generation.observe(self._status, names="status")
+        self.generation.observe(self._ended, names="state")
+        self.decode_order.observe(lambda _: self._show_result(), names="value")
 
     @property
-    def running(self) -> bool:
-        return self.job.running
+    def result(self) -> DiffusionResult | None:
+        """The last finished run (None while running, after a failure or a stop)."""
+        generation = self.generation
+        return generation.result if generation.state == "done" else None
 
-    def on_running(self, callback: Callable[[bool], None]) -> None:
+    @property
+    def error(self) -> Any:
+        """The last run's failure, a `DiffusionError`, or None."""
+        return self.generation.error
+
+    def on_running(self, callback: Any) -> None:
         """Call `callback(running)` when a generation starts and when it ends."""
-        self._on_running.append(callback)
+        self.generation.observe(lambda change: callback(change["new"] == "running"), names="state")
 
     def start(self, source: EventSource, context: Context) -> bool:
-        """Start consuming `source(cancel)`; False if a generation is still running."""
+        """Start consuming `source(cancel)` in the background; False if a generation is still running."""
         if self.job.running:
             return False
-        self._notify(True)
-        return self.job.start(lambda cancel: self._run(source, context, cancel))
+        self.generation.begin(context)
+        return self.job.start(lambda cancel: self.generation.consume(source, cancel))
 
     def stop(self) -> None:
         self.job.stop()
@@ -67,52 +69,52 @@ class GenerationView:
         """Block until the generation ends (for scripts and tests); True if it has."""
         return self.job.wait(timeout)
 
-    def show_error(self, error: DiffusionError) -> None:
-        self.error = error
-        self.status.value = footer_html(error_line(error.error_type, error.message, error.retryable), error=True)
+    def refuse(self, error: DiffusionError) -> None:
+        """End at once with `error` (a request the panel could not build), shown as any failure is."""
+        if not self.job.running:
+            self.generation.begin(Context())
+            self.generation.finish(error)
 
-    def _notify(self, running: bool) -> None:
-        for callback in self._on_running:
-            callback(running)
+    def _stepped(self, _change: dict[str, Any]) -> None:
+        if self._throttle.ready():
+            self._draw()
 
-    def _run(self, source: EventSource, context: Context, cancel: CancelToken) -> None:
-        self.result, self.error = None, None
-        builder = ResultBuilder(context)
-        throttle = Throttle()
-        began = time.monotonic()
-        self.canvas.value = text_html(context, "")
-        self.progress.value = 0.0
-        self.timing.value = ""
-        self.status.value = footer_html("starting…")
-        try:
-            for event in source(cancel):
-                builder.feed(event)
-                if event.type == "status":
-                    self.status.value = footer_html(event.message)
-                elif event.type == "step" and throttle.ready():
-                    self._draw(builder, began)
-            result = builder.result()
-        except GenerationCancelled as stopped:
-            self._draw(builder, began)
-            self.status.value = footer_html(f"stopped at step {stopped.step}", error=True)
-        except DiffusionError as error:
-            self.show_error(error)
-        except Exception as error:  # a bug must not leave the panel spinning: show it as a generation error
-            self.show_error(GenerationError(f"{type(error).__name__}: {error}"))
-        else:
-            self.result = result
-            self.canvas.value = text_html(context, result.text)
+    def _status(self, _change: dict[str, Any]) -> None:
+        if self.generation.state == "running":
+            self.status.value = footer_html(self.generation.line)
+
+    def _draw(self) -> None:
+        generation = self.generation
+        with self.canvas.hold_sync(), self.status.hold_sync():
+            self.canvas.value = canvas_html(generation.context, generation.pieces, generation.changed)
+            self.progress.value = generation.progress
+            self.status.value = footer_html(generation.line)
+
+    def _ended(self, change: dict[str, Any]) -> None:
+        generation = self.generation
+        state = change["new"]
+        self.decode_order.disabled = state != "done"
+        if state == "running":
+            self.canvas.value = text_html(generation.context, "")
+            self.progress.value = 0.0
+            self.status.value = footer_html(generation.line)
+        elif state == "done":
             self.progress.value = 1.0
-            self.timing.value = result.summary
-            self.status.value = ""
-        finally:
-            self._notify(False)
+            self._show_result()
+        elif state == "stopped":
+            self._draw()
+            self.status.value = footer_html(generation.line, error=True)
+        elif state == "failed":
+            self.canvas.value = ""
+            self.status.value = footer_html(generation.line, error=True)
 
-    def _draw(self, builder: ResultBuilder, began: float) -> None:
-        frame = builder.last_frame
-        if frame is None:
+    def _show_result(self) -> None:
+        result = self.result
+        if result is None:
             return
-        committed = sum(1 for piece in frame.pieces if piece != MASK_GLYPH)
-        self.canvas.value = canvas_html(builder.context, frame.pieces, frame.changed)
-        self.progress.value = frame.progress
-        self.timing.value = progress_line(frame.step, frame.total_steps, committed, time.monotonic() - began)
+        if self.decode_order.value:
+            order = result.decode_order()
+            self.canvas.value = decode_order_html(result.context, order.tokens, order.per_step)
+        else:
+            self.canvas.value = text_html(result.context, result.text)
+        self.status.value = footer_html(result.summary)

@@ -1,17 +1,17 @@
-"""`TextGeneratorPanel`: a prompt, a few knobs, Generate / Stop, and the live canvas."""
+"""`TextGeneratorPanel`: a prompt, the sampling knobs, Generate / Stop, and the live canvas."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ..render import Context
+from ..client import generate_request
 from .sampling import SamplingPanel
 
 if TYPE_CHECKING:
+    from ...service.schemas import GenerateRequest
     from ..client import DiffusionClient
-    from ..live import EventSource
 
 
 class TextGeneratorPanel(SamplingPanel):
@@ -25,6 +25,5 @@ class TextGeneratorPanel(SamplingPanel):
         self.prompt = widgets.Textarea(placeholder="Prompt", layout=widgets.Layout(width="100%", height="90px"))
         self.widget = self.layout([self.prompt])
 
-    def _source(self, options: dict[str, Any]) -> tuple[EventSource, Context]:
-        prompt, client = self.prompt.value, self.client
-        return (lambda cancel: client.stream_generate(prompt, cancel=cancel, **options)), Context(before=prompt)
+    def request(self) -> GenerateRequest:
+        return generate_request(self.prompt.value, **self.options())

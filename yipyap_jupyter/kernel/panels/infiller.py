@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ..render import Context
+from ..client import infill_request
 from .sampling import SamplingPanel
 
 if TYPE_CHECKING:
+    from ...service.schemas import InfillRequest
     from ..client import DiffusionClient
-    from ..live import EventSource
 
 FIXED, VARIABLE = "fixed length", "variable length"
+#: What the max-new-tokens field means in each mode; its label follows the mode.
+LENGTH_LABELS = {FIXED: "length (tokens)", VARIABLE: "at most (tokens)"}
 
 
 class TextInfillerPanel(SamplingPanel):
@@ -28,19 +30,14 @@ class TextInfillerPanel(SamplingPanel):
         self.prefix = widgets.Textarea(placeholder="Prefix (before the gap)", layout=area)
         self.suffix = widgets.Textarea(placeholder="Suffix (after the gap)", layout=area)
         self.mode = widgets.ToggleButtons(options=[FIXED, VARIABLE], value=FIXED)
-        self.max_new_tokens.description = "length (variable: at most)"
+        self.mode.observe(lambda change: self._label(change["new"]), names="value")
+        self._label(self.mode.value)
         self.widget = self.layout([self.prefix, self.suffix, self.mode])
 
-    def options(self) -> dict[str, Any]:
-        """The knobs' fields plus fixed `length`, or `variable` up to max new tokens."""
-        options = super().options()
-        if self.mode.value == VARIABLE:
-            options["variable"] = True
-        else:
-            options["length"] = self.max_new_tokens.value
-        return options
+    def _label(self, mode: str) -> None:
+        self.max_new_tokens.description = LENGTH_LABELS[mode]
 
-    def _source(self, options: dict[str, Any]) -> tuple[EventSource, Context]:
-        prefix, suffix, client = self.prefix.value, self.suffix.value, self.client
-        source = lambda cancel: client.stream_infill(prefix, suffix, cancel=cancel, **options)  # noqa: E731
-        return source, Context(before=prefix, after=suffix)
+    def request(self) -> InfillRequest:
+        """Fixed length: the field is the gap's length; variable: the most it may grow to."""
+        variable = self.mode.value == VARIABLE
+        return infill_request(self.prefix.value, self.suffix.value, variable=variable or None, **self.options())

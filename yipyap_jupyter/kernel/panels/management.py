@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ...errors import DiffusionError, GenerationError
+from ...errors import DiffusionError
+from ..live import as_diffusion_error
 from ..render import error_line, footer_html
 from ..views import human_size
 from .base import Panel
@@ -21,19 +22,22 @@ if TYPE_CHECKING:
     from ...engine.registry import ModelInfo
     from ..client import DiffusionClient
 
+#: Label, progress bar, button: the columns of the downloads grid.
+GRID_COLUMNS = "max-content 200px 120px"
+
 
 class DownloadRow:
-    """One model: id, cache state and size, a Download button and its progress bar."""
+    """One model: id, cache state and size, its progress bar and a Download button (three grid cells)."""
 
     def __init__(self, panel: ModelManagementPanel, info: ModelInfo) -> None:
         self.panel = panel
         self.model_id = info.id
         self.label = widgets.HTML(value="")
         self.button = widgets.Button(description="Download", icon="download", layout=widgets.Layout(width="120px"))
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="200px"))
+        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="auto"))
         self.job = BackgroundJob(f"yipyap-download-{info.id}")
         self.button.on_click(lambda _: self.download())
-        self.widget = widgets.HBox([self.label, self.progress, self.button])
+        self.cells = [self.label, self.progress, self.button]
         self.show(info)
 
     def show(self, info: ModelInfo) -> None:
@@ -54,10 +58,8 @@ class DownloadRow:
     def _run(self) -> None:
         try:
             info = self.panel.client.download(self.model_id, self._progress)
-        except DiffusionError as error:
-            self._fail(error)
-        except Exception as error:  # shown, not lost in a thread
-            self._fail(GenerationError(f"{type(error).__name__}: {error}"))
+        except Exception as error:  # noqa: BLE001 - shown with its category, not lost in a thread
+            self._fail(as_diffusion_error(error))
         else:
             self.show(info)
             self.panel.status.value = footer_html(f"{self.model_id} downloaded")
@@ -79,7 +81,9 @@ class ModelManagementPanel(Panel):
     def __init__(self, client: DiffusionClient | None = None) -> None:
         super().__init__(client)
         self.rows: dict[str, DownloadRow] = {}
-        self.table = widgets.VBox([])
+        # One grid, so every row's bar starts at the same x whatever its label's length.
+        self.table = widgets.GridBox([], layout=widgets.Layout(grid_template_columns=GRID_COLUMNS,
+                                                               align_items="center", grid_gap="2px 12px"))
         self.status = widgets.HTML(value="")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -99,4 +103,4 @@ class ModelManagementPanel(Panel):
                 self.rows[info.id] = DownloadRow(self, info)
             elif not row.job.running:
                 row.show(info)
-        self.table.children = [self.rows[info.id].widget for info in models]
+        self.table.children = [cell for info in models for cell in self.rows[info.id].cells]

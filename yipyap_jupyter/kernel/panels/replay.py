@@ -38,6 +38,7 @@ class ReplayPanel(Panel):
             footer = f"step {frame.step}/{frame.total_steps}"
             self.canvas.value = canvas_html(result.context, frame.pieces, frame.changed, footer)
         elif result.history:
-            self.canvas.value = text_html(result.context, result.history[step - 1], f"step {step}/{len(result.history)}")
+            footer = f"step {step}/{len(result.history)}"
+            self.canvas.value = text_html(result.context, result.history[step - 1], footer)
         else:
             self.canvas.value = footer_html("no steps recorded")

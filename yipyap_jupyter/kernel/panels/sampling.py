@@ -1,8 +1,10 @@
 """What the generator and infiller panels share: sampling knobs, Run / Stop, and the live view.
 
-A subclass supplies its text inputs, its run button and how one request
-starts (`_source`); the seed box, the settings default, the Stop wiring and
-the error display live here once.
+A subclass supplies its text inputs, its run button and the request it builds
+(`request`); the knobs, the Stop wiring and the live view live here once. A
+blank knob is not sent, so the model's defaults and the user's settings apply
+exactly as they do for `%%diffuse` and the CLI; values are checked by the
+request type, not here.
 """
 
 from __future__ import annotations
@@ -11,45 +13,62 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ...errors import ValidationError
+from ...errors import DiffusionError, ValidationError
+from ...service.schemas import CACHES, DREAM_ALGS, REMASKING
+from ..client import context_of
 from .base import Panel
 from .generation_view import GenerationView
 
 if TYPE_CHECKING:
+    from ...service.schemas import GenerateRequest, InfillRequest
     from ...settings import UserSettings
     from ..client import DiffusionClient
-    from ..live import EventSource
-    from ..render import Context
     from ..result import DiffusionResult
 
 LABELS = {"description_width": "initial"}
+#: The dropdown entry that sends nothing (the model's default applies).
+DEFAULT = "model default"
 
 
-def parse_seed(text: str) -> int | None:
-    """The seed box: blank means a random seed, else a whole number >= 0."""
+def parse_number(text: str, kind: type[int | float], name: str) -> int | float | None:
+    """A knob's text: blank means "not set", else a number of `kind` (its range is the request's to check)."""
     text = text.strip()
     if not text:
         return None
-    if not text.isdigit():
-        raise ValidationError("seed must be a whole number >= 0, or blank for a random seed")
-    return int(text)
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise ValidationError(f"{name} must be {noun}, or blank for the default") from None
+
+
+def _knob(description: str, placeholder: str = "model default") -> widgets.Text:
+    return widgets.Text(value="", placeholder=placeholder, description=description, style=LABELS,
+                        layout=widgets.Layout(width="230px"))
+
+
+def _choice(description: str, values: tuple[str, ...]) -> widgets.Dropdown:
+    return widgets.Dropdown(options=[DEFAULT, *values], value=DEFAULT, description=description, style=LABELS,
+                            layout=widgets.Layout(width="230px"))
 
 
 class SamplingPanel(Panel):
-    """max new tokens (default from the settings), steps (0 = the model's default), temperature, seed,
-    a run button, Stop (cancels within one step) and the live canvas."""
+    """max new tokens (blank: the settings' default), steps, block length, temperature, threshold,
+    cache, remasking (LLaDA) or alg (Dream), seed; a run button, Stop (cancels within one step)
+    and the live canvas."""
 
     def __init__(self, client: DiffusionClient | None, run_button: widgets.Button, view_name: str) -> None:
         super().__init__(client)
-        settings = self.client.settings()
-        self.max_new_tokens = widgets.BoundedIntText(value=settings.max_new_tokens, min=1, max=1024,
-                                                     description="max new tokens", style=LABELS)
-        self.steps = widgets.BoundedIntText(value=0, min=0, max=1024, description="steps (0 = model default)",
-                                            style=LABELS)
-        self.temperature = widgets.BoundedFloatText(value=0.0, min=0.0, max=10.0, step=0.1,
-                                                    description="temperature", style=LABELS)
-        self.seed = widgets.Text(value="", placeholder="random", description="seed",
-                                 layout=widgets.Layout(width="160px"))
+        self.max_new_tokens = _knob("max new tokens")
+        self.steps = _knob("steps")
+        self.block_length = _knob("block length")
+        self.temperature = _knob("temperature")
+        self.threshold = _knob("threshold")
+        self.seed = _knob("seed", "random")
+        self.cache = _choice("cache", CACHES)
+        self.remasking = _choice("remasking (LLaDA)", REMASKING)
+        self.alg = _choice("alg (Dream)", DREAM_ALGS)
+        self.apply_settings(self.client.settings())
         self.run_button = run_button
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.view = GenerationView(view_name)
@@ -61,8 +80,9 @@ class SamplingPanel(Panel):
         """The panel's inputs above the shared knobs, buttons and live view."""
         return widgets.VBox([
             *inputs,
-            widgets.HBox([self.max_new_tokens, self.steps]),
-            widgets.HBox([self.temperature, self.seed]),
+            widgets.HBox([self.max_new_tokens, self.steps, self.block_length]),
+            widgets.HBox([self.temperature, self.threshold, self.seed]),
+            widgets.HBox([self.cache, self.remasking, self.alg]),
             widgets.HBox([self.run_button, self.stop_button]),
             self.view.widget,
         ])
@@ -73,34 +93,38 @@ class SamplingPanel(Panel):
         return self.view.result
 
     def apply_settings(self, settings: UserSettings) -> None:
-        """Take a newly saved default for max new tokens."""
-        self.max_new_tokens.value = settings.max_new_tokens
+        """Show the saved default for max new tokens, which a blank field gets."""
+        saved = settings.max_new_tokens
+        self.max_new_tokens.placeholder = "model default" if saved is None else f"default {saved}"
 
     def options(self) -> dict[str, Any]:
-        """The request fields the knobs say (raises `ValidationError` for a bad seed)."""
-        return {
-            "max_new_tokens": self.max_new_tokens.value,
-            "steps": self.steps.value or None,
-            "temperature": self.temperature.value,
-            "seed": parse_seed(self.seed.value),
-        }
+        """The request fields the knobs set (blank ones left out); raises `ValidationError` for a non-number."""
+        numbers = {"max_new_tokens": (self.max_new_tokens, int), "steps": (self.steps, int),
+                   "block_length": (self.block_length, int), "temperature": (self.temperature, float),
+                   "threshold": (self.threshold, float), "seed": (self.seed, int)}
+        options: dict[str, Any] = {name: parse_number(field.value, kind, field.description)
+                                   for name, (field, kind) in numbers.items()}
+        for name, field in (("cache", self.cache), ("remasking", self.remasking), ("alg", self.alg)):
+            options[name] = None if field.value == DEFAULT else field.value
+        return {name: value for name, value in options.items() if value is not None}
+
+    def request(self) -> GenerateRequest | InfillRequest:
+        """The one request type, from the inputs and knobs (raises `ValidationError`)."""
+        raise NotImplementedError
 
     def run(self) -> bool:
-        """Start in the background (what the run button does); False if the options are invalid."""
+        """Start in the background (what the run button does); False if the request is refused."""
         try:
-            options = self.options()
-        except ValidationError as error:
-            self.view.show_error(error)
+            request = self.request()
+        except DiffusionError as error:
+            self.view.refuse(error)
             return False
-        source, context = self._source(options)
-        return self.view.start(source, context)
+        client = self.client
+        return self.view.start(lambda cancel: client.events(request, cancel), context_of(request))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the running request ends (for scripts and tests)."""
         return self.view.wait(timeout)
-
-    def _source(self, options: dict[str, Any]) -> tuple[EventSource, Context]:
-        raise NotImplementedError
 
     def _running(self, running: bool) -> None:
         self.run_button.disabled = running

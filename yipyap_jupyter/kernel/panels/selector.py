@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from ...constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
-from ...errors import DiffusionError, GenerationError
+from ...errors import DiffusionError
+from ..live import as_diffusion_error
 from ..render import error_line, footer_html
 from ..views import describe_model
 from .base import Panel
@@ -27,15 +28,20 @@ def model_label(info: ModelInfo) -> str:
 
 
 class ModelSelectorPanel(Panel):
-    """Models with their cached / loaded state; loading runs in the background."""
+    """Models with their cached / loaded state; loading runs in the background.
+
+    `device` is where the next Load asks for (a preference such as `auto`); `loaded`
+    says where the loaded model really is, and in which dtype.
+    """
 
     title = "Models"
 
     def __init__(self, client: DiffusionClient | None = None) -> None:
         super().__init__(client)
         self.model = widgets.Dropdown(description="model", options=[])
-        self.device = widgets.Dropdown(description="device", options=list(DEVICE_CHOICES),
+        self.device = widgets.Dropdown(description="load on", options=list(DEVICE_CHOICES),
                                        value=self.client.settings().preferred_device)
+        self.loaded = widgets.HTML(value="")
         self.load_button = widgets.Button(description="Load", button_style="primary", icon="download")
         self.unload_button = widgets.Button(description="Unload", icon="eject")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
@@ -47,6 +53,7 @@ class ModelSelectorPanel(Panel):
         self.widget = widgets.VBox([
             widgets.HBox([self.model, self.device]),
             widgets.HBox([self.load_button, self.unload_button, self.refresh_button]),
+            self.loaded,
             self.status,
         ])
         self.refresh()
@@ -67,7 +74,8 @@ class ModelSelectorPanel(Panel):
         ids = [m.id for m in models]
         fallback = loaded.id if loaded else (DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in ids else None)
         self.model.value = chosen if chosen in ids else fallback
-        self.status.value = footer_html(describe_model(loaded))
+        self.loaded.value = footer_html(f"loaded: {describe_model(loaded)}" if loaded else describe_model(None))
+        self.status.value = ""
 
     def load(self) -> bool:
         """Load the chosen model on the chosen device, in the background."""
@@ -91,10 +99,8 @@ class ModelSelectorPanel(Panel):
         def run(_cancel: object) -> None:
             try:
                 work()
-            except DiffusionError as error:
-                self._fail(error)
-            except Exception as error:  # shown, not lost in a thread
-                self._fail(GenerationError(f"{type(error).__name__}: {error}"))
+            except Exception as error:  # noqa: BLE001 - shown with its category, not lost in a thread
+                self._fail(as_diffusion_error(error))
             else:
                 self.refresh()
             finally:

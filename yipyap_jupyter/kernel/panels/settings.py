@@ -37,8 +37,10 @@ class SettingsPanel(Panel):
                                           indent=False),
             "fix_punctuation": widgets.Checkbox(value=current.fix_punctuation, description="fix punctuation spacing",
                                                 indent=False),
-            "max_new_tokens": widgets.BoundedIntText(value=current.max_new_tokens, min=1, max=1024,
-                                                     description="default max new tokens", style=WIDE_LABEL),
+            # text, so that blank (each model's own default) is a value; saved on Enter or leaving the field
+            "max_new_tokens": widgets.Text(value="" if current.max_new_tokens is None else str(current.max_new_tokens),
+                                           placeholder="each model's own", description="default max new tokens",
+                                           style=WIDE_LABEL, continuous_update=False),
             "request_timeout": widgets.BoundedFloatText(value=current.request_timeout, min=1, max=3600,
                                                         description="request timeout (s)", style=WIDE_LABEL),
             "preferred_device": widgets.Dropdown(options=list(DEVICE_CHOICES), value=current.preferred_device,
@@ -59,8 +61,11 @@ class SettingsPanel(Panel):
     def _changed(self, key: str, change: dict[str, Any]) -> None:
         if self._restoring:
             return
+        value = change["new"]
+        if isinstance(value, str) and not value.strip():
+            value = None  # a blank text field: not set
         try:
-            self.settings = self.client.update_settings(**{key: change["new"]})
+            self.settings = self.client.update_settings(**{key: value})
         except DiffusionError as error:
             self._restoring = True
             try:

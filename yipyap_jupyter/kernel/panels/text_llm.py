@@ -32,10 +32,15 @@ class TextLLMPanel(Panel):
         self.management = ModelManagementPanel(self.client)
         self.panels: list[Panel] = [self.generator, self.infiller, self.selector, self.settings, self.management]
         self.settings.on_saved(self._apply_settings)
-        self.generator.view.on_running(lambda running: running or self.selector.refresh())
-        self.infiller.view.on_running(lambda running: running or self.selector.refresh())
+        self.generator.view.on_running(self._ran)
+        self.infiller.view.on_running(self._ran)
         self.widget = widgets.Tab(children=[panel.widget for panel in self.panels],
                                   titles=[panel.title for panel in self.panels])
+
+    def _ran(self, running: bool) -> None:
+        """After a generation the Models tab shows the model it loaded (or fell back to CPU with)."""
+        if not running:
+            self.selector.refresh()
 
     def _apply_settings(self, settings: UserSettings) -> None:
         self.generator.apply_settings(settings)

@@ -1,0 +1,50 @@
+"""Every view builds the same request from the same input, so every view gets the same text.
+
+The CLI, `%%diffuse`, the generator panel and `DiffusionClient.generate` send only what
+the user set (no steps, seed or temperature of their own); a Dream-architecture model
+is used because its default temperature (0.2) is not 0, so a view that sent a
+temperature of its own would sample differently.
+"""
+
+from __future__ import annotations
+
+from yipyap_jupyter.__main__ import main
+from yipyap_jupyter.kernel.panels import TextGeneratorPanel, TextInfillerPanel
+from yipyap_jupyter.kernel.panels.infiller import VARIABLE
+
+PROMPT = "def add(a, b):"
+
+
+def test_cli_magic_panel_and_client_agree(ipython, magics, client, tiny_dream_dir, capsys) -> None:
+    client.load(str(tiny_dream_dir), "cpu")
+    from_python = client.generate(PROMPT, seed=7, max_new_tokens=16)
+    cell = ipython.run_cell(f"%%diffuse --seed 7 --max-new-tokens 16 --no-stream\n{PROMPT}")
+    assert cell.error_in_exec is None
+    panel = TextGeneratorPanel(client)
+    panel.prompt.value, panel.seed.value, panel.max_new_tokens.value = PROMPT, "7", "16"
+    panel.generate_button.click()
+    assert panel.wait(120) and panel.result is not None
+    capsys.readouterr()
+    assert main([PROMPT, "--model", str(tiny_dream_dir), "--seed", "7", "--max-new-tokens", "16", "--quiet"]) == 0
+    from_cli = capsys.readouterr().out
+    assert from_python.options.get("temperature", 0.2) == 0.2
+    assert from_cli == from_python.text + "\n"
+    assert cell.result.raw_text == panel.result.raw_text == from_python.raw_text
+    assert cell.result.text == panel.result.text == from_python.text
+
+
+def test_infill_views_agree(ipython, magics, client, tiny_dreamon_dir, capsys) -> None:
+    client.load(str(tiny_dreamon_dir), "cpu")
+    prefix, suffix = "x = ", "\nprint(x)"
+    from_python = client.infill(prefix, suffix, seed=3, max_new_tokens=8, variable=True)
+    cell = ipython.run_cell(f"%%diffuse --variable --seed 3 --max-new-tokens 8 --no-stream\n{prefix}<|infill|>{suffix}")
+    panel = TextInfillerPanel(client)
+    panel.prefix.value, panel.suffix.value, panel.seed.value, panel.max_new_tokens.value = prefix, suffix, "3", "8"
+    panel.mode.value = VARIABLE
+    panel.infill_button.click()
+    assert panel.wait(120) and panel.result is not None
+    capsys.readouterr()
+    assert main([prefix, "--suffix", suffix, "--variable", "--model", str(tiny_dreamon_dir), "--seed", "3",
+                 "--max-new-tokens", "8", "--quiet"]) == 0
+    assert capsys.readouterr().out == from_python.text + "\n"
+    assert cell.result.raw_text == panel.result.raw_text == from_python.raw_text

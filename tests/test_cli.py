@@ -1,0 +1,45 @@
+"""`yipyap-diffuse` as a user runs it: a real process on the shipped `tiny` model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, tmp_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "YIPYAP_SETTINGS_PATH": str(tmp_path / "settings.json"), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "yipyap_jupyter", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_ctrl_c_prints_where_it_stopped_and_exits_130(tmp_path: Path) -> None:
+    process = cli("def main():", "--max-new-tokens", "200", "--steps", "200", tmp_path=tmp_path)
+    assert process.stderr is not None
+    for line in process.stderr:  # wait for the first step line
+        if line.lstrip().startswith("1/200"):
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.rstrip().splitlines()[-1].startswith("· stopped at step ") and err.rstrip().endswith(" of 200")
+    assert "Traceback" not in err and "terminate called" not in err and out == ""
+
+
+def test_variable_without_a_suffix_is_a_usage_error(tmp_path: Path) -> None:
+    process = cli("def main():", "--variable", tmp_path=tmp_path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and out == ""
+    assert err.count("needs a suffix") == 1 and err.startswith("usage: yipyap-diffuse")
+
+
+def test_a_failure_is_one_line_with_its_category(tmp_path: Path) -> None:
+    process = cli("def main():", "--model", "no-such-model", tmp_path=tmp_path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and out == ""
+    assert err.splitlines()[-1].startswith("error · model_unavailable error: ") and "Traceback" not in err
