@@ -36,7 +36,7 @@ async def test_validation_is_400(jp_fetch) -> None:
         (("generate",), post({"prompt": "x", "colour": "red"})),
         (("generate",), post({"prompt": "   "})),
         (("generate",), post(["a", "list"])),
-        (("infill",), post({"prefix": "a", "length": 2000})),
+        (("infill",), post({"prefix": "a", "length": 5000})),
         (("generate", "stream"), post({"prompt": "x", "steps": -1})),  # refused before the stream opens
         (("models", "tiny", "load"), post({"device": "tpu"})),
         (("settings",), {"method": "PUT", "body": json.dumps({"preferred_device": "abacus"})}),
@@ -128,13 +128,15 @@ async def test_generation_failure_is_500_generation(jp_fetch, mismatched_dir: Pa
 
 
 @pytest.mark.parametrize("yipyap_traits", [{"rate_limit_per_minute": 1.0, "rate_limit_burst": 2}], indirect=True)
-async def test_rate_limit_is_429_with_retry_after(jp_fetch) -> None:
+async def test_rate_limit_is_429_with_retry_after_on_every_generation_route(jp_fetch) -> None:
     quick = post({"prompt": "x", "max_new_tokens": 2, "steps": 1})
-    for _ in range(2):
-        await jp_fetch("api", "diffusion", "generate", "stream", **quick)
-    code, body = await refused(jp_fetch, "generate", "stream", **quick)
-    assert (code, body["error_type"], body["retryable"]) == (429, "network", True)
-    with pytest.raises(HTTPClientError) as again:
-        await jp_fetch("api", "diffusion", "infill", "stream", **post({"prefix": "x"}))
-    assert int(again.value.response.headers["Retry-After"]) >= 1
-    await jp_fetch("api", "diffusion", "generate", **quick)  # non-streaming routes are not limited
+    await jp_fetch("api", "diffusion", "generate", "stream", **quick)
+    await jp_fetch("api", "diffusion", "generate", **quick)  # one bucket for streaming and non-streaming routes
+    for parts, body in ((("generate",), quick), (("generate", "stream"), quick),
+                        (("infill",), post({"prefix": "x"})), (("infill", "stream"), post({"prefix": "x"}))):
+        with pytest.raises(HTTPClientError) as refused:
+            await jp_fetch("api", "diffusion", *parts, **body)
+        answer = json.loads(refused.value.response.body)
+        assert (refused.value.code, answer["error_type"], answer["retryable"]) == (429, "network", True), parts
+        assert int(refused.value.response.headers["Retry-After"]) >= 1
+    assert (await jp_fetch("api", "diffusion", "models")).code == 200  # quick routes are not limited
