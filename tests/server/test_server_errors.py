@@ -12,11 +12,6 @@ import torch
 from server_helpers import as_json, sse_events
 from tornado.httpclient import HTTPClientError
 
-from yipyap_jupyter.engine.checkpoint import save_checkpoint
-from yipyap_jupyter.engine.config import LLaDAConfig
-from yipyap_jupyter.engine.llada import LLaDAModel
-from yipyap_jupyter.engine.specs import TINY_TOKENS
-
 
 async def refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict]:
     with pytest.raises(HTTPClientError) as raised:
@@ -98,31 +93,22 @@ async def test_timeout_is_504_and_a_timeout_frame(jp_fetch) -> None:
     assert events[-1] == {"type": "error", "error_type": "timeout", "message": body["message"], "retryable": True}
 
 
-@pytest.fixture
-def mismatched_dir(tmp_path: Path) -> Path:
-    """Weights for a 6-token vocabulary next to a tokenizer with many more: loads, then fails mid-run."""
-    from checkpoints import save_tokenizer
+def served_model(jp_serverapp):
+    """The model the in-process test server holds, to inject faults into its network."""
+    from yipyap_jupyter.server.state import SETTINGS_KEY
 
-    directory = tmp_path / "mismatched"
-    vocab = save_tokenizer(directory, TINY_TOKENS)
-    config = LLaDAConfig(d_model=16, n_heads=2, n_layers=1, mlp_hidden_size=32, vocab_size=6, max_sequence_length=64,
-                         mask_token_id=vocab[TINY_TOKENS.mask], eos_token_id=vocab[TINY_TOKENS.eos])
-    torch.manual_seed(0)
-    return save_checkpoint(LLaDAModel(config), directory)
+    return jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager.loaded_model
 
 
-@pytest.fixture
-def yipyap_traits(request: pytest.FixtureRequest) -> dict:
-    """As in conftest, and a test that asks for `mismatched_dir` gets it as the default model."""
-    traits = dict(getattr(request, "param", {}))
-    if "mismatched_dir" in request.fixturenames:
-        traits["default_model"] = str(request.getfixturevalue("mismatched_dir"))
-    return traits
+async def test_generation_failure_is_500_generation(jp_fetch, jp_serverapp) -> None:
+    quick = post({"prompt": "the cat sat on the mat", "max_new_tokens": 4, "steps": 2})
+    await jp_fetch("api", "diffusion", "generate", **quick)
 
+    def fail(module: torch.nn.Module, args: object) -> None:
+        raise RuntimeError("expected all tensors to be on the same device")
 
-async def test_generation_failure_is_500_generation(jp_fetch, mismatched_dir: Path) -> None:
-    code, body = await refused(jp_fetch, "generate", **post({"prompt": "the cat sat on the mat", "max_new_tokens": 4,
-                                                             "steps": 2}))
+    served_model(jp_serverapp).network.register_forward_pre_hook(fail)
+    code, body = await refused(jp_fetch, "generate", **quick)
     assert (code, body["error_type"], body["retryable"]) == (500, "generation", False)
     assert "the cat sat" not in body["message"]
 

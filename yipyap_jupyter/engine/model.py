@@ -17,6 +17,7 @@ import torch
 from ..constants import MASK_GLYPH
 from ..errors import ValidationError
 from .checkpoint import load_network
+from .checks import check_model
 from .layout import read_config
 from ..cancel import CancelToken
 from .samplers.base import SamplerStep, make_generator
@@ -107,7 +108,9 @@ class DiffusionModel:
         config = read_config(directory)
         tokenizer = load_tokenizer(directory)
         network = load_network(directory, device=device, dtype=dtype)
-        return cls(spec, network, tokenizer, special_ids(tokenizer, spec, config))
+        model = cls(spec, network, tokenizer, special_ids(tokenizer, spec, config))
+        check_model(model)
+        return model
 
     @property
     def device(self) -> torch.device:
