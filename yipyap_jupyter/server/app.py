@@ -41,6 +41,10 @@ class DiffusionLLMApp(ExtensionApp):
                 help="embedded: run models in this server. proxy: forward every route to proxy_url.").tag(config=True)
     proxy_url = Unicode("", help="Base URL of the upstream Jupyter server in proxy mode (with its base_url).").tag(config=True)
     proxy_token = Unicode("", help="Token for the upstream server in proxy mode.").tag(config=True)
+    proxy_timeout_seconds = Float(
+        30.0, help="Proxy mode: seconds a quick route may wait for the upstream; streams may be idle for two"
+                   " keep-alive periods plus this.",
+    ).tag(config=True)
     default_model = Unicode(
         DEFAULT_MODEL_ID,
         help="Model id or checkpoint path loaded by `preload`, and on demand when a generation arrives with no model"
@@ -97,6 +101,7 @@ class DiffusionLLMApp(ExtensionApp):
             limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
             executor=executor, quick_executor=quick_executor, keepalive_seconds=self.keepalive_seconds,
             proxy_url=self.proxy_url or None, proxy_token=self.proxy_token,
+            proxy_timeout_seconds=self.proxy_timeout_seconds,
         )
         self.settings[SETTINGS_KEY] = self.state
         log.info("yipyap_jupyter started in %s mode (logs in %s)", self.mode, log_dir)

@@ -33,3 +33,4 @@ class ExtensionState:
     keepalive_seconds: float = 15.0
     proxy_url: str | None = None
     proxy_token: str = ""
+    proxy_timeout_seconds: float = 30.0
