@@ -76,9 +76,12 @@ _SSE = {
                    " refused before its first event is answered with the error's status and body instead.",
     "headers": {"X-Correlation-ID": {"schema": {"type": "string"}}},
     "content": {"text/event-stream": {"schema": {
-        "oneOf": [_ref(model) for model in _EVENTS.values()],
-        "discriminator": {"propertyName": "type",
-                          "mapping": {name: _ref(model)["$ref"] for name, model in _EVENTS.items()}},
+        "type": "object", "required": ["data"], "description": "one Server-Sent Event; its data is the event's JSON",
+        "properties": {"data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+            "oneOf": [_ref(model) for model in _EVENTS.values()],
+            "discriminator": {"propertyName": "type",
+                              "mapping": {name: _ref(model)["$ref"] for name, model in _EVENTS.items()}},
+        }}},
     }}},
 }
 
