@@ -7,6 +7,7 @@ through `jupyter_server_config.d/yipyap_jupyter.json`); configure as
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ class DiffusionLLMApp(ExtensionApp):
         16, help="Threads for model work (loads, generations waiting for their turn; the manager serialises them)."
                  " Quick routes have threads of their own.",
     ).tag(config=True)
+    gil_switch_interval = Float(
+        0.001, help="Seconds a thread may hold the GIL while others wait (sys.setswitchinterval, for the whole"
+                    " server process). Generation threads run Python between torch calls; a short interval keeps"
+                    " the IOLoop answering quick routes within milliseconds. 0 keeps Python's default (5 ms).",
+    ).tag(config=True)
     allow_remote_code = Bool(
         False,
         help="Kept false: yipyap loads every supported checkpoint with its own networks and never runs a checkpoint's"
@@ -83,6 +89,8 @@ class DiffusionLLMApp(ExtensionApp):
         data = Path(jupyter_data_dir()) / "yipyap_jupyter"
         log_dir = Path(self.log_dir) if self.log_dir else data / "logs"
         configure_log_files(log_dir)
+        if self.gil_switch_interval > 0:
+            sys.setswitchinterval(self.gil_switch_interval)
         from .metrics import MetricsStore
         from .ratelimit import RateLimiter
 
