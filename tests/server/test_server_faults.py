@@ -63,6 +63,6 @@ async def test_out_of_memory_mid_generation_loses_no_request(
     texts = {events[-1]["raw_text"] for events in streams} | {as_json(answers[3])["raw_text"]}
     assert all(events[-1]["type"] == "complete" for events in streams) and len(texts) == 1  # same seed, same text
     current = as_json(await jp_fetch("api", "diffusion", "models", "current"))
-    assert (current["device"], current["fallback"]) == ("cpu", "out of memory on cuda:0 during generation;"
-                                                                " running on cpu")
+    fallback = "out of memory on cuda:0 during generation; running on cpu"
+    assert (current["device"], current["fallback"]) == ("cpu", fallback)
     assert list(gpu.resident) == []

@@ -107,6 +107,19 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path) -> It
         log.close()
 
 
+def fuzz(operation: Any, url: str, auth: dict[str, str]) -> None:
+    """EXAMPLES generated requests of one operation, each answer checked."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+              database=None)
+    def call(case: Any) -> None:
+        note(f"{operation.method.upper()} {operation.path}")
+        case.call_and_validate(base_url=url, headers=auth, checks=CHECKS, timeout=60)
+
+    call()
+
+
 def test_generated_requests_never_meet_a_server_error(served: tuple[str, str]) -> None:
     url, token = served
     auth = {"Authorization": f"token {token}"}
@@ -114,12 +127,4 @@ def test_generated_requests_never_meet_a_server_error(served: tuple[str, str]) -
     operations = [result.ok() for result in schemathesis.openapi.from_dict(document).get_all_operations()]
     assert len(operations) == sum(len(methods) for methods in document["paths"].values())
     for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)
-        def call(case: Any) -> None:
-            note(f"{operation.method.upper()} {operation.path}")
-            case.call_and_validate(base_url=url, headers=auth, checks=CHECKS, timeout=60)
-
-        call()
+        fuzz(operation, url, auth)

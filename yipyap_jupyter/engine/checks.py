@@ -40,14 +40,14 @@ def check_config(config: Any) -> None:
     hints = typing.get_type_hints(type(config))
     problems = []
     for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
+        value: Any = getattr(config, field.name)
         allowed = typing.get_args(hints[field.name]) or (hints[field.name],)
         if value is None and type(None) in allowed:
             continue
         kind = next((t for t in (bool, int, float, str) if t in allowed), None)
         if kind is None:
             continue
-        if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float) if kind is float else kind):
+        if _wrong_type(value, kind):
             problems.append(f"{field.name} must be {'a number' if kind is float else kind.__name__},"
                             f" not {type(value).__name__}")
         elif field.name.endswith("_token_id"):
@@ -66,9 +66,14 @@ def check_config(config: Any) -> None:
         raise ModelLoadingError(f"config.json does not fit the {type(config).__name__} schema: {'; '.join(problems)}")
 
 
+def _wrong_type(value: Any, kind: type) -> bool:
+    """Whether `value` is not a `kind` as JSON means it: booleans are not numbers, integers are floats."""
+    return isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float) if kind is float else kind)
+
+
 def check_model(model: DiffusionModel) -> None:
     """Refuse a loaded model that would answer garbage (tokenizer, weights, first forward pass)."""
-    vocab_size = model.network.config.vocab_size
+    vocab_size: int = typing.cast(Any, model.network).config.vocab_size  # our networks carry their config.json
     _check_tokenizer(model, vocab_size)
     _check_weights(model)
     _check_forward(model)

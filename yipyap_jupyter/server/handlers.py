@@ -200,6 +200,7 @@ class DiffusionHandler(APIHandler):
             self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         if status_code == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
+        body: dict[str, Any]
         if isinstance(error, web.HTTPError):
             body = {"error_type": _HTTP_ERROR_TYPES.get(status_code, "validation" if status_code < 500 else "generation"),
                     "message": error.log_message or self._reason, "retryable": False}

@@ -67,7 +67,7 @@ def _operation(summary: str, ok: dict[str, Any], *errors: int, body: dict[str, A
     return operation
 
 
-_EVENTS = {"status": StatusEvent, "step": StepEvent, "complete": CompleteEvent, "error": ErrorEvent}
+_EVENTS: dict[str, type[BaseModel]] = {"status": StatusEvent, "step": StepEvent, "complete": CompleteEvent, "error": ErrorEvent}
 
 _SSE = {
     "description": "Server-Sent Events: one `data: <event JSON>` frame per event, `: keep-alive` comments between;"
