@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,7 @@ from server_helpers import TOKENLESS, sse_events
 from tornado.httpclient import HTTPClientError
 
 from yipyap_jupyter.server.handlers import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from yipyap_jupyter.server.state import SETTINGS_KEY
 
 
 async def refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict, dict]:
@@ -83,9 +85,9 @@ async def test_a_stream_refused_for_its_content_is_400_before_any_frame(jp_fetch
         assert "block_length" in body["message"]
 
 
-async def test_a_generation_queued_behind_an_unload_finds_no_model(jp_fetch, jp_http_port: int) -> None:
+async def test_a_generation_queued_behind_an_unload_finds_no_model(jp_fetch, jp_serverapp) -> None:
     """Generation A runs, an unload waits for it, generation B waits behind the unload: B gets 409, no reload."""
-    import asyncio
+    line = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager._queue  # the manager's turns, to watch
 
     chunks: list[bytes] = []
     first_step = asyncio.Event()
@@ -100,7 +102,8 @@ async def test_a_generation_queued_behind_an_unload_finds_no_model(jp_fetch, jp_
         **post({"prompt": "once upon a time", "max_new_tokens": 256, "steps": 256})))
     await asyncio.wait_for(first_step.wait(), 120)
     unload = asyncio.ensure_future(jp_fetch("api", "diffusion", "models", "current", "unload", **post({})))
-    await asyncio.sleep(0.5)  # lets the unload take its place in the line before B arrives
+    while line.length < 2:  # the unload has taken its place in the line behind A
+        await asyncio.sleep(0.01)
     queued = await jp_fetch("api", "diffusion", "generate", "stream", **post({"prompt": "x", "max_new_tokens": 4,
                                                                                "steps": 2}))
     events = sse_events(queued.body)

@@ -85,7 +85,7 @@ def http_status(error: BaseException) -> int:
 
 
 def json_depth(data: Any) -> int:
-    """How deeply `data` nests lists and objects (a scalar is 0), without recursion."""
+    """How deeply `data` nests lists and objects (a scalar is 0), counted without recursion up to one past the limit."""
     deepest, pending = 0, [(data, 0)]
     while pending:
         value, depth = pending.pop()
