@@ -44,7 +44,7 @@ class DiffusionLLMApp(ExtensionApp):
     proxy_token = Unicode("", help="Token for the upstream server in proxy mode.").tag(config=True)
     proxy_timeout_seconds = Float(
         30.0, help="Proxy mode: seconds a quick route may wait for the upstream; streams may be idle for two"
-                   " keep-alive periods plus this.",
+                   " keep-alive periods (keepalive_seconds, which should match the upstream's) plus this.",
     ).tag(config=True)
     default_model = Unicode(
         DEFAULT_MODEL_ID,

@@ -257,7 +257,6 @@ class CurrentModelHandler(DiffusionHandler):
     """The resident model, or `{"loaded": false}`."""
 
     endpoint = "models/current"
-    quick = True
 
     @web.authenticated
     async def get(self) -> None:
@@ -375,7 +374,6 @@ class DownloadModelHandler(DiffusionHandler):
     """Start downloading a known model in the background (202); poll `/downloads` for progress."""
 
     endpoint = "models/download"
-    quick = True
 
     @web.authenticated
     async def post(self, model_id: str) -> None:
@@ -406,7 +404,6 @@ class OpenAPIHandler(DiffusionHandler):
     """This API described as OpenAPI 3."""
 
     endpoint = "openapi.json"
-    quick = True
 
     @web.authenticated
     async def get(self) -> None:
