@@ -51,6 +51,14 @@ async def test_unknown_model_is_404(jp_fetch) -> None:
     assert code == 404 and "not in" in body["message"]  # known, but not in the cache
 
 
+@pytest.mark.xfail(strict=True, reason="registry: a name too long for the file system raises OSError (lead's change)")
+async def test_a_model_name_too_long_for_a_path_is_404(jp_fetch) -> None:
+    """Found by the schemathesis run: a 300-character model id was a 500."""
+    for parts, body in ((("models", "x" * 300, "load"), {}), (("generate",), {"prompt": "x", "model": "x" * 300})):
+        code, answer = await refused(jp_fetch, *parts, **post(body))
+        assert (code, answer["error_type"]) == (404, "model_unavailable"), parts
+
+
 @pytest.mark.parametrize("yipyap_traits", [{"default_model": ""}], indirect=True)
 async def test_no_model_loaded_is_409(jp_fetch) -> None:
     code, body = await refused(jp_fetch, "generate", **post({"prompt": "x"}))

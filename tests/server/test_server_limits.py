@@ -76,6 +76,7 @@ async def test_temperatures_too_small_to_compute_are_400(jp_fetch) -> None:
         assert "temperature" in body["message"]
 
 
+@pytest.mark.xfail(strict=True, reason="needs the service to validate its plan before the first event (lead's change)")
 async def test_a_stream_refused_for_its_content_is_400_before_any_frame(jp_fetch) -> None:
     for parts, request in [(("generate", "stream"), {"prompt": "x", "max_new_tokens": 8, "block_length": 3}),
                            (("infill", "stream"), {"prefix": "x", "max_new_tokens": 8, "block_length": 3,
