@@ -16,7 +16,6 @@ class DiffusionError(Exception):
 
     error_type: str = "generation"
     retryable: bool = False
-    http_status: int = 500
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
@@ -25,27 +24,22 @@ class DiffusionError(Exception):
             self.retryable = retryable
 
 
-
 class ValidationError(DiffusionError, ValueError):
     """Bad input: unknown field, out-of-range value, empty prompt, bad device."""
 
     error_type = "validation"
     retryable = False
-    http_status = 400
 
 
 class ModelUnavailableError(DiffusionError, LookupError):
-    """Unknown model id or weights not in the cache (404)."""
+    """Unknown model id or weights not in the cache."""
 
     error_type = "model_unavailable"
     retryable = False
-    http_status = 404
 
 
 class NoModelLoadedError(ModelUnavailableError):
-    """A request needs a loaded model and none is (409)."""
-
-    http_status = 409
+    """A request needs a loaded model and none is."""
 
 
 class ModelLoadingError(DiffusionError, RuntimeError):
@@ -53,7 +47,6 @@ class ModelLoadingError(DiffusionError, RuntimeError):
 
     error_type = "model_loading"
     retryable = False
-    http_status = 500
 
 
 class GenerationTimeoutError(DiffusionError, TimeoutError):
@@ -61,7 +54,6 @@ class GenerationTimeoutError(DiffusionError, TimeoutError):
 
     error_type = "timeout"
     retryable = True
-    http_status = 504
 
 
 class GenerationError(DiffusionError, RuntimeError):
@@ -69,7 +61,6 @@ class GenerationError(DiffusionError, RuntimeError):
 
     error_type = "generation"
     retryable = False
-    http_status = 500
 
 
 class GenerationCancelled(Exception):
@@ -88,13 +79,10 @@ class NetworkError(DiffusionError, ConnectionError):
 
     error_type = "network"
     retryable = True
-    http_status = 502
 
 
 class RateLimitedError(NetworkError):
     """Too many requests from one client; retry after `retry_after` seconds."""
-
-    http_status = 429
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)

@@ -1,7 +1,9 @@
 """User settings shared by the server (`/settings`) and the kernel (magics, panels).
 
 One JSON file in the Jupyter config dir, the notebook's counterpart of a browser's
-localStorage. Writes are atomic so a reader never sees half a file.
+localStorage. Writes are atomic so a reader never sees half a file, and an update's
+read-modify-write holds a file lock beside it, so the server and kernels (separate
+processes) changing different keys never lose each other's changes.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import json
 import logging
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ValidationError
@@ -52,7 +54,7 @@ class SettingsStore:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_settings_path()
-        self._lock = threading.Lock()
+        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"))
 
     def load(self) -> UserSettings:
         """The saved settings; defaults when the file is missing or unreadable."""
@@ -82,7 +84,8 @@ class SettingsStore:
         """Apply `changes` to the saved settings; `ValidationError` leaves the file untouched."""
         if not isinstance(changes, dict):
             raise ValidationError(f"expected a JSON object, got {type(changes).__name__}")
-        with self._lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:  # every process's update, not just this one's threads
             merged = {**self.load().model_dump(), **changes}
             settings = validate(UserSettings, merged)
             self.save(settings)

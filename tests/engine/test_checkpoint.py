@@ -39,7 +39,8 @@ print(json.dumps({"growth": status("VmHWM:") - before, "weights": weights}))
 
 def _bf16_checkpoint(directory: Path, d_model: int, layers: int, vocab: int) -> Path:
     torch.manual_seed(0)
-    config = LLaDAConfig(d_model=d_model, n_heads=4, n_layers=layers, mlp_hidden_size=4 * d_model, vocab_size=vocab)
+    config = LLaDAConfig(d_model=d_model, n_heads=4, n_layers=layers, mlp_hidden_size=4 * d_model, vocab_size=vocab,
+                         mask_token_id=vocab - 1, eos_token_id=vocab - 2, pad_token_id=vocab - 2)
     return save_checkpoint(LLaDAModel(config), directory, dtype=torch.bfloat16)
 
 

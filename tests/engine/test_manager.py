@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import torch
 from checkpoints import add_to_hub_cache, serve_as_hub
+from pretend_gpu import PretendGpu, fail_forward
 
 from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
-from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
+from yipyap_jupyter.engine.model import SamplingOptions
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
     GenerationCancelled,
@@ -36,52 +37,6 @@ from yipyap_jupyter.errors import (
 OPTIONS = SamplingOptions(max_new_tokens=8, steps=4, block_length=8, seed=3)
 #: Long enough for any thread handoff in these tests; reaching it means the test failed.
 WAIT_SECONDS = 120
-
-
-class PretendGpu:
-    """A GPU holding at most `capacity` models; "on cuda" models really run on the CPU."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, capacity: int) -> None:
-        self.capacity = capacity
-        self.resident: weakref.WeakSet[DiffusionModel] = weakref.WeakSet()
-        real_load = DiffusionModel.load.__func__
-        real_to = DiffusionModel.to
-
-        def load(cls: type, spec: Any, directory: Any, device: Any = "cpu", dtype: Any = None) -> DiffusionModel:
-            if torch.device(device).type != "cuda":
-                return real_load(cls, spec, directory, device, dtype)
-            self._claim()
-            model = real_load(cls, spec, directory, "cpu", dtype)
-            self.resident.add(model)
-            return model
-
-        def to(model: DiffusionModel, device: Any) -> None:
-            if torch.device(device).type == "cuda":
-                self._claim()
-                self.resident.add(model)
-            else:
-                self.resident.discard(model)
-                real_to(model, device)
-
-        monkeypatch.setattr(DiffusionModel, "load", classmethod(load))
-        monkeypatch.setattr(DiffusionModel, "to", to)
-
-    def _claim(self) -> None:
-        if len(self.resident) >= self.capacity:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
-
-
-def fail_forward(model: DiffusionModel, error: Exception, on_call: int) -> None:
-    """Make the network's `on_call`-th forward pass raise `error` (once)."""
-    calls = 0
-
-    def hook(module: torch.nn.Module, args: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == on_call:
-            raise error
-
-    model.network.register_forward_pre_hook(hook)
 
 
 def damaged_copy(source: Path, destination: Path, damage: str) -> Path:
@@ -176,7 +131,7 @@ def test_models_marks_a_loaded_local_directory(manager: DiffusionModelManager, t
 def test_generating_with_nothing_loaded(manager: DiffusionModelManager) -> None:
     with pytest.raises(NoModelLoadedError) as caught:
         list(manager.generate("hello", OPTIONS))
-    assert caught.value.http_status == 409 and caught.value.error_type == "model_unavailable"
+    assert caught.value.error_type == "model_unavailable"
 
 
 def test_reloading_the_same_model_keeps_it(manager: DiffusionModelManager, tiny_llada_dir: Path) -> None:

@@ -149,3 +149,9 @@ def test_fixed_length_sampling_never_emits_expand_or_start_tokens(llada: Diffusi
     finally:
         hook.remove()
     assert expand not in steps[-1].tokens and bos not in steps[-1].tokens
+
+
+def test_classifier_free_guidance_stays_finite_with_banned_tokens(llada: DiffusionModel) -> None:
+    steps = list(llada.generate("the cat", SamplingOptions(max_new_tokens=8, steps=4, cfg_scale=4.0, seed=0)))
+    assert all(c == c for s in steps for c in s.confidences)  # no NaN
+    assert llada.ids.mask not in steps[-1].tokens

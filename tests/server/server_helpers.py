@@ -22,3 +22,19 @@ def sse_events(body: bytes) -> list[dict[str, Any]]:
 
 def as_json(response: Any) -> Any:
     return json.loads(response.body)
+
+
+def check_steps(events: list[dict[str, Any]], last_step: int) -> list[dict[str, Any]]:
+    """The step events of a stream that ends in `complete`, checked for what coalescing keeps exact.
+
+    Steps queued while the client reads are merged into one frame, so their number may be
+    smaller than the step count; their order, concatenated texts and last canvas are exact.
+    """
+    steps = [e for e in events if e["type"] == "step"]
+    complete = events[-1]
+    assert complete["type"] == "complete", complete
+    numbers = [e["step"] for e in steps]
+    assert numbers == sorted(set(numbers)) and numbers[-1] == last_step, numbers
+    assert "".join(e["text"] for e in steps) == complete["raw_text"]
+    assert steps[-1]["canvas"] == complete["history"][-1] and len(complete["history"]) == last_step
+    return steps

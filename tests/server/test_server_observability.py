@@ -83,7 +83,7 @@ async def test_disconnect_cancels_the_generation(jp_fetch, jp_http_port: int, jp
     writer.write(head.encode() + body)
     await writer.drain()
     received = b""
-    while b'"type": "step"' not in received:
+    while b'"type":"step"' not in received:
         chunk = await reader.read(65536)
         assert chunk, received
         received += chunk

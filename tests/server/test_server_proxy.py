@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from server_helpers import as_json, sse_events
+from server_helpers import as_json, check_steps, sse_events
 from tornado.httpclient import HTTPClientError
 
 import yipyap_jupyter
@@ -83,8 +84,12 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path) -> 
 
 @pytest.fixture
 def yipyap_traits(upstream: Upstream, request: pytest.FixtureRequest) -> dict:
-    return {"mode": "proxy", "proxy_url": upstream.url, "proxy_token": upstream.token,
-            **getattr(request, "param", {})}
+    """Proxy to the real upstream, or to `silent_upstream` for a test that asks for it."""
+    traits = {"mode": "proxy", "proxy_url": upstream.url, "proxy_token": upstream.token,
+              **getattr(request, "param", {})}
+    if "silent_upstream" in request.fixturenames:
+        traits["proxy_url"] = request.getfixturevalue("silent_upstream")
+    return traits
 
 
 def post(body: object) -> dict:
@@ -108,8 +113,8 @@ async def test_every_route_is_forwarded(jp_fetch, http_server_client, jp_base_ur
                               **post({"prompt": "x", "max_new_tokens": 8, "steps": 4}), streaming_callback=chunks.append)
     assert streamed.headers["Content-Type"].startswith("text/event-stream")
     events = sse_events(b"".join(chunks))
-    assert [e["type"] for e in events] == ["status", "step", "step", "step", "step", "complete"]
-    assert "".join(e["text"] for e in events[1:-1]) == events[-1]["raw_text"]
+    steps = check_steps(events, last_step=4)
+    assert [e["type"] for e in events] == ["status"] + ["step"] * len(steps) + ["complete"]
     infill_events = sse_events((await jp_fetch("api", "diffusion", "infill", "stream",
                                                **post({"prefix": "a", "suffix": "b", "length": 2}))).body)
     assert infill_events[-1]["type"] == "complete"
@@ -144,6 +149,57 @@ async def test_unreachable_upstream_is_502(jp_fetch) -> None:
             await jp_fetch("api", "diffusion", *parts, **kwargs)
         body = json.loads(failed.value.response.body)
         assert (failed.value.code, body["error_type"], body["retryable"]) == (502, "network", True)
+
+
+@pytest.fixture
+def silent_upstream() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/up"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("yipyap_traits", [{"proxy_timeout_seconds": 0.5, "keepalive_seconds": 0.2}], indirect=True)
+async def test_an_upstream_that_never_answers_is_a_network_error(jp_fetch, silent_upstream: str) -> None:
+    for parts, kwargs in [(("models",), {}), (("settings",), {}), (("generate", "stream"), post({"prompt": "x"}))]:
+        with pytest.raises(HTTPClientError) as failed:
+            await jp_fetch("api", "diffusion", *parts, **kwargs)
+        body = json.loads(failed.value.response.body)
+        assert (failed.value.code, body["error_type"], body["retryable"]) == (502, "network", True), parts
+        assert "did not answer in time" in body["message"]
+
+
+@pytest.mark.parametrize("yipyap_traits", [{"proxy_token": "not-the-upstream-token"}], indirect=True)
+async def test_a_wrong_proxy_token_is_named(jp_fetch) -> None:
+    for parts, kwargs in [(("models",), {}), (("generate",), post({"prompt": "x"})),
+                          (("generate", "stream"), post({"prompt": "x"}))]:
+        with pytest.raises(HTTPClientError) as failed:
+            await jp_fetch("api", "diffusion", *parts, **kwargs)
+        body = json.loads(failed.value.response.body)
+        assert (failed.value.code, body["error_type"], body["retryable"]) == (502, "network", False), parts
+        assert "refused the proxy token" in body["message"] and "proxy_token" in body["message"]
+        assert "_xsrf" not in body["message"]
 
 
 def test_shipped_config_enables_the_extension_without_importing_torch(upstream: Upstream) -> None:

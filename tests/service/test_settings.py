@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,7 @@ def test_update_persists_and_merges(tmp_path: Path) -> None:
     saved = store.update({"auto_trim": False})
     assert saved.max_new_tokens == 100 and saved.auto_trim is False
     assert json.loads(store.path.read_text())["max_new_tokens"] == 100
-    assert list(store.path.parent.iterdir()) == [store.path]  # no temporary file left behind
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["settings.json", "settings.json.lock"]  # no temporary file
 
 
 @pytest.mark.parametrize("changes", [{"max_new_tokens": 0}, {"request_timeout": 9999}, {"preferred_device": "tpu"},
@@ -44,3 +47,28 @@ def test_unreadable_file_falls_back_to_defaults(tmp_path: Path) -> None:
 def test_env_override_moves_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SETTINGS_PATH_ENV, str(tmp_path / "elsewhere.json"))
     assert SettingsStore().path == tmp_path / "elsewhere.json"
+
+
+def test_two_processes_updating_different_keys_lose_nothing(tmp_path: Path) -> None:
+    """Each process checks, before every update, that its own key still holds what it last wrote."""
+    path, go = tmp_path / "settings.json", tmp_path / "go"
+    worker = (
+        "import sys, time, pathlib\n"
+        "from yipyap_jupyter.settings import SettingsStore\n"
+        "store, key, go = SettingsStore(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])\n"
+        "while not go.exists(): time.sleep(0.001)\n"
+        "lost, last = 0, None\n"
+        "for value in range(2, 202):\n"
+        "    if last is not None and getattr(store.load(), key) != last: lost += 1\n"
+        "    last = getattr(store.update({key: value}), key)\n"
+        "print(lost)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [subprocess.Popen([sys.executable, "-c", worker, str(path), key, str(go)], env=env,
+                                  stdout=subprocess.PIPE, text=True)
+                 for key in ("max_new_tokens", "request_timeout")]
+    go.touch()
+    lost = [int(process.communicate(timeout=120)[0]) for process in processes]
+    assert lost == [0, 0]
+    saved = SettingsStore(path).load()
+    assert (saved.max_new_tokens, saved.request_timeout) == (201, 201)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import ModelLoadingError
+from .checks import check_config
 
 
 def _pick(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +50,9 @@ class LLaDAConfig:
     model_type: str = "llada"
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "LLaDAConfig":
+    def from_dict(cls, raw: dict[str, Any]) -> LLaDAConfig:
         config = cls(**_pick(cls, raw))
+        check_config(config)
         unsupported = [
             name
             for name, ok in (
@@ -105,8 +107,9 @@ class DreamConfig:
     model_type: str = "Dream"
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "DreamConfig":
+    def from_dict(cls, raw: dict[str, Any]) -> DreamConfig:
         config = cls(**_pick(cls, raw))
+        check_config(config)
         if config.hidden_act != "silu":
             raise ModelLoadingError(f"unsupported Dream config setting: hidden_act={config.hidden_act}")
         if raw.get("rope_scaling"):

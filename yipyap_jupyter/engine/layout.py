@@ -27,9 +27,12 @@ def read_config(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelUnavailableError(f"no {CONFIG_FILE} in {directory}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadingError(f"unreadable {CONFIG_FILE} in {directory}: {exc}") from None
+    if not isinstance(config, dict):
+        raise ModelLoadingError(f"{CONFIG_FILE} in {directory} is not a JSON object")
+    return config
 
 
 def context_length(directory: Path) -> int | None:

@@ -17,6 +17,7 @@ from ..cancel import CancelToken
 from ..constants import MASK_GLYPH
 from ..errors import ValidationError
 from .checkpoint import load_network
+from .checks import check_model
 from .decoder import GenerationStep, IncrementalDecoder
 from .layout import context_length, read_config
 from .options import VARIABLE_INFILL_START_FRACTION, Job, SamplingOptions, resolve
@@ -31,7 +32,9 @@ class _WithoutTokens(torch.nn.Module):
     """The network with some tokens never predicted.
 
     Fixed-length sampling has no use for `<|expand|>` or the start token, which a model
-    trained for variable-length infilling (like `tiny`) can otherwise emit mid-text.
+    trained for variable-length infilling (like `tiny`) can otherwise emit mid-text. They get
+    the lowest finite logit, not -inf: classifier-free guidance subtracts two passes' logits,
+    and -inf - -inf would be NaN.
     """
 
     def __init__(self, network: torch.nn.Module, banned: list[int]) -> None:
@@ -41,7 +44,7 @@ class _WithoutTokens(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         logits = self.network(input_ids, **kwargs)
-        logits[..., self.banned] = -torch.inf
+        logits[..., self.banned] = torch.finfo(logits.dtype).min
         return logits
 
 
@@ -66,7 +69,9 @@ class DiffusionModel:
         config = read_config(directory)
         tokenizer = load_tokenizer(directory)
         network = load_network(directory, device=device, dtype=dtype)
-        return cls(spec, network, tokenizer, special_ids(tokenizer, spec, config), context_length(directory))
+        model = cls(spec, network, tokenizer, special_ids(tokenizer, spec, config), context_length(directory))
+        check_model(model)
+        return model
 
     @property
     def device(self) -> torch.device:

@@ -95,6 +95,14 @@ def safetensors_parameters(files: list[Path]) -> int | None:
     return total
 
 
+def _is_dir(path: Path) -> bool:
+    """`path.is_dir()`, False for a name the file system cannot even look up (too long, bad bytes)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def size_on_disk(directory: Path) -> int:
     """Bytes of the files under `directory`, following the cache's symlinks to their blobs once each."""
     seen: set[Path] = set()
@@ -160,7 +168,7 @@ class ModelRegistry:
         if spec is not None:
             return spec, self._located(spec)
         path = Path(model_id_or_path).expanduser()
-        if path.is_dir():
+        if _is_dir(path):
             return self._local_spec(path.resolve()), path.resolve()
         known = ", ".join(self.known)
         raise ModelUnavailableError(

@@ -1,8 +1,10 @@
 """The server backend: the Jupyter server's `/api/diffusion` over HTTP and SSE.
 
-Every notebook on the machine then shares the server's one loaded model. Each
-SSE frame is rebuilt into the service's own event with `event_from_dict`, so a
-stream reads exactly like the local backend's. Cancelling shuts the socket:
+Every notebook on the machine then shares the server's one loaded model. A request
+is checked by the service's own request types before it is sent, and each SSE frame
+is rebuilt into the service's own event with `event_from_dict`, so a stream reads
+exactly like the local backend's. A server that refuses the kernel's token is an
+error saying so, never a reason to run the model in the kernel instead. Cancelling shuts the socket:
 the blocked reader wakes at once and the server, seeing the disconnect,
 cancels the generation within one denoising step.
 """
@@ -19,9 +21,16 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from ..cancel import CancelToken
-from ..errors import DiffusionError, GenerationCancelled, NetworkError, RateLimitedError
+from ..errors import (
+    DiffusionError,
+    GenerationCancelled,
+    NetworkError,
+    RateLimitedError,
+    ValidationError,
+)
 from ..service.events import ErrorEvent, event_from_dict
-from .discovery import ServerInfo
+from ..service.schemas import GenerateRequest, InfillRequest
+from .discovery import SERVER_TOKEN_ENV, ServerInfo
 
 if TYPE_CHECKING:
     from ..engine.registry import ModelInfo
@@ -37,10 +46,21 @@ DOWNLOAD_POLL_SECONDS = 0.5
 PROBE_TIMEOUT = 3.0
 
 
-def _error_from_response(response: httpx.Response) -> DiffusionError:
+#: How to stop using the server, for error messages.
+USE_LOCAL = 'to run models inside this kernel instead, use DiffusionClient(backend="local")'
+
+
+def _refused(server: ServerInfo, status: int) -> NetworkError:
+    """The error for a server that does not accept this kernel's credentials."""
+    who = "this kernel's token" if server.token else f"a request without a token (set {SERVER_TOKEN_ENV})"
+    return NetworkError(f"the Jupyter server at {server.url} refused {who} (HTTP {status}); {USE_LOCAL}",
+                        retryable=False)
+
+
+def _error_from_response(server: ServerInfo, response: httpx.Response) -> DiffusionError:
     """Our error object from a non-2xx answer; an authentication refusal or a foreign answer as a network error."""
     if response.status_code in (401, 403):
-        return NetworkError(f"the Jupyter server refused this kernel's token (HTTP {response.status_code})", retryable=False)
+        return _refused(server, response.status_code)
     try:
         body = response.json()
         return ErrorEvent(error_type=body["error_type"], message=body["message"], retryable=body["retryable"]).to_error()
@@ -83,19 +103,28 @@ class ServerBackend:
         return f"ServerBackend({self.server!r})"
 
     def available(self) -> bool:
-        """Whether the extension answers at this server (what `auto` asks)."""
+        """Whether the extension answers at this server (what `auto` asks).
+
+        Raises:
+            NetworkError: the server is there but refuses this kernel's token.
+        """
         try:
-            return self._http.get("models", timeout=PROBE_TIMEOUT).status_code == 200
+            status = self._http.get("models", timeout=PROBE_TIMEOUT).status_code
         except httpx.HTTPError:
             return False
+        if status in (401, 403):
+            raise _refused(self.server, status)
+        return status == 200
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
         try:
             response = self._http.request(method, path, json=body, timeout=timeout)
         except httpx.TransportError as error:
             raise NetworkError(f"the Jupyter server at {self.server.url} is unreachable: {type(error).__name__}") from None
+        except ValueError:  # JSON has no inf or NaN
+            raise ValidationError("a value in the request is not a finite number") from None
         if response.status_code >= 400:
-            raise _error_from_response(response)
+            raise _error_from_response(self.server, response)
         return response.json() if response.content else None
 
     # -- models and settings ----------------------------------------------------------
@@ -146,20 +175,21 @@ class ServerBackend:
 
     # -- generation -------------------------------------------------------------------
 
-    def generate_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+    def generate_events(self, request: GenerateRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
         return self._stream("generate/stream", request, cancel or CancelToken())
 
-    def infill_events(self, request: dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+    def infill_events(self, request: InfillRequest, cancel: CancelToken | None = None) -> Iterator[Event]:
         return self._stream("infill/stream", request, cancel or CancelToken())
 
-    def _stream(self, path: str, request: dict[str, Any], cancel: CancelToken) -> Iterator[Event]:
-        """The SSE frames of one request as events; an HTTP refusal becomes the stream's error event."""
+    def _stream(self, path: str, request: GenerateRequest | InfillRequest, cancel: CancelToken) -> Iterator[Event]:
+        """The SSE frames of one request (already checked by its type) as events; a refusal is the error event."""
+        body = request.given()
         step = 0
         try:
-            with self._http.stream("POST", path, json=request, timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None)) as response:
+            with self._http.stream("POST", path, json=body, timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None)) as response:
                 if response.status_code >= 400:
                     response.read()
-                    yield ErrorEvent.from_error(_error_from_response(response))
+                    yield ErrorEvent.from_error(_error_from_response(self.server, response))
                     return
                 cancel.on_cancel(_shutdown(response))
                 for frame in EventSource(response).iter_sse():

@@ -7,6 +7,7 @@ through `jupyter_server_config.d/yipyap_jupyter.json`); configure as
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from .state import SETTINGS_KEY, ExtensionState
 
 log = get_logger(__name__)
 
+#: Threads of the quick routes' executor (listing models, reading metrics: short, file-bound calls).
+QUICK_THREADS = 4
+
 
 class DiffusionLLMApp(ExtensionApp):
     """Serves `{base_url}api/diffusion`: models, generation and infilling (JSON and SSE), settings, downloads, metrics."""
@@ -38,6 +42,10 @@ class DiffusionLLMApp(ExtensionApp):
                 help="embedded: run models in this server. proxy: forward every route to proxy_url.").tag(config=True)
     proxy_url = Unicode("", help="Base URL of the upstream Jupyter server in proxy mode (with its base_url).").tag(config=True)
     proxy_token = Unicode("", help="Token for the upstream server in proxy mode.").tag(config=True)
+    proxy_timeout_seconds = Float(
+        30.0, help="Proxy mode: seconds a quick route may wait for the upstream; streams may be idle for two"
+                   " keep-alive periods (keepalive_seconds, which should match the upstream's) plus this.",
+    ).tag(config=True)
     default_model = Unicode(
         DEFAULT_MODEL_ID,
         help="Model id or checkpoint path loaded by `preload`, and on demand when a generation arrives with no model"
@@ -46,10 +54,22 @@ class DiffusionLLMApp(ExtensionApp):
     preload = Bool(False, help="Load default_model in the background when the server starts.").tag(config=True)
     log_dir = Unicode("", help="Directory of structured.log and backend.log (default <jupyter data dir>/yipyap_jupyter/logs).").tag(config=True)
     metrics_db = Unicode("", help="SQLite metrics file (default <jupyter data dir>/yipyap_jupyter/metrics.sqlite).").tag(config=True)
-    rate_limit_per_minute = Float(30.0, help="Streaming requests per minute per client (user + address); 0 disables.").tag(config=True)
-    rate_limit_burst = Integer(5, help="Streaming requests a client may make at once before the per-minute rate applies.").tag(config=True)
+    rate_limit_per_minute = Float(
+        30.0, help="Generation requests (streaming or not) per minute per client (user + address); 0 disables.",
+    ).tag(config=True)
+    rate_limit_burst = Integer(
+        5, help="Generation requests a client may make at once before the per-minute rate applies.",
+    ).tag(config=True)
     keepalive_seconds = Float(15.0, help="Seconds of silence after which a stream sends a keep-alive comment.").tag(config=True)
-    worker_threads = Integer(16, help="Threads for blocking work; model work itself is serialised by the manager.").tag(config=True)
+    worker_threads = Integer(
+        16, help="Threads for model work (loads, generations waiting for their turn; the manager serialises them)."
+                 " Quick routes have threads of their own.",
+    ).tag(config=True)
+    gil_switch_interval = Float(
+        0.001, help="Seconds a thread may hold the GIL while others wait (sys.setswitchinterval, for the whole"
+                    " server process). Generation threads run Python between torch calls; a short interval keeps"
+                    " the IOLoop answering quick routes within milliseconds. 0 keeps Python's default (5 ms).",
+    ).tag(config=True)
     allow_remote_code = Bool(
         False,
         help="Kept false: yipyap loads every supported checkpoint with its own networks and never runs a checkpoint's"
@@ -69,10 +89,13 @@ class DiffusionLLMApp(ExtensionApp):
         data = Path(jupyter_data_dir()) / "yipyap_jupyter"
         log_dir = Path(self.log_dir) if self.log_dir else data / "logs"
         configure_log_files(log_dir)
-        from ..service.metrics import MetricsStore
-        from ..service.ratelimit import RateLimiter
+        if self.gil_switch_interval > 0:
+            sys.setswitchinterval(self.gil_switch_interval)
+        from .metrics import MetricsStore
+        from .ratelimit import RateLimiter
 
         executor = ThreadPoolExecutor(max_workers=max(1, self.worker_threads), thread_name_prefix="yipyap")
+        quick_executor = ThreadPoolExecutor(max_workers=QUICK_THREADS, thread_name_prefix="yipyap-quick")
         service = downloads = None
         if self.mode == "embedded":
             from ..service.service import DiffusionLLMService
@@ -83,8 +106,9 @@ class DiffusionLLMApp(ExtensionApp):
             service=service, downloads=downloads,
             metrics=MetricsStore(Path(self.metrics_db) if self.metrics_db else data / "metrics.sqlite"),
             limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
-            executor=executor, keepalive_seconds=self.keepalive_seconds,
+            executor=executor, quick_executor=quick_executor, keepalive_seconds=self.keepalive_seconds,
             proxy_url=self.proxy_url or None, proxy_token=self.proxy_token,
+            proxy_timeout_seconds=self.proxy_timeout_seconds,
         )
         self.settings[SETTINGS_KEY] = self.state
         log.info("yipyap_jupyter started in %s mode (logs in %s)", self.mode, log_dir)
@@ -111,6 +135,7 @@ class DiffusionLLMApp(ExtensionApp):
         if state is None:
             return
         state.executor.shutdown(wait=False, cancel_futures=True)
+        state.quick_executor.shutdown(wait=False, cancel_futures=True)
         if state.service is not None and state.service.current_model() is not None:
             state.service.unload_model()
         remove_log_files()

@@ -1,9 +1,9 @@
 """HTTP handlers of `/api/diffusion`: each only translates HTTP to a service call and back.
 
 The base handler gives every route the same manners: Jupyter authentication on
-every verb, a correlation id, JSON bodies parsed without logging them, our errors
-as their HTTP status with the error object as the body, and one metrics row per
-request.
+every verb, a correlation id, bounded JSON bodies parsed without logging them, our
+errors as their HTTP status (`HTTP_STATUS`) with the error object as the body, and
+one metrics row per authenticated request.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ from ..errors import (
     DiffusionError,
     GenerationCancelled,
     GenerationError,
+    GenerationTimeoutError,
+    ModelLoadingError,
+    ModelUnavailableError,
+    NetworkError,
+    NoModelLoadedError,
     RateLimitedError,
     ValidationError,
     error_body,
@@ -46,8 +51,50 @@ from .state import SETTINGS_KEY, ExtensionState
 log = get_logger(__name__)
 T = TypeVar("T")
 
-#: The error object for HTTP errors Jupyter raises itself (authentication, XSRF, unknown route).
-_HTTP_ERROR_TYPES = {400: "validation", 404: "model_unavailable", 405: "validation", 413: "validation"}
+#: Largest request body accepted, in bytes: two texts of `MAX_TEXT_CHARS`, every character escaped, fit.
+MAX_BODY_BYTES = 1 << 20
+#: Deepest JSON nesting accepted; our bodies are flat objects (depth 1).
+MAX_JSON_DEPTH = 16
+
+
+class BodyTooLargeError(ValidationError):
+    """The request body is over `MAX_BODY_BYTES` (413)."""
+
+
+#: The HTTP status of each error class; an error takes the entry of its nearest class.
+HTTP_STATUS: dict[type[BaseException], int] = {
+    DiffusionError: 500,
+    ValidationError: 400,
+    BodyTooLargeError: 413,
+    ModelUnavailableError: 404,
+    NoModelLoadedError: 409,
+    ModelLoadingError: 500,
+    GenerationError: 500,
+    GenerationTimeoutError: 504,
+    NetworkError: 502,
+    RateLimitedError: 429,
+}
+
+#: The error object's category for HTTP errors Jupyter or Tornado raise themselves (XSRF, unknown route, verb).
+_HTTP_ERROR_TYPES = {400: "validation", 404: "validation", 405: "validation", 413: "validation"}
+
+
+def http_status(error: BaseException) -> int:
+    """The status `error` is answered with (500 for anything not in `HTTP_STATUS`)."""
+    return next((HTTP_STATUS[cls] for cls in type(error).__mro__ if cls in HTTP_STATUS), 500)
+
+
+def json_depth(data: Any) -> int:
+    """How deeply `data` nests lists and objects (a scalar is 0), counted without recursion up to one past the limit."""
+    deepest, pending = 0, [(data, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                pending.extend((item, depth) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 class DiffusionHandler(APIHandler):
@@ -57,6 +104,8 @@ class DiffusionHandler(APIHandler):
     endpoint = ""
     #: Streams are recorded as such in the metrics DB.
     streaming = False
+    #: Quick routes run their blocking calls on their own executor, never behind generations.
+    quick = False
 
     _correlation_id: str | None = None
     _error_type: str | None = None
@@ -90,22 +139,29 @@ class DiffusionHandler(APIHandler):
         await super().prepare()
 
     def json_body(self) -> Any:
-        """The parsed body (`{}` when empty); its texts are registered for redaction before anything logs."""
+        """The parsed body (`{}` when empty), bounded in size and depth; its texts are registered for redaction."""
         raw = self.request.body or b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise BodyTooLargeError(f"the request body is larger than {MAX_BODY_BYTES} bytes")
         if not raw.strip():
             return {}
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ValidationError("the request body is not valid JSON") from None
+        except RecursionError:
+            data = None  # nested far deeper than the limit
+        if data is None or json_depth(data) > MAX_JSON_DEPTH:
+            raise ValidationError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(data, dict):
             register_sensitive(str(data.get(key, "")) for key in ("prompt", "prefix", "suffix"))
         return data
 
     async def blocking(self, function: Callable[..., T], *args: Any) -> T:
-        """Run `function` on the extension's executor, in this request's context."""
+        """Run `function` off the IOLoop, in this request's context (quick routes on their own executor)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.state.executor, in_current_context(function), *args)
+        executor = self.state.quick_executor if self.quick else self.state.executor
+        return await loop.run_in_executor(executor, in_current_context(function), *args)
 
     def reply(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -128,7 +184,7 @@ class DiffusionHandler(APIHandler):
         if isinstance(e, DiffusionError):
             if self._finished:
                 return
-            self.send_error(e.http_status, exc_info=sys.exc_info())
+            self.send_error(http_status(e), exc_info=sys.exc_info())
             return
         super()._handle_request_exception(e)  # type: ignore[misc]
 
@@ -142,6 +198,9 @@ class DiffusionHandler(APIHandler):
         error = (kwargs.get("exc_info") or (None, None, None))[1]
         if isinstance(error, RateLimitedError):
             self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self._allowed_methods()))
+        body: dict[str, Any]
         if isinstance(error, web.HTTPError):
             body = {"error_type": _HTTP_ERROR_TYPES.get(status_code, "validation" if status_code < 500 else "generation"),
                     "message": error.log_message or self._reason, "retryable": False}
@@ -150,26 +209,34 @@ class DiffusionHandler(APIHandler):
         self._error_type = body["error_type"]
         self.finish(json.dumps(body))
 
+    def _allowed_methods(self) -> list[str]:
+        """The verbs this route implements (for the `Allow` header of a 405)."""
+        return [method for method in self.SUPPORTED_METHODS
+                if getattr(type(self), method.lower()) is not getattr(web.RequestHandler, method.lower())]
+
     def on_finish(self) -> None:
+        """Log every request; record authenticated ones in the metrics DB (strangers leave no trace)."""
         duration = time.monotonic() - self._started if self._started else 0.0
         status = self.get_status()
-        self.state.metrics.record(
-            endpoint=self.endpoint, method=self.request.method or "", status=status, duration_s=duration,
-            stream=self.streaming, error_type=self._error_type, model=self._model, correlation_id=self.correlation_id,
-        )
+        if getattr(self, "_jupyter_current_user", None) is not None:
+            self.state.metrics.record(
+                endpoint=self.endpoint, method=self.request.method or "", status=status, duration_s=duration,
+                stream=self.streaming, error_type=self._error_type, model=self._model,
+                correlation_id=self.correlation_id,
+            )
         log.info("%s %s answered %d in %.3f s", self.request.method, self.endpoint, status, duration,
                  extra={"fields": {"endpoint": self.endpoint, "status": status, "error_type": self._error_type,
                                    "seconds": round(duration, 4)}})
 
 
 class ModelsHandler(DiffusionHandler):
-    """Known models with their cache and load state."""
+    """Known models with their cache and load state (a millisecond of cache lookups: answered on the IOLoop)."""
 
     endpoint = "models"
 
     @web.authenticated
     async def get(self) -> None:
-        models = await self.blocking(self.service.models)
+        models = self.service.models()
         self.reply({"models": [m.model_dump() for m in models]})
 
 
@@ -224,6 +291,7 @@ class CompletionHandler(DiffusionHandler):
 
     @web.authenticated
     async def post(self) -> None:
+        self.rate_limit()
         body = self.json_body()
         run = self.service.generate if self.kind == "generate" else self.service.infill
         try:
@@ -258,7 +326,7 @@ class StreamHandler(DiffusionHandler):
         events = self.service.generate_events if self.kind == "generate" else self.service.infill_events
         self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds)
         log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
-        outcome = await self.stream.run(lambda token: events(request, token))
+        outcome = await self.stream.run(lambda token: events(request, token))  # raises a refusal before any frame
         self._model, self._error_type = outcome.model, outcome.error_type or (
             None if outcome.end == "complete" else outcome.end)
         log.info("stream %s ended (%s) after %.3f s", self.endpoint, outcome.end, time.monotonic() - self._started,
@@ -273,6 +341,7 @@ class SettingsHandler(DiffusionHandler):
     """The persisted user settings (shared with the kernel side through the same file)."""
 
     endpoint = "settings"
+    quick = True
 
     @web.authenticated
     async def get(self) -> None:
@@ -288,6 +357,7 @@ class DownloadsHandler(DiffusionHandler):
     """Cache state of every known model and the downloads started since start-up."""
 
     endpoint = "downloads"
+    quick = True
 
     @web.authenticated
     async def get(self) -> None:
@@ -317,6 +387,7 @@ class MetricsHandler(DiffusionHandler):
     """Counts and durations per route, and the latest requests, from the metrics DB."""
 
     endpoint = "metrics"
+    quick = True
 
     @web.authenticated
     async def get(self) -> None:
@@ -337,3 +408,15 @@ class OpenAPIHandler(DiffusionHandler):
     @web.authenticated
     async def get(self) -> None:
         self.reply(openapi_document())
+
+
+class NotFoundHandler(DiffusionHandler):
+    """Any other path under the API: our 404 error object (403 first for strangers)."""
+
+    endpoint = "unknown"
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        if self.current_user is None:
+            raise web.HTTPError(403)
+        raise web.HTTPError(404, "no such route under /api/diffusion (see openapi.json)")

@@ -1,5 +1,10 @@
 """The OpenAPI 3 description of `/api/diffusion`, built from the same pydantic models the routes use.
 
+The request schemas are the strict pydantic models' own (integers are integers, never
+booleans); the rules pydantic checks in code (blank texts, the temperature floor,
+infill's length-or-variable) are added here as JSON Schema, so a client generated
+from this document sends what the server accepts. Each stream event has its own schema.
+
 `python -m yipyap_jupyter.server.openapi` prints it; `openapi.json` next to this file
 is that output, kept in the repository for readers (a test keeps the two equal).
 """
@@ -17,7 +22,7 @@ from .. import __version__
 from ..engine.registry import ModelInfo
 from ..service.downloads import DownloadState
 from ..service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
-from ..service.schemas import GenerateRequest, InfillRequest, LoadRequest
+from ..service.schemas import MIN_TEMPERATURE, GenerateRequest, InfillRequest, LoadRequest
 from ..settings import UserSettings
 
 PREFIX = "/api/diffusion"
@@ -45,8 +50,9 @@ def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     meaning = {400: "validation", 403: "not authenticated", 404: "model_unavailable (unknown model, not cached)",
-               409: "model_unavailable (no model loaded)", 429: "network (rate limited; see Retry-After)",
-               500: "model_loading or generation", 502: "network (proxy upstream unreachable)", 504: "timeout"}
+               409: "model_unavailable (no model loaded)", 413: "validation (request body too large)",
+               429: "network (rate limited; see Retry-After)", 500: "model_loading or generation",
+               502: "network (proxy upstream unreachable)", 504: "timeout"}
     return {str(code): _json(_ref("ErrorBody"), meaning[code]) for code in codes}
 
 
@@ -61,13 +67,63 @@ def _operation(summary: str, ok: dict[str, Any], *errors: int, body: dict[str, A
     return operation
 
 
+_EVENTS: dict[str, type[BaseModel]] = {"status": StatusEvent, "step": StepEvent, "complete": CompleteEvent, "error": ErrorEvent}
+
 _SSE = {
     "description": "Server-Sent Events: one `data: <event JSON>` frame per event, `: keep-alive` comments between;"
-                   " status first, then steps, then exactly one complete or error.",
+                   " status first, then steps, then exactly one complete or error. Steps that queue up while the"
+                   " client reads are merged into one frame (texts concatenated, the last canvas). A request"
+                   " refused before its first event is answered with the error's status and body instead.",
     "headers": {"X-Correlation-ID": {"schema": {"type": "string"}}},
-    "content": {"text/event-stream": {"schema": {"oneOf": [_ref(StatusEvent), _ref(StepEvent), _ref(CompleteEvent),
-                                                           _ref(ErrorEvent)]}}},
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data"], "description": "one Server-Sent Event; its data is the event's JSON",
+        "properties": {"data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+            "oneOf": [_ref(model) for model in _EVENTS.values()],
+            "discriminator": {"propertyName": "type",
+                              "mapping": {name: _ref(model)["$ref"] for name, model in _EVENTS.items()}},
+        }}},
+    }}},
 }
+
+#: Not blank: at least one character that is not whitespace.
+_NOT_BLANK = {"type": "string", "pattern": r"\S"}
+
+
+def _request_rules(schemas: dict[str, Any]) -> None:
+    """Add the request rules that pydantic checks in validators, as JSON Schema."""
+    for name in ("GenerateRequest", "InfillRequest"):
+        temperature = schemas[name]["properties"]["temperature"]
+        number = next(option for option in temperature["anyOf"] if option.get("type") == "number")
+        temperature["anyOf"] = [{"const": 0}, {**number, "minimum": MIN_TEMPERATURE}, {"type": "null"}]
+    schemas["GenerateRequest"]["properties"]["prompt"]["pattern"] = _NOT_BLANK["pattern"]
+    schemas["InfillRequest"].update({
+        "anyOf": [{"required": ["prefix"], "properties": {"prefix": _NOT_BLANK}},
+                  {"required": ["suffix"], "properties": {"suffix": _NOT_BLANK}}],
+        "description": schemas["InfillRequest"]["description"]
+        + "\n\nprefix and suffix are not both blank; variable=true needs a non-blank suffix and no length.",
+        "if": {"required": ["variable"], "properties": {"variable": {"const": True}}},
+        "then": {"required": ["suffix"], "properties": {"suffix": _NOT_BLANK, "length": {"type": "null"}}},
+    })
+
+
+def _event_schemas(schemas: dict[str, Any]) -> None:
+    """Every event names its type; the non-streaming answer is the complete event without it."""
+    for model in _EVENTS.values():
+        event = schemas[model.__name__]
+        event["required"] = sorted({*event.get("required", []), *event["properties"]})
+    completion = dict(schemas[CompleteEvent.__name__])
+    completion["properties"] = {k: v for k, v in completion["properties"].items() if k != "type"}
+    completion["required"] = [name for name in completion["required"] if name != "type"]
+    completion["description"] = "The answer of /generate and /infill: the complete event's fields."
+    schemas["Completion"] = completion
+
+
+def _settings_change(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Body of PUT /settings: any subset of UserSettings."""
+    settings = schemas[UserSettings.__name__]
+    return {"type": "object", "additionalProperties": False, "description": "any subset of UserSettings",
+            "properties": {name: {k: v for k, v in field.items() if k != "default"}
+                           for name, field in settings["properties"].items()}}
 
 
 @lru_cache(maxsize=1)
@@ -75,37 +131,40 @@ def openapi_document() -> dict[str, Any]:
     """The whole document (built once)."""
     _, definitions = models_json_schema(_MODELS, ref_template=_REF)
     schemas = dict(definitions["$defs"])
+    _request_rules(schemas)
+    _event_schemas(schemas)
     schemas["ErrorBody"] = {
         "type": "object", "required": ["error_type", "message", "retryable"],
         "properties": {"error_type": {"type": "string", "enum": ["validation", "model_unavailable", "model_loading",
                                                                   "timeout", "generation", "network"]},
                        "message": {"type": "string"}, "retryable": {"type": "boolean"}},
     }
-    complete = {"allOf": [_ref(CompleteEvent)], "description": "the complete event's fields"}
+    complete = _ref("Completion")
+    generation_errors = (400, 404, 409, 413, 429, 500, 504)
     paths = {
         "/models": {"get": _operation("List known models with cache and load state", _json(
             {"type": "object", "properties": {"models": {"type": "array", "items": _ref(ModelInfo)}}}))},
         "/models/{model_id}/load": {"post": _operation(
-            "Load or switch the resident model", _json(_ref(ModelInfo)), 400, 404, 500,
+            "Load or switch the resident model", _json(_ref(ModelInfo)), 400, 404, 413, 500,
             body=_body(LoadRequest, required=False), model_id=True)},
         "/models/current": {"get": _operation("The resident model, or {\"loaded\": false}", _json(
             {"oneOf": [_ref(ModelInfo), {"type": "object", "properties": {"loaded": {"const": False}}}]}))},
         "/models/current/unload": {"post": _operation("Free the resident model", _json(
             {"type": "object", "properties": {"loaded": {"const": False},
                                               "unloaded": {"type": ["string", "null"]}}}))},
-        "/generate": {"post": _operation("Generate a continuation", _json(complete), 400, 404, 409, 500, 504,
+        "/generate": {"post": _operation("Generate a continuation", _json(complete), *generation_errors,
                                          body=_body(GenerateRequest))},
-        "/generate/stream": {"post": _operation("Generate a continuation, streamed", _SSE, 400, 429,
+        "/generate/stream": {"post": _operation("Generate a continuation, streamed", _SSE, *generation_errors,
                                                 body=_body(GenerateRequest))},
-        "/infill": {"post": _operation("Fill between a prefix and a suffix", _json(complete), 400, 404, 409, 500, 504,
+        "/infill": {"post": _operation("Fill between a prefix and a suffix", _json(complete), *generation_errors,
                                        body=_body(InfillRequest))},
-        "/infill/stream": {"post": _operation("Fill between a prefix and a suffix, streamed", _SSE, 400, 429,
-                                              body=_body(InfillRequest))},
+        "/infill/stream": {"post": _operation("Fill between a prefix and a suffix, streamed", _SSE,
+                                              *generation_errors, body=_body(InfillRequest))},
         "/settings": {
             "get": _operation("The persisted user settings", _json(_ref(UserSettings))),
             "put": _operation("Change some settings (validated; unknown fields rejected)", _json(_ref(UserSettings)),
-                              400, body={"required": True, "content": {"application/json": {"schema": {
-                                  "type": "object", "description": "any subset of UserSettings"}}}}),
+                              400, 413, body={"required": True, "content": {"application/json": {
+                                  "schema": _settings_change(schemas)}}}),
         },
         "/downloads": {"get": _operation("Cache state and downloads with byte progress", _json(
             {"type": "object", "properties": {"models": {"type": "array", "items": {"type": "object"}},

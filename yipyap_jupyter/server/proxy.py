@@ -3,7 +3,10 @@
 For a notebook machine without a GPU: users authenticate here as usual, and the
 request goes on with the operator's token for the upstream server. Streams are
 relayed chunk by chunk; a client that leaves closes the upstream stream, which
-cancels the generation there.
+cancels the generation there. Every route has its own timeouts: quick routes a
+short read timeout, streams an idle timeout a little over two keep-alive periods
+(the upstream sends a comment every period), routes that wait for the model the
+longest request timeout; when one passes, the answer is a `network` error.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import httpx
 from tornado import web
 
-from ..errors import NetworkError
+from ..errors import NetworkError, error_body
 from ..service.correlation import HEADER
 from ..service.events import ErrorEvent
 from ..service.logs import get_logger
@@ -23,12 +26,29 @@ from .sse import frame
 
 log = get_logger(__name__)
 
-#: Routes that open a stream, and so spend rate-limit tokens here as they do upstream.
+#: Routes that open a stream.
 STREAM_PATHS = frozenset({"generate/stream", "infill/stream"})
+#: Routes that generate, and so spend rate-limit tokens here as they do upstream.
+GENERATION_PATHS = STREAM_PATHS | {"generate", "infill"}
 #: Response headers worth passing back to the client.
 RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "X-Accel-Buffering")
-#: Upstream reads may pause for a whole generation (non-streaming routes) but not forever.
-UPSTREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=3700.0, write=60.0, pool=10.0)
+#: Routes that wait for the model without a stream: a generation or a load may take this long.
+MODEL_PATHS = frozenset({"generate", "infill", "models/current/unload"})
+#: Seconds to connect to the upstream, on every route.
+CONNECT_SECONDS = 10.0
+#: Seconds a route that waits for the model may read nothing: the longest request timeout, and some.
+MODEL_READ_SECONDS = 3700.0
+
+
+def upstream_timeout(path: str, quick_seconds: float, keepalive_seconds: float) -> httpx.Timeout:
+    """The timeouts of one proxied route (`path` is relative to the API)."""
+    if path in STREAM_PATHS:
+        read = 2 * keepalive_seconds + quick_seconds
+    elif path in MODEL_PATHS or path.endswith("/load"):
+        read = MODEL_READ_SECONDS
+    else:
+        read = quick_seconds
+    return httpx.Timeout(connect=CONNECT_SECONDS, read=read, write=quick_seconds, pool=CONNECT_SECONDS)
 
 
 class ProxyHandler(DiffusionHandler):
@@ -55,7 +75,7 @@ class ProxyHandler(DiffusionHandler):
     async def _forward(self, path: str) -> None:
         self.endpoint = f"proxy:{path}"
         self.streaming = path in STREAM_PATHS
-        if self.streaming and self.request.method == "POST":
+        if path in GENERATION_PATHS and self.request.method == "POST":
             self.rate_limit()
         self.relay = asyncio.ensure_future(self._relay(path))
         try:
@@ -74,10 +94,15 @@ class ProxyHandler(DiffusionHandler):
             headers["Content-Type"] = "application/json"
         started = False
         content_type = "application/json"
+        timeout = upstream_timeout(path, self.state.proxy_timeout_seconds, self.state.keepalive_seconds)
         try:
-            async with httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT) as client, client.stream(
+            async with httpx.AsyncClient(timeout=timeout) as client, client.stream(
                 self.request.method or "GET", url, content=self.request.body or None, headers=headers
             ) as upstream:
+                if upstream.status_code in (401, 403):
+                    raise NetworkError(
+                        f"the upstream diffusion server refused the proxy token (HTTP {upstream.status_code}):"
+                        " set DiffusionLLMApp.proxy_token to a token of that server", retryable=False)
                 self.set_status(upstream.status_code)
                 for name in RELAYED_HEADERS:
                     if name in upstream.headers:
@@ -93,12 +118,15 @@ class ProxyHandler(DiffusionHandler):
                 if upstream.status_code >= 400:
                     self._error_type = _error_type_of(failed_body)
         except httpx.HTTPError as error:
-            failure = NetworkError(f"the upstream diffusion server is unreachable ({type(error).__name__})")
+            failure = NetworkError(
+                f"the upstream diffusion server did not answer in time ({type(error).__name__})"
+                if isinstance(error, httpx.TimeoutException) else
+                f"the upstream diffusion server is unreachable ({type(error).__name__})")
             log.warning("proxy to %s failed: %s", base, type(error).__name__)
             if not started:
                 raise failure from None
             self._error_type = failure.error_type
-            self.write(frame(ErrorEvent.from_error(failure)))
+            self.write(frame(ErrorEvent(**error_body(failure))))
         self.finish(set_content_type=content_type)
 
 

@@ -13,7 +13,7 @@ Route = tuple[str, type, dict[str, Any]]
 
 
 def embedded_routes() -> list[Route]:
-    """Every route, served by this server's own model."""
+    """Every route, served by this server's own model; the last one answers unknown paths."""
     return [
         (rf"{API}/models", h.ModelsHandler, {}),
         (rf"{API}/models/current", h.CurrentModelHandler, {}),
@@ -28,6 +28,7 @@ def embedded_routes() -> list[Route]:
         (rf"{API}/downloads", h.DownloadsHandler, {}),
         (rf"{API}/metrics", h.MetricsHandler, {}),
         (rf"{API}/openapi.json", h.OpenAPIHandler, {}),
+        (rf"{API}/.*", h.NotFoundHandler, {}),
     ]
 
 

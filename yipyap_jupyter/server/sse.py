@@ -1,15 +1,17 @@
-"""Server-Sent Events over Tornado: one flushed `data:` frame per event, keep-alive comments between.
+"""Server-Sent Events over Tornado: one `data:` frame per event, keep-alive comments between.
 
 The event iterator runs on an executor thread and hands events to the IOLoop
-through an asyncio queue, so the loop never waits on torch. A client that goes
-away cancels the generation (the engine checks the token every step) and the
-stream waits for the worker before it ends, so no work outlives its request.
+through an asyncio queue, so the loop never waits on torch. The response starts
+with the first event: a request refused before it (an `error` first) is answered
+as that error's HTTP status instead of a stream. Events that queue up while the
+client reads are written together, their step events merged into one (`coalesce`).
+A client that goes away cancels the generation (the engine checks the token every
+step) and the stream waits for the worker before it ends, so no work outlives its request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -19,9 +21,9 @@ from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
 from ..cancel import CancelToken
-from ..errors import GenerationCancelled, GenerationError
-from ..service.correlation import correlation_id, in_current_context
-from ..service.events import CompleteEvent, ErrorEvent
+from ..errors import DiffusionError, GenerationCancelled, error_body
+from ..service.correlation import in_current_context
+from ..service.events import CompleteEvent, ErrorEvent, StepEvent
 from ..service.logs import get_logger
 
 log = get_logger(__name__)
@@ -34,8 +36,28 @@ _CANCELLED = object()
 
 
 def frame(event: Any) -> str:
-    """One SSE frame: `data: <json>` and a blank line."""
-    return f"data: {json.dumps(event.model_dump(), ensure_ascii=False)}\n\n"
+    """One SSE frame: `data: <json>` and a blank line (the event serialised once, by pydantic)."""
+    return f"data: {event.model_dump_json()}\n\n"
+
+
+def coalesce(events: list[Any]) -> list[Any]:
+    """Merge each run of consecutive step events into one: texts concatenated, the last canvas.
+
+    The concatenated step texts and the last canvas stay what the client would have got
+    frame by frame; a restart from step 1 (after out-of-memory) follows a status event,
+    so no run spans two attempts.
+    """
+    merged: list[Any] = []
+    for event in events:
+        previous = merged[-1] if merged else None
+        if isinstance(event, StepEvent) and isinstance(previous, StepEvent):
+            merged[-1] = event.model_copy(update={
+                "text": previous.text + event.text,
+                "changed": sorted({*previous.changed, *event.changed}),
+            })
+        else:
+            merged.append(event)
+    return merged
 
 
 @dataclass
@@ -57,6 +79,7 @@ class EventStream:
         self.keepalive_seconds = keepalive_seconds
         self.cancel_token = CancelToken()
         self.outcome = StreamOutcome()
+        self.opened = False
 
     @property
     def closed(self) -> bool:
@@ -66,7 +89,11 @@ class EventStream:
         self.cancel_token.cancel()
 
     async def run(self, events: Callable[[CancelToken], Iterator[Any]]) -> StreamOutcome:
-        """Stream `events(token)` until it ends or the client leaves."""
+        """Stream `events(token)` until it ends or the client leaves.
+
+        Raises:
+            DiffusionError: the first event was an error, so no response has started.
+        """
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -83,10 +110,9 @@ class EventStream:
             except GenerationCancelled:
                 post(_CANCELLED)
             except Exception as error:  # the service maps its own failures; this is a last resort
-                log.exception("event stream failed (%s)", type(error).__name__)
-                post(ErrorEvent.from_error(GenerationError(
-                    f"the stream failed unexpectedly; the server log has the details (correlation id {correlation_id.get()})"
-                )))
+                if not isinstance(error, DiffusionError):
+                    log.exception("event stream failed (%s)", type(error).__name__)
+                post(ErrorEvent(**error_body(error)))
             finally:
                 post(_END)
 
@@ -95,25 +121,34 @@ class EventStream:
         handler.set_header("Cache-Control", "no-cache, no-store")
         handler.set_header("X-Accel-Buffering", "no")
         worker = loop.run_in_executor(self.executor, in_current_context(work))
+        refusal: ErrorEvent | None = None
         try:
-            await self._send("")  # headers now, so the client knows the stream is open
-            while True:
+            ended = False
+            while not ended:
                 try:
-                    item = await asyncio.wait_for(items.get(), timeout=self.keepalive_seconds)
+                    batch = [await asyncio.wait_for(items.get(), timeout=self.keepalive_seconds)]
                 except asyncio.TimeoutError:
                     await self._send(KEEPALIVE_FRAME)
                     continue
-                if item is _END:
+                while not items.empty():
+                    batch.append(items.get_nowait())
+                if not self.opened and isinstance(batch[0], ErrorEvent):
+                    refusal = batch[0]
                     break
-                if item is _CANCELLED:
+                ended = _END in batch
+                if _CANCELLED in batch:
                     self.outcome.end = "cancelled"
-                    continue
-                self._note(item)
-                await self._send(frame(item))
+                frames = coalesce([item for item in batch if item is not _END and item is not _CANCELLED])
+                for event in frames:
+                    self._note(event)
+                if frames:
+                    await self._send("".join(frame(event) for event in frames))
         finally:
             if self.outcome.end not in ("complete", "error"):
                 self.cancel_token.cancel()
             await worker
+        if refusal is not None:
+            raise refusal.to_error()
         return self.outcome
 
     def _note(self, event: Any) -> None:
@@ -124,10 +159,11 @@ class EventStream:
             self.outcome.end, self.outcome.error_type = "error", event.error_type
 
     async def _send(self, text: str) -> None:
+        """Write and flush (the first call sends the headers too); a closed connection cancels."""
         if self.closed:
             return
-        if text:
-            self.handler.write(text)
+        self.opened = True
+        self.handler.write(text)
         try:
             await self.handler.flush()
         except StreamClosedError:

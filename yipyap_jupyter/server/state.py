@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..service.downloads import Downloads
-from ..service.metrics import MetricsStore
-from ..service.ratelimit import RateLimiter
 from ..service.service import DiffusionLLMService
+from .metrics import MetricsStore
+from .ratelimit import RateLimiter
 
 SETTINGS_KEY = "yipyap_jupyter_state"
 
@@ -17,9 +17,11 @@ SETTINGS_KEY = "yipyap_jupyter_state"
 class ExtensionState:
     """The service and its companions, created once when the extension starts.
 
-    `executor` runs every call that may block (model loads, generations waiting for
-    their turn): the manager serialises model work, so the pool only has to be wide
-    enough for waiting requests to report their queue position.
+    `executor` runs the calls that wait for the model (loads, unloads, generations
+    waiting for their turn): the manager serialises model work, so the pool only has to
+    be wide enough for waiting requests to report their queue position.
+    `quick_executor` runs the blocking calls of the quick routes (models, settings,
+    downloads, metrics), so they never queue behind generations.
     """
 
     service: DiffusionLLMService | None  # None in proxy mode
@@ -27,6 +29,8 @@ class ExtensionState:
     metrics: MetricsStore
     limiter: RateLimiter
     executor: ThreadPoolExecutor
+    quick_executor: ThreadPoolExecutor
     keepalive_seconds: float = 15.0
     proxy_url: str | None = None
     proxy_token: str = ""
+    proxy_timeout_seconds: float = 30.0

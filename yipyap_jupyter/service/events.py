@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from ..errors import (
     DiffusionError,
@@ -19,6 +19,7 @@ from ..errors import (
     ModelUnavailableError,
     NetworkError,
     ValidationError,
+    error_body,
 )
 from .validation import describe
 
@@ -71,13 +72,19 @@ class ErrorEvent(BaseModel):
     error_type: str
     message: str
     retryable: bool
+    _error: DiffusionError | None = PrivateAttr(None)
 
     @classmethod
     def from_error(cls, error: DiffusionError) -> ErrorEvent:
-        return cls(error_type=error.error_type, message=error.message, retryable=error.retryable)
+        """The frame of `error` (through `error_body`, so scrubbed); it remembers the exception itself."""
+        event = cls(**error_body(error))
+        event._error = error
+        return event
 
     def to_error(self) -> DiffusionError:
         """The exception this frame stands for, so a remote error re-raises as the local one."""
+        if self._error is not None:
+            return self._error
         error_class = _ERROR_CLASSES.get(self.error_type, DiffusionError)
         error = error_class(self.message, retryable=self.retryable)
         if error_class is DiffusionError:

@@ -27,7 +27,6 @@ from ..errors import (
     GenerationCancelled,
     GenerationError,
     GenerationTimeoutError,
-    error_body,
 )
 from ..settings import SettingsStore, UserSettings
 from .correlation import correlation_id
@@ -198,7 +197,7 @@ class DiffusionLLMService:
         try:
             yield from self._events(kind, request, cancel)
         except DiffusionError as error:
-            yield ErrorEvent(**error_body(error))
+            yield ErrorEvent.from_error(error)
 
     def plan(self, kind: Kind, request: GenerateRequest | InfillRequest | dict[str, Any]) -> Plan:
         """Validate `request` and resolve it against the model it will run on (raises `ValidationError`)."""

@@ -34,7 +34,7 @@ class RateLimiter:
             if tokens < 1.0:
                 self._buckets[client] = (tokens, now)
                 raise RateLimitedError(
-                    "too many streaming requests: slow down", retry_after=(1.0 - tokens) / self.rate
+                    "too many generation requests: slow down", retry_after=(1.0 - tokens) / self.rate
                 )
             self._buckets[client] = (tokens - 1.0, now)
             while len(self._buckets) > MAX_CLIENTS:

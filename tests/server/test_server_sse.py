@@ -1,0 +1,79 @@
+"""The SSE writer: a client that reads slower than steps arrive gets merged step frames, exact in sum."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+from server_helpers import check_steps, sse_events
+
+from yipyap_jupyter.service.events import StatusEvent, StepEvent
+from yipyap_jupyter.server.sse import coalesce
+
+TOTAL = 256
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The body of a chunked HTTP/1.1 response."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower(), head
+    body = b""
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return body
+        body, rest = body + rest[:size], rest[size + 2:]
+
+
+def step(number: int, text: str, canvas: str, changed: list[int]) -> StepEvent:
+    return StepEvent(step=number, total_steps=3, text=text, canvas=canvas, progress=number / 3, pieces=list(canvas),
+                     changed=changed)
+
+
+def test_coalesce_merges_only_runs_of_steps() -> None:
+    status = StatusEvent(message="out of memory on cuda:0; continuing on cpu")
+    events = [step(1, "a", "a__", [0]), step(2, "b", "ab_", [1]), status, step(1, "x", "x__", [0]),
+              step(2, "", "x_z", [2]), step(3, "yz", "xyz", [1])]
+    merged = coalesce(events)
+    assert [type(e).__name__ for e in merged] == ["StepEvent", "StatusEvent", "StepEvent"]
+    assert (merged[0].step, merged[0].text, merged[0].canvas, merged[0].changed) == (2, "ab", "ab_", [0, 1])
+    assert (merged[2].step, merged[2].text, merged[2].canvas, merged[2].changed) == (3, "xyz", "xyz", [0, 1, 2])
+
+
+async def test_a_slow_reader_gets_merged_frames_with_exact_text(
+    jp_fetch, jp_http_port: int, jp_base_url: str, jp_auth_header: dict, tmp_path: Path
+) -> None:
+    await jp_fetch("api", "diffusion", "generate", method="POST",  # the model is loaded and the server listening
+                   body=json.dumps({"prompt": "x", "max_new_tokens": 4, "steps": 2}))
+    body = json.dumps({"prompt": "once upon a time", "max_new_tokens": TOTAL, "steps": TOTAL, "seed": 5}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that takes little at a time
+    sock.connect(("127.0.0.1", jp_http_port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    head = (f"POST {jp_base_url}api/diffusion/generate/stream HTTP/1.1\r\nHost: 127.0.0.1:{jp_http_port}\r\n"
+            f"Authorization: {jp_auth_header['Authorization']}\r\nContent-Type: application/json\r\n"
+            f"X-Correlation-ID: slow-reader\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n")
+    writer.write(head.encode() + body)
+    await writer.drain()
+    received = await reader.read(1024)
+    log = tmp_path / "yipyap-logs" / "structured.log"
+    for _ in range(1200):  # read nothing more until the whole generation has run
+        if any(json.loads(line)["message"] == "generate finished" and json.loads(line)["correlation_id"] ==
+               "slow-reader" for line in log.read_text().splitlines()):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the generation never finished")
+    while chunk := await reader.read(1 << 16):
+        received += chunk
+    writer.close()
+
+    events = sse_events(dechunk(received))
+    steps = check_steps(events, last_step=TOTAL)
+    assert len(steps) < TOTAL  # merged while the client was not reading
+    reference = sse_events((await jp_fetch("api", "diffusion", "generate", "stream", method="POST", body=body)).body)
+    assert events[-1]["raw_text"] == reference[-1]["raw_text"] and events[-1]["history"] == reference[-1]["history"]
