@@ -149,7 +149,7 @@ def variable_infill_eval(
         n_masks = max(1, true_len // 2) if k % 2 == 0 else true_len + max(3, true_len // 2)
         canvas = torch.tensor([[ids.bos, *tokens[:a], *[ids.mask] * n_masks, *tokens[b:], ids.eos]])
         step = None
-        for step in variable_infill(
+        for step in variable_infill(  # noqa: B007 - the last step is what counts
             network, canvas, mask_id=ids.mask, delete_id=ids.eos, expand_id=ids.expand,
             max_new_tokens=max(max_new_tokens, n_masks), shift_logits=False, alg=alg,
             generator=torch.Generator().manual_seed(seed + k),
@@ -193,7 +193,7 @@ def examples(model, seed: int) -> list[dict]:
         canvas = torch.tensor(
             [[ids.bos, *encode(tokenizer, prefix), *[ids.mask] * n_masks, *encode(tokenizer, suffix), ids.eos]]
         )
-        for step in variable_infill(
+        for step in variable_infill(  # noqa: B007 - the last step is what counts
             network, canvas, mask_id=ids.mask, delete_id=ids.eos, expand_id=ids.expand,
             max_new_tokens=48, shift_logits=False, generator=torch.Generator().manual_seed(seed + k),
         ):

@@ -160,7 +160,7 @@ def serve_as_hub(repo_id: str, source: Path, revision: str = "1" * 40) -> Iterat
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = urlparse(self.path).path
             resolve = f"/{repo_id}/resolve/{revision}/"
             if path == f"/api/models/{repo_id}/revision/main":
@@ -178,7 +178,7 @@ def serve_as_hub(repo_id: str, source: Path, revision: str = "1" * 40) -> Iterat
             else:
                 self._answer(b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"}, status=404)
 
-        do_HEAD = do_GET  # noqa: N815
+        do_HEAD = do_GET
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -21,10 +21,10 @@ import torch
 from checkpoints import add_to_hub_cache, serve_as_hub
 from pretend_gpu import PretendGpu, fail_forward
 
+from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
 from yipyap_jupyter.engine.model import SamplingOptions
-from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,
@@ -288,7 +288,7 @@ def test_a_load_waits_for_the_generation_in_flight(
     def switch() -> None:
         try:
             outcome["info"] = manager.load(str(other_llada_dir), device="cpu", on_status=on_status)
-        except Exception as exc:  # noqa: BLE001 - reported to the test thread
+        except Exception as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=switch)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from checkpoints import make_dream_checkpoint, make_llada_checkpoint
+
 from yipyap_jupyter.constants import MASK_GLYPH
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.engine.specs import KNOWN_MODELS, spec_for_local

@@ -41,10 +41,7 @@ def _ids(tokenizer, text: str) -> list[int]:
 
 
 def _last(steps):
-    step = None
-    for step in steps:
-        pass
-    assert step is not None
+    *_, step = steps
     return step
 
 

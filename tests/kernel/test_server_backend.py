@@ -86,7 +86,7 @@ def test_both_backends_yield_identical_events(remote: DiffusionClient, client: D
         args = ("once upon a time",) if stream == "stream_generate" else ("def f ( x ) :", "return x")
         local = list(getattr(client, stream)(*args, **REQUEST))
         served = list(getattr(remote, stream)(*args, **REQUEST))
-        timeless = lambda e: e.model_dump(exclude={"generation_time"})  # noqa: E731
+        timeless = lambda e: e.model_dump(exclude={"generation_time"})
         assert [e.type for e in local] == ["status", "step", "step", "step", "step", "complete"]
         assert [e.type for e in served if e.type != "step"] == ["status", "complete"]
         assert timeless(served[0]) == timeless(local[0]) and timeless(served[-1]) == timeless(local[-1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from yipyap_jupyter.engine.registry import ModelInfo
 from yipyap_jupyter.kernel.views import (
     ModelTable,
     ModelView,
@@ -11,6 +10,7 @@ from yipyap_jupyter.kernel.views import (
     human_count,
     human_size,
 )
+from yipyap_jupyter.service.schemas import ModelInfo
 from yipyap_jupyter.settings import UserSettings
 
 

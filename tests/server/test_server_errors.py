@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 import torch
-from server_helpers import as_json, sse_events
+from server_helpers import as_json
 from tornado.httpclient import HTTPClientError
 
 

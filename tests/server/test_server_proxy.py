@@ -58,7 +58,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path) -> 
     port, token = free_port(), secrets.token_hex(12)
     log = (root / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ServerApp.port_retries=0",
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.port_retries=0",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}", "--ServerApp.base_url=/up/",
          f"--IdentityProvider.token={token}", f"--DiffusionLLMApp.default_model={tiny_llada_dir}",
          "--DiffusionLLMApp.preload=True"],

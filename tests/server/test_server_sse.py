@@ -9,8 +9,8 @@ from pathlib import Path
 
 from server_helpers import check_steps, sse_events
 
-from yipyap_jupyter.service.events import StatusEvent, StepEvent
 from yipyap_jupyter.server.sse import coalesce
+from yipyap_jupyter.service.events import StatusEvent, StepEvent
 
 TOTAL = 256
 

@@ -9,8 +9,8 @@ from yipyap_jupyter.service.frames import StepFrames
 
 def step(n: int, total: int, settled: str, text: str, masks: int) -> GenerationStep:
     pieces = tuple(["w"] * (total - masks) + [M] * masks)
-    return GenerationStep(step=n, total_steps=total, tokens=tuple(range(total)), pieces=pieces, changed=(n - 1,), confidences=(0.5,),
-                          settled_text=settled, canvas=text + M * masks, text=text, progress=n / total,
+    return GenerationStep(step=n, total_steps=total, tokens=tuple(range(total)), pieces=pieces, changed=(n - 1,),
+                          confidences=(0.5,), settled_text=settled, canvas=text + M * masks, text=text, progress=n / total,
                           text_tokens=total - masks, ended=False)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine.manager import DiffusionModelManager
 from yipyap_jupyter.engine.model import SamplingOptions
-from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,

@@ -24,7 +24,8 @@ def test_update_persists_and_merges(tmp_path: Path) -> None:
     saved = store.update({"auto_trim": False})
     assert saved.max_new_tokens == 100 and saved.auto_trim is False
     assert json.loads(store.path.read_text())["max_new_tokens"] == 100
-    assert sorted(p.name for p in store.path.parent.iterdir()) == ["settings.json", "settings.json.lock"]  # no temporary file
+    # no temporary file is left behind
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["settings.json", "settings.json.lock"]
 
 
 @pytest.mark.parametrize("changes", [{"max_new_tokens": 0}, {"request_timeout": 9999}, {"preferred_device": "tpu"},

@@ -104,7 +104,7 @@ def load_network(
                 state[name] = tensor
         except (ModelLoadingError, torch.OutOfMemoryError):
             raise
-        except Exception as exc:  # a corrupt file fails in JSON, struct or torch as much as in our checks
+        except Exception as exc:  # noqa: BLE001 - a corrupt file fails in JSON, struct or torch as much as in our checks
             raise ModelLoadingError(f"corrupt weight file {path.name}: {exc}") from None
     missing = sorted(set(expected) - set(state))
     if missing or unexpected:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
-from .registry import ModelInfo, ModelRegistry
+from ..service.schemas import ModelInfo
+from .registry import ModelRegistry
 
 if TYPE_CHECKING:
     import torch

@@ -63,7 +63,7 @@ class DiffusionModel:
     @classmethod
     def load(
         cls, spec: ModelSpec, directory: Path | str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
-    ) -> "DiffusionModel":
+    ) -> DiffusionModel:
         """Load weights and tokenizer from a local directory (raises ModelLoadingError / ModelUnavailableError)."""
         directory = Path(directory)
         config = read_config(directory)
@@ -129,7 +129,7 @@ class DiffusionModel:
         if length is not None and length < 1:
             raise ValidationError("length must be at least 1")
         opts = resolve(options, self.spec, job, length)
-        encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
+        encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"] if s else []
         head = [self.ids.bos] if self.ids.bos is not None else []
         if not variable:
             canvas = self._checked(head + encode(prefix) + [self.ids.mask] * opts.max_new_tokens + encode(suffix))

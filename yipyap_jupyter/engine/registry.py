@@ -16,9 +16,8 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from ..errors import ModelUnavailableError, NetworkError
+from ..service.schemas import ModelInfo
 from .layout import CONFIG_FILE, checkpoint_files, context_length, detect_family, has_expand_token
 from .specs import KNOWN_MODELS, ModelSpec, spec_for_local
 
@@ -28,25 +27,6 @@ DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"
 MAX_HEADER_BYTES = 100_000_000
 
 ProgressCallback = Callable[[int, int], None]
-
-
-class ModelInfo(BaseModel):
-    """What a client sees of a model: identity, cache state and, when loaded, where it runs."""
-
-    id: str
-    name: str
-    family: str
-    repo_id: str | None = None
-    capabilities: list[str]
-    parameters: int | None = None
-    size_on_disk: int = 0
-    cached: bool = False
-    path: str | None = None
-    loaded: bool = False
-    device: str | None = None
-    dtype: str | None = None
-    fallback: str | None = None
-    context_length: int | None = None  # most tokens (text + generation) one request may hold
 
 
 def _env_flag(name: str) -> bool | None:

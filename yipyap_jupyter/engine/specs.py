@@ -75,7 +75,8 @@ class ModelSpec:
 
 LLADA_TOKENS = FamilyTokens(mask="<|mdm_mask|>", eos="<|endoftext|>", eot="<|eot_id|>", bos="<|startoftext|>")
 DREAM_TOKENS = FamilyTokens(mask="<|mask|>", eos="<|endoftext|>", eot="<|im_end|>", bos="<|beginoftext|>")
-DREAMON_TOKENS = FamilyTokens(mask="<|mask|>", eos="<|endoftext|>", eot="<|im_end|>", bos="<|beginoftext|>", expand="<|expand|>")
+DREAMON_TOKENS = FamilyTokens(mask="<|mask|>", eos="<|endoftext|>", eot="<|im_end|>", bos="<|beginoftext|>",
+                              expand="<|expand|>")
 TINY_TOKENS = FamilyTokens(mask="<|mdm_mask|>", eos="<|endoftext|>", bos="<|startoftext|>", expand="<|expand|>")
 
 LLADA_DEFAULTS = SamplingDefaults(max_new_tokens=128, steps=128, block_length=32, temperature=0.0,

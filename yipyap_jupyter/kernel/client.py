@@ -24,8 +24,8 @@ from .render import Context
 from .result import DiffusionResult
 
 if TYPE_CHECKING:
-    from ..engine.registry import ModelInfo
     from ..service.events import Event
+    from ..service.schemas import ModelInfo
     from ..settings import UserSettings
 
 ProgressCallback = Callable[[int, int], None]

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ..cancel import CancelToken
-    from ..engine.registry import ModelInfo
     from ..service.events import Event
-    from ..service.schemas import GenerateRequest, InfillRequest
+    from ..service.schemas import GenerateRequest, InfillRequest, ModelInfo
     from ..service.service import DiffusionLLMService
     from ..settings import UserSettings
 

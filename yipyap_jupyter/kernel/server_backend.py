@@ -29,11 +29,10 @@ from ..errors import (
     ValidationError,
 )
 from ..service.events import ErrorEvent, event_from_dict
-from ..service.schemas import GenerateRequest, InfillRequest
+from ..service.schemas import GenerateRequest, InfillRequest, ModelInfo
 from .discovery import SERVER_TOKEN_ENV, ServerInfo
 
 if TYPE_CHECKING:
-    from ..engine.registry import ModelInfo
     from ..service.events import Event
     from ..settings import UserSettings
 
@@ -130,19 +129,13 @@ class ServerBackend:
     # -- models and settings ----------------------------------------------------------
 
     def models(self) -> list[ModelInfo]:
-        from ..engine.registry import ModelInfo
-
         return [ModelInfo.model_validate(item) for item in self._call("GET", "models")["models"]]
 
     def load(self, model_id: str, device: str | None = None, dtype: str | None = None) -> ModelInfo:
-        from ..engine.registry import ModelInfo
-
         body = {key: value for key, value in (("device", device), ("dtype", dtype)) if value is not None}
         return ModelInfo.model_validate(self._call("POST", f"models/{quote(model_id, safe='')}/load", body, LOAD_TIMEOUT))
 
     def current(self) -> ModelInfo | None:
-        from ..engine.registry import ModelInfo
-
         data = self._call("GET", "models/current")
         return ModelInfo.model_validate(data) if data.get("id") else None  # else {"loaded": false}
 

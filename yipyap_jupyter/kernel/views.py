@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..engine.registry import ModelInfo
+    from ..service.schemas import ModelInfo
     from ..settings import UserSettings
 
 TABLE_STYLE = "border-collapse: collapse; font-size: 12px;"

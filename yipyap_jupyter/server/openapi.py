@@ -19,10 +19,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from ..engine.registry import ModelInfo
 from ..service.downloads import DownloadState
 from ..service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
-from ..service.schemas import MIN_TEMPERATURE, GenerateRequest, InfillRequest, LoadRequest
+from ..service.schemas import MIN_TEMPERATURE, GenerateRequest, InfillRequest, LoadRequest, ModelInfo
 from ..settings import UserSettings
 
 PREFIX = "/api/diffusion"
@@ -67,7 +66,9 @@ def _operation(summary: str, ok: dict[str, Any], *errors: int, body: dict[str, A
     return operation
 
 
-_EVENTS: dict[str, type[BaseModel]] = {"status": StatusEvent, "step": StepEvent, "complete": CompleteEvent, "error": ErrorEvent}
+_EVENTS: dict[str, type[BaseModel]] = {
+    "status": StatusEvent, "step": StepEvent, "complete": CompleteEvent, "error": ErrorEvent,
+}
 
 _SSE = {
     "description": "Server-Sent Events: one `data: <event JSON>` frame per event, `: keep-alive` comments between;"

@@ -1,4 +1,5 @@
-"""The request types, shared by HTTP, the magics, the panels, the CLI and the Python client.
+"""The wire types: the requests (shared by HTTP, the magics, the panels, the CLI and the Python
+client) and the model info every view shows.
 
 This is the one module that validates a request: views build a `GenerateRequest` or
 `InfillRequest` from what the user set (leaving the rest None) and never check values
@@ -137,3 +138,22 @@ class LoadRequest(BaseModel):
 
     device: Device | None = None
     dtype: DType | None = None
+
+
+class ModelInfo(BaseModel):
+    """What a client sees of a model: identity, cache state and, when loaded, where it runs."""
+
+    id: str
+    name: str
+    family: str
+    repo_id: str | None = None
+    capabilities: list[str]
+    parameters: int | None = None
+    size_on_disk: int = 0
+    cached: bool = False
+    path: str | None = None
+    loaded: bool = False
+    device: str | None = None
+    dtype: str | None = None
+    fallback: str | None = None
+    context_length: int | None = None  # most tokens (text + generation) one request may hold

@@ -43,7 +43,7 @@ from .validation import validate
 if TYPE_CHECKING:
     from ..engine.decoder import GenerationStep
     from ..engine.manager import DiffusionModelManager
-    from ..engine.registry import ModelInfo
+    from .schemas import ModelInfo
 
 log = get_logger(__name__)
 

@@ -37,10 +37,10 @@ def _rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Ten
 def _layers(network: nn.Module) -> list[dict[str, nn.Module]]:
     if isinstance(network, DreamModel):
         return [
-            dict(norm1=l.input_layernorm, q=l.self_attn.q_proj, k=l.self_attn.k_proj, v=l.self_attn.v_proj,
-                 o=l.self_attn.o_proj, norm2=l.post_attention_layernorm, gate=l.mlp.gate_proj, up=l.mlp.up_proj,
-                 down=l.mlp.down_proj)
-            for l in network.model.layers
+            dict(norm1=layer.input_layernorm, q=layer.self_attn.q_proj, k=layer.self_attn.k_proj,
+                 v=layer.self_attn.v_proj, o=layer.self_attn.o_proj, norm2=layer.post_attention_layernorm,
+                 gate=layer.mlp.gate_proj, up=layer.mlp.up_proj, down=layer.mlp.down_proj)
+            for layer in network.model.layers
         ]
     return [
         dict(norm1=b.attn_norm, q=b.q_proj, k=b.k_proj, v=b.v_proj, o=b.attn_out, norm2=b.ff_norm, gate=b.ff_proj,

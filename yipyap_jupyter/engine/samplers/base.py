@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 
-
 @dataclass(frozen=True)
 class SamplerStep:
     """The state after one denoising step (batch size one).

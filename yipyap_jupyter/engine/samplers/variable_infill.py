@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ValidationError
 from ...cancel import CancelToken
+from ...errors import ValidationError
 from .base import SamplerStep
 from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens, shifted_rows
 

@@ -19,7 +19,7 @@ from .base import Panel
 from .jobs import BackgroundJob
 
 if TYPE_CHECKING:
-    from ...engine.registry import ModelInfo
+    from ...service.schemas import ModelInfo
     from ..client import DiffusionClient
 
 #: Label, progress bar, button: the columns of the downloads grid.

@@ -16,7 +16,7 @@ from .base import Panel
 from .jobs import BackgroundJob
 
 if TYPE_CHECKING:
-    from ...engine.registry import ModelInfo
+    from ...service.schemas import ModelInfo
     from ...settings import UserSettings
     from ..client import DiffusionClient
 
