@@ -1,6 +1,12 @@
 """yipyap-jupyter: diffusion language models (LLaDA, Dream, DreamOn) in Jupyter."""
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 __version__ = "0.1.0"
 
@@ -9,7 +15,7 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def load_ipython_extension(ipython: object) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """`%load_ext yipyap_jupyter`: register the `%diffuse` / `%%diffuse` magics (imported only now)."""
     from .kernel.magics import load_ipython_extension as register
 

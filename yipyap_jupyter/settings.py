@@ -34,8 +34,8 @@ class UserSettings(BaseModel):
 
     auto_trim: bool = True
     fix_punctuation: bool = True
-    max_new_tokens: int | None = Field(None, ge=1, le=4096, description="None: each model's own default")
-    request_timeout: float = Field(300.0, ge=1, le=3600)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=4096, description="None: each model's own default")
+    request_timeout: float = Field(default=300.0, ge=1, le=3600)
     preferred_device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
 
 

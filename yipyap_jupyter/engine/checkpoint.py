@@ -14,7 +14,7 @@ import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import save_file
@@ -124,7 +124,7 @@ def save_checkpoint(
     """Write `network` as `config.json` + `model.safetensors` in the official layout of its family."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = {**network.config.to_dict(), **(extra_config or {})}
+    config = {**cast(Any, network).config.to_dict(), **(extra_config or {})}  # our networks carry their config
     state = {name: t.detach().to(dtype or t.dtype).contiguous().cpu() for name, t in network.state_dict().items()}
     config["torch_dtype"] = str(next(iter(state.values())).dtype).removeprefix("torch.")
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})

@@ -12,6 +12,7 @@ values (Fast-dLLM's block-wise cache).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -106,11 +107,16 @@ class LLaDAModel(nn.Module):
             position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
             position_ids = position_ids.expand(input_ids.shape[0], -1)
         rope = rotary_tables(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta)
-        for index, block in enumerate(t["blocks"]):
+        for index, block in enumerate(cast(nn.ModuleList, t["blocks"])):
             x = block(x, rope, attention_mask, None if kv_cache is None else kv_cache.layer(index, start))
         x = t["ln_f"](x)
-        head = t["wte"].weight if self.config.weight_tying else t["ff_out"].weight
-        logits = nn.functional.linear(x, head, None if self.config.weight_tying else t["ff_out"].bias)
+        bias: torch.Tensor | None = None
+        if self.config.weight_tying:
+            head = cast(nn.Embedding, t["wte"]).weight
+        else:
+            ff_out = cast(nn.Linear, t["ff_out"])
+            head, bias = ff_out.weight, ff_out.bias
+        logits = nn.functional.linear(x, head, bias)
         if self.config.scale_logits:
             logits = logits * (1 / math.sqrt(self.config.d_model))
         return logits

@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
 from ..service.schemas import ModelInfo
@@ -71,7 +71,7 @@ class RequestQueue:
         with self._changed:
             return len(self._line)
 
-    def waiting(self, cancel: CancelToken | None = None) -> Iterator[str]:
+    def waiting(self, cancel: CancelToken | None = None) -> Generator[str, None, None]:
         """Join the line; yield "queued: N requests ahead" whenever N changes; leave when closed.
 
         The caller's turn starts when the iterator has nothing more to say (a `next()` that
@@ -152,7 +152,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     name = DTYPE_ALIASES.get(name, name)
     if name not in DTYPES:
         raise ValidationError(f"unknown dtype {str(dtype)[:30]!r}: use auto, {', '.join(DTYPES)}")
-    return getattr(torch, name)
+    return cast(torch.dtype, getattr(torch, name))
 
 
 class DiffusionModelManager:
@@ -242,7 +242,7 @@ class DiffusionModelManager:
         *,
         model: str | None = None,
         device: str = "auto",
-    ) -> Iterator[Status | GenerationStep]:
+    ) -> Generator[Status | GenerationStep, None, None]:
         """Statuses and steps of a generation, holding the manager's turn until exhausted or closed.
 
         With `model`, that model is loaded first (on `device`) in the same turn unless it is the
@@ -264,7 +264,7 @@ class DiffusionModelManager:
         variable: bool = False,
         model: str | None = None,
         device: str = "auto",
-    ) -> Iterator[Status | GenerationStep]:
+    ) -> Generator[Status | GenerationStep, None, None]:
         """Statuses and steps of an infilling (fixed `length`, or `variable`); same terms as `generate`."""
         return self._run(
             lambda m: m.infill(prefix, suffix, options, length=length, cancel=cancel, variable=variable),
@@ -279,7 +279,7 @@ class DiffusionModelManager:
         model_id: str | None,
         device: str,
         cancel: CancelToken | None,
-    ) -> Iterator[Status | GenerationStep]:
+    ) -> Generator[Status | GenerationStep, None, None]:
         """In one turn: load `model_id` if it is not resident, then run `start` on the model.
 
         On accelerator out-of-memory the model moves to CPU and the run starts over; the steps

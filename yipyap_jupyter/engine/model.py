@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +26,14 @@ from .specs import ModelSpec
 from .tokenizer import SpecialIds, load_tokenizer, special_ids
 
 __all__ = ["DiffusionModel", "GenerationStep", "SamplingOptions"]
+
+_T = TypeVar("_T")
+
+
+def _resolved(value: _T | None) -> _T:
+    """An option after `resolve`, which sets every option the sampler that runs reads."""
+    assert value is not None, "a sampler read an option resolve left unset"
+    return value
 
 
 class _WithoutTokens(torch.nn.Module):
@@ -103,7 +111,7 @@ class DiffusionModel:
             prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         else:
             prompt_ids = self.tokenizer(prompt)["input_ids"]
-        canvas = self._checked(list(prompt_ids) + [self.ids.mask] * opts.max_new_tokens)
+        canvas = self._checked(list(prompt_ids) + [self.ids.mask] * _resolved(opts.max_new_tokens))
         decoder = self._decoder(mask_glyph, cut_at_stop=True, exact_total=opts.threshold is None)
         return decoder.decode(self._fixed_length_steps(canvas, opts, cancel))
 
@@ -129,17 +137,18 @@ class DiffusionModel:
         if length is not None and length < 1:
             raise ValidationError("length must be at least 1")
         opts = resolve(options, self.spec, job, length)
+        n = _resolved(opts.max_new_tokens)
         encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"] if s else []
         head = [self.ids.bos] if self.ids.bos is not None else []
         if not variable:
-            canvas = self._checked(head + encode(prefix) + [self.ids.mask] * opts.max_new_tokens + encode(suffix))
+            canvas = self._checked(head + encode(prefix) + [self.ids.mask] * n + encode(suffix))
             decoder = self._decoder(mask_glyph, cut_at_stop=False, exact_total=opts.threshold is None)
             return decoder.decode(self._fixed_length_steps(canvas, opts, cancel))
-        start = max(1, opts.max_new_tokens // VARIABLE_INFILL_START_FRACTION)
+        start = max(1, n // VARIABLE_INFILL_START_FRACTION)
         middle = [self.ids.mask] * start
         # the middle may grow up to max_new_tokens: that length must fit too
         canvas = self._checked(head + encode(prefix) + middle + encode(suffix) + [self.ids.eos],
-                               growth=opts.max_new_tokens - start)
+                               growth=n - start)
         decoder = self._decoder(mask_glyph, cut_at_stop=False, exact_total=False)
         return decoder.decode(self._variable_steps(canvas, opts, cancel))
 
@@ -169,18 +178,19 @@ class DiffusionModel:
             from .samplers.llada import llada_sample
 
             return llada_sample(
-                network, canvas, mask_id=self.ids.mask, steps=opts.steps, block_length=opts.block_length,
-                temperature=opts.temperature, cfg_scale=opts.cfg_scale, remasking=opts.remasking,
-                threshold=opts.threshold, cache=opts.cache, generator=generator, cancel=cancel,
+                network, canvas, mask_id=self.ids.mask, steps=_resolved(opts.steps),
+                block_length=_resolved(opts.block_length), temperature=_resolved(opts.temperature),
+                cfg_scale=_resolved(opts.cfg_scale), remasking=_resolved(opts.remasking),
+                threshold=opts.threshold, cache=_resolved(opts.cache), generator=generator, cancel=cancel,
             )
         from .samplers.dream import dream_sample
 
         whole_span = opts.block_length == opts.max_new_tokens and opts.cache == "none" and opts.threshold is None
         return dream_sample(
-            network, canvas, mask_id=self.ids.mask, steps=opts.steps, alg=opts.alg, alg_temp=opts.alg_temp,
-            temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
-            block_length=None if whole_span else opts.block_length, cache=opts.cache, threshold=opts.threshold,
-            generator=generator, cancel=cancel,
+            network, canvas, mask_id=self.ids.mask, steps=_resolved(opts.steps), alg=_resolved(opts.alg),
+            alg_temp=_resolved(opts.alg_temp), temperature=_resolved(opts.temperature), top_p=opts.top_p,
+            top_k=opts.top_k, block_length=None if whole_span else opts.block_length, cache=_resolved(opts.cache),
+            threshold=opts.threshold, generator=generator, cancel=cancel,
         )
 
     def _variable_steps(
@@ -188,9 +198,13 @@ class DiffusionModel:
     ) -> Iterator[SamplerStep]:
         from .samplers.variable_infill import variable_infill
 
+        if self.ids.expand is None:
+            raise ValidationError(f"model {self.spec.id} cannot infill variable-length: its tokenizer has no"
+                                  f" {self.spec.tokens.expand or 'expand'} token")
         return variable_infill(
             self.network, canvas, mask_id=self.ids.mask, delete_id=self.ids.eos,
-            expand_id=self.ids.expand, max_new_tokens=opts.max_new_tokens, alg=opts.alg,
-            temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, alg_temp=opts.alg_temp,
-            shift_logits=self.spec.shift_logits, generator=make_generator(opts.seed, self.device), cancel=cancel,
+            expand_id=self.ids.expand, max_new_tokens=_resolved(opts.max_new_tokens), alg=_resolved(opts.alg),
+            temperature=_resolved(opts.temperature), top_p=opts.top_p, top_k=opts.top_k,
+            alg_temp=_resolved(opts.alg_temp), shift_logits=self.spec.shift_logits,
+            generator=make_generator(opts.seed, self.device), cancel=cancel,
         )

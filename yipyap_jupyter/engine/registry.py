@@ -169,7 +169,7 @@ class ModelRegistry:
             size_on_disk=size_on_disk(directory) if directory else 0,
             cached=not missing,
             path=str(directory) if directory else None,
-            context_length=context_length(directory) if not missing else None,
+            context_length=context_length(directory) if directory and not missing else None,
         )
 
     def download(self, model_id: str, progress: ProgressCallback | None = None) -> Path:

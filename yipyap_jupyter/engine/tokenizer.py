@@ -28,7 +28,8 @@ class SpecialIds:
 
 def load_tokenizer(directory: Path) -> Any:
     """`AutoTokenizer` from the local snapshot; Dream's custom tokenizer class falls back to Qwen2's."""
-    from transformers import AutoTokenizer, Qwen2TokenizerFast
+    # transformers 5 keeps Qwen2TokenizerFast as a lazy alias of Qwen2Tokenizer, absent from its type stubs
+    from transformers import AutoTokenizer, Qwen2TokenizerFast  # type: ignore[attr-defined, unused-ignore]
     from transformers.utils import logging as hf_logging
 
     # transformers warns that our model types are unknown to it: true, and irrelevant for a tokenizer

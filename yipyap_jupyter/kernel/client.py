@@ -85,10 +85,12 @@ class DiffusionClient:
     def __init__(self, backend: BackendName | Backend = "auto", *, server: ServerInfo | None = None) -> None:
         self._backend: Backend | None = None
         if not isinstance(backend, str):
-            self._backend, backend = backend, backend.name
-        elif backend not in BACKENDS:
+            self._backend, requested = backend, backend.name
+        elif backend in BACKENDS:
+            requested = backend
+        else:
             raise ValidationError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self._requested = backend
+        self._requested = requested
         self._server = server
         self._lock = threading.Lock()
 

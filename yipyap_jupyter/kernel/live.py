@@ -238,7 +238,7 @@ class CellDisplay:
         self.generation = generation
         self.throttle = Throttle(interval)
         self.dirty = False
-        self.handle = display({}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        self.handle = display({}, raw=True, display_id=True)
         generation.observe(self._stepped, names="step")
         generation.observe(self._status, names="status")
         generation.observe(self._ended, names="state")
@@ -270,9 +270,9 @@ class CellDisplay:
             self._draw()  # the last canvas, always: the result continues the prompt exactly as it shows
             self.handle.update({"text/html": generation.result._repr_html_(), "text/plain": repr(generation.result)},
                                raw=True)
-            clear_output(wait=True)  # type: ignore[no-untyped-call]  # the result (the cell's value) replaces the live display
+            clear_output(wait=True)  # the result (the cell's value) replaces the live display
         elif change["new"] == "failed":
-            clear_output(wait=True)  # type: ignore[no-untyped-call]  # the error output replaces it: an error is shown once
+            clear_output(wait=True)  # the error output replaces it: an error is shown once
 
 
 class _End:

@@ -211,6 +211,8 @@ class DiffusionMagics(Magics):
         """The last result (partial when stopped) for `%diffuse replay` and `--out`."""
         self.last = result
         if args.out:
+            if self.shell is None:
+                raise UsageError("--out needs an IPython shell to store the result in")
             self.shell.user_ns[args.out] = result
 
     def _current_or_default(self) -> str:
@@ -247,4 +249,4 @@ class DiffusionMagics(Magics):
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """`%load_ext yipyap_jupyter`: register `%diffuse` / `%%diffuse`, and show our failures in one line."""
     ipython.register_magics(DiffusionMagics(ipython))
-    ipython.set_custom_exc((DiffusionError, GenerationStopped), show_failure)  # type: ignore[no-untyped-call]
+    ipython.set_custom_exc((DiffusionError, GenerationStopped), show_failure)

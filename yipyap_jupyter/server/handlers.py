@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
@@ -186,7 +187,7 @@ class DiffusionHandler(APIHandler):
                 return
             self.send_error(http_status(e), exc_info=sys.exc_info())
             return
-        super()._handle_request_exception(e)  # type: ignore[misc]
+        super()._handle_request_exception(e)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, web.HTTPError):
@@ -321,12 +322,13 @@ class StreamHandler(DiffusionHandler):
     @web.authenticated
     async def post(self) -> None:
         self.rate_limit()
-        schema = GenerateRequest if self.kind == "generate" else InfillRequest
-        request = validate(schema, self.json_body())  # a bad body is a 400 before the stream opens
-        events = self.service.generate_events if self.kind == "generate" else self.service.infill_events
+        if self.kind == "generate":  # a bad body is a 400 before the stream opens
+            events = partial(self.service.generate_events, validate(GenerateRequest, self.json_body()))
+        else:
+            events = partial(self.service.infill_events, validate(InfillRequest, self.json_body()))
         self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds)
         log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
-        outcome = await self.stream.run(lambda token: events(request, token))  # raises a refusal before any frame
+        outcome = await self.stream.run(events)  # raises a refusal before any frame
         self._model, self._error_type = outcome.model, outcome.error_type or (
             None if outcome.end == "complete" else outcome.end)
         log.info("stream %s ended (%s) after %.3f s", self.endpoint, outcome.end, time.monotonic() - self._started,

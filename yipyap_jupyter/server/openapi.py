@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .. import __version__
 from ..service.downloads import DownloadState
@@ -27,7 +27,7 @@ from ..settings import UserSettings
 PREFIX = "/api/diffusion"
 _REF = "#/components/schemas/{model}"
 
-_MODELS: list[tuple[type[BaseModel], str]] = [
+_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (GenerateRequest, "validation"), (InfillRequest, "validation"), (LoadRequest, "validation"),
     (UserSettings, "serialization"), (ModelInfo, "serialization"), (DownloadState, "serialization"),
     (StatusEvent, "serialization"), (StepEvent, "serialization"), (CompleteEvent, "serialization"),

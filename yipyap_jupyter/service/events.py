@@ -103,7 +103,7 @@ _ERROR_CLASSES: dict[str, type[DiffusionError]] = {
 
 Event = Annotated[StatusEvent | StepEvent | CompleteEvent | ErrorEvent, Field(discriminator="type")]
 
-_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+_EVENT_ADAPTER: TypeAdapter[StatusEvent | StepEvent | CompleteEvent | ErrorEvent] = TypeAdapter(Event)
 
 
 def event_from_dict(data: dict[str, Any]) -> StatusEvent | StepEvent | CompleteEvent | ErrorEvent:

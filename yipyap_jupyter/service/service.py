@@ -17,7 +17,7 @@ import contextvars
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cancel import CancelToken
@@ -77,7 +77,7 @@ class _RequestToken(CancelToken):
             self._caller.raise_if_cancelled(step)
 
 
-def _isolated(make: Callable[[], Iterator[T]]) -> Iterator[T]:
+def _isolated(make: Callable[[], Generator[T, None, None]]) -> Generator[T, None, None]:
     """Iterate `make()` inside a private copy of the caller's context.
 
     The request's correlation id and sensitive texts are set in it without leaking into
@@ -193,7 +193,7 @@ class DiffusionLLMService:
                 return event
         raise GenerationError("the generation ended without a result")
 
-    def _as_events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Iterator[Event]:
+    def _as_events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Generator[Event, None, None]:
         try:
             yield from self._events(kind, request, cancel)
         except DiffusionError as error:
@@ -203,7 +203,11 @@ class DiffusionLLMService:
         """Validate `request` and resolve it against the model it will run on (raises `ValidationError`)."""
         if isinstance(request, dict):
             register_sensitive(str(request.get(key, "")) for key in ("prompt", "prefix", "suffix"))
-        body = validate(GenerateRequest if kind == "generate" else InfillRequest, request)
+        body: GenerateRequest | InfillRequest
+        if kind == "generate":
+            body = validate(GenerateRequest, request)
+        else:
+            body = validate(InfillRequest, request)
         register_sensitive([body.prompt] if isinstance(body, GenerateRequest) else [body.prefix, body.suffix])
         current = self.manager.current()
         model = body.model or (current.path if current is not None else None) or self.default_model
@@ -213,7 +217,7 @@ class DiffusionLLMService:
             raise NoModelLoadedError("no model is loaded and no default model is configured: load one first")
         return make_plan(body, model, self.manager.spec(model), self.settings())
 
-    def _events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Iterator[Event]:
+    def _events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Generator[Event, None, None]:
         """The generation proper; raises DiffusionError / GenerationCancelled (in a private context)."""
         started = time.monotonic()
         if correlation_id.get() == "-":
@@ -254,7 +258,7 @@ class DiffusionLLMService:
                 f"the generation failed unexpectedly; the server log has the details (correlation id {correlation_id.get()})"
             ) from None
 
-    def _steps(self, plan: Plan, token: _RequestToken) -> Iterator[str | GenerationStep]:
+    def _steps(self, plan: Plan, token: _RequestToken) -> Generator[str | GenerationStep, None, None]:
         """The manager's statuses (as their messages) and steps, on the plan's model."""
         from ..engine.manager import Status
 

@@ -7,6 +7,8 @@ both samplers call `sample_tokens` here.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,6 +105,15 @@ def check_token_shaping(temperature: float, top_p: float | None, top_k: int | No
         raise ValidationError(f"top_p must be in (0, 1], got {top_p}")
     if top_k is not None and top_k < 1:
         raise ValidationError(f"top_k must be >= 1, got {top_k}")
+
+
+class TokenShaping(TypedDict):
+    """The keyword arguments of `sample_tokens` that shape the draw, the same for every step of a run."""
+
+    temperature: float
+    top_p: float | None
+    top_k: int | None
+    generator: torch.Generator | None
 
 
 def sample_tokens(

@@ -32,6 +32,7 @@ from .base import SamplerStep
 from .common import (
     CACHES,
     DREAM_ALGS,
+    TokenShaping,
     check_token_shaping,
     masked_span,
     network_device,
@@ -118,7 +119,7 @@ def dream_sample(
     if threshold is not None and not 0 < threshold <= 1:
         raise ValidationError(f"threshold must be in (0, 1], got {threshold}")
     check_token_shaping(temperature, top_p, top_k)
-    shaping = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "generator": generator}
+    shaping: TokenShaping = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "generator": generator}
 
     x = canvas.to(network_device(network, canvas.device)).clone()
     if block_length is None:
@@ -198,7 +199,7 @@ def _whole_span(
     alg: str,
     alg_temp: float,
     eps: float,
-    shaping: dict,
+    shaping: TokenShaping,
     cancel: CancelToken | None,
 ) -> Iterator[SamplerStep]:
     """Dream's `diffusion_generate`: every step predicts every mask of the canvas."""
