@@ -86,8 +86,6 @@ class _DreamBase(nn.Module):
 class DreamModel(nn.Module):
     """Dream mask predictor: token ids in, raw (unshifted) logits out."""
 
-    family = "dream"
-
     def __init__(self, config: DreamConfig) -> None:
         super().__init__()
         self.config = config

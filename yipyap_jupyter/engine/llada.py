@@ -74,8 +74,6 @@ class _LLaDATransformer(nn.Module):
 class LLaDAModel(nn.Module):
     """LLaDA mask predictor: token ids in, raw logits over the (padded) vocabulary out."""
 
-    family = "llada"
-
     def __init__(self, config: LLaDAConfig) -> None:
         super().__init__()
         self.config = config

@@ -70,11 +70,6 @@ class DiffusionLLMApp(ExtensionApp):
                     " server process). Generation threads run Python between torch calls; a short interval keeps"
                     " the IOLoop answering quick routes within milliseconds. 0 keeps Python's default (5 ms).",
     ).tag(config=True)
-    allow_remote_code = Bool(
-        False,
-        help="Kept false: yipyap loads every supported checkpoint with its own networks and never runs a checkpoint's"
-             " Python code, so there is nothing this could enable.",
-    ).tag(config=True)
 
     state: ExtensionState | None = None
 
@@ -84,8 +79,6 @@ class DiffusionLLMApp(ExtensionApp):
             return
         if self.mode == "proxy" and not self.proxy_url:
             raise ValueError("DiffusionLLMApp.mode is 'proxy' but proxy_url is empty")
-        if self.allow_remote_code:
-            log.warning("allow_remote_code has no effect: checkpoints are loaded with yipyap's own networks")
         data = Path(jupyter_data_dir()) / "yipyap_jupyter"
         log_dir = Path(self.log_dir) if self.log_dir else data / "logs"
         configure_log_files(log_dir)
