@@ -15,53 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from jupyter_process import start_server
 
-REPO = Path(__file__).resolve().parent.parent
 PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(model: str, workdir: Path, threads: int) -> tuple[subprocess.Popen, str, str]:
-    port, token = free_port(), secrets.token_hex(12)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / "config"), "JUPYTER_DATA_DIR": str(workdir / "data"),
-           "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads),
-           "YIPYAP_SETTINGS_PATH": str(workdir / "settings.json"),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-               "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={workdir}",
-               f"--IdentityProvider.token={token}", "--ServerApp.jpserver_extensions={'yipyap_jupyter': True}",
-               f"--DiffusionLLMApp.default_model={model}", "--DiffusionLLMApp.preload=True",
-               "--DiffusionLLMApp.rate_limit_per_minute=0", f"--DiffusionLLMApp.log_dir={workdir / 'logs'}"]
-    log = (workdir / "server.log").open("w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/api/diffusion"
-    headers = {"Authorization": f"token {token}"}
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited: see {workdir / 'server.log'}")
-        try:
-            if httpx.get(f"{url}/models/current", headers=headers).json().get("loaded"):
-                return server, url, token
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not load the model in time")
 
 
 def time_sse(client: httpx.Client, url: str, body: dict) -> tuple[float, dict]:
