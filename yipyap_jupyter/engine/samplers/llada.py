@@ -144,9 +144,10 @@ def llada_sample(
             a block as soon as it has no masks.
 
     With a cache or a threshold the loop is Fast-dLLM's (`generate`, `generate_with_prefix_cache`,
-    `generate_with_dual_cache`): the same tokens and one forward pass per step, except that
-    Fast-dLLM's cached loops run one more forward, which commits nothing, when a block's first
-    step already fills it.
+    `generate_with_dual_cache`), probabilities in float64 as there: the same tokens and one
+    forward pass per step, except that Fast-dLLM's cached loops run one more forward, which
+    commits nothing, when a block's first step already fills it. Without either it is LLaDA's
+    `generate`, probabilities in the logits' dtype.
 
     Yields:
         One `SamplerStep` per step (one forward pass); `confidences` are the probabilities of
