@@ -198,10 +198,9 @@ def test_caches_and_threshold_commit_what_fast_dllm_commits(sure_llada, cache: s
     steps = list(llada_sample(sure_llada, canvas, mask_id=MASK, steps=12, block_length=8, threshold=threshold,
                               cache=cache))
     assert steps[-1].canvas.tolist() == reference.tolist()
-    # one forward pass per step; Fast-dLLM's cached loops add a pass that commits nothing
-    # when a block's first pass fills it
-    assert [s.changed.tolist() for s in steps] == [p for p in passes if p]
-    assert len(steps) == len(passes) - sum(1 for p in passes if not p)
+    # one forward pass per step, the same passes as Fast-dLLM's, including the one that commits
+    # nothing after a block's first pass has filled it
+    assert [s.changed.tolist() for s in steps] == passes
 
 
 def test_a_cached_block_runs_the_canvas_once_then_its_window(sure_llada) -> None:
@@ -230,7 +229,8 @@ def test_caches_change_nothing_where_they_are_exact(one_layer_llada, cache: str,
     plain = list(llada_sample(one_layer_llada, canvas, **kwargs))
     cached = list(llada_sample(one_layer_llada, canvas, cache=cache, **kwargs))
     assert cached[-1].canvas.tolist() == plain[-1].canvas.tolist()
-    assert [s.changed.tolist() for s in cached] == [s.changed.tolist() for s in plain]
+    # the same commits, besides the pass that commits nothing (Fast-dLLM's) after a block filled at once
+    assert [s.changed.tolist() for s in cached if s.changed.numel()] == [s.changed.tolist() for s in plain]
 
 
 def test_a_cache_keeps_the_sampled_run_seeded(sure_llada) -> None:

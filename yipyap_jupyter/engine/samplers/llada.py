@@ -144,9 +144,9 @@ def llada_sample(
             a block as soon as it has no masks.
 
     With a cache or a threshold the loop is Fast-dLLM's (`generate`, `generate_with_prefix_cache`,
-    `generate_with_dual_cache`), probabilities in float64 as there: the same tokens and one
-    forward pass per step, except that Fast-dLLM's cached loops run one more forward, which
-    commits nothing, when a block's first step already fills it. Without either it is LLaDA's
+    `generate_with_dual_cache`), probabilities in float64 as there: the same tokens and the same
+    forward passes, one per step, including the pass that commits nothing which its cached loops
+    run when a block's first (full) pass already fills the block. Without either it is LLaDA's
     `generate`, probabilities in the logits' dtype.
 
     Yields:
@@ -197,9 +197,12 @@ def llada_sample(
         block_mask_count = int((x[0, block_start:block_end] == mask_id).sum())
         schedule = num_transfer_tokens(block_mask_count, steps_per_block)
         kv_cache = None if cache == "none" else KVCache()
-        for i in range(steps_per_block if threshold is None else block_mask_count):
+        for i in range(steps_per_block if threshold is None else block_mask_count + 1):
             rows = (x[0, block_start:block_end] == mask_id).nonzero().flatten() + block_start
-            if fast_dllm and rows.numel() == 0:
+            # Fast-dLLM's cached loops check for masks after a block's second pass, not before it:
+            # when the first (full) pass fills the block, one more pass runs and commits nothing
+            idle = kv_cache is not None and i == 1
+            if fast_dllm and rows.numel() == 0 and not idle:
                 break
             step += 1
             if cancel is not None:
@@ -222,12 +225,15 @@ def llada_sample(
             if logits_eos_inf:
                 logits[:, :, eos_id] = -torch.inf
 
-            changed, tokens, confidences = choose_transfers(
-                logits[0], rows_in_window, window_end - window_start, temperature=temperature, remasking=remasking,
-                generator=generator, count=None if threshold is not None else schedule[i], threshold=threshold,
-                end_ids=end_ids if confidence_eos_eot_inf else [], float64=fast_dllm,
-            )
-            changed += window_start
+            if rows.numel() == 0:
+                changed, tokens, confidences = rows, rows, torch.zeros(0)
+            else:
+                changed, tokens, confidences = choose_transfers(
+                    logits[0], rows_in_window, window_end - window_start, temperature=temperature,
+                    remasking=remasking, generator=generator, count=None if threshold is not None else schedule[i],
+                    threshold=threshold, end_ids=end_ids if confidence_eos_eot_inf else [], float64=fast_dllm,
+                )
+                changed = changed + window_start
             x[0, changed] = tokens
             yield SamplerStep(
                 step=step,
