@@ -11,6 +11,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+#: Seconds between two looks at a download's progress.
+DOWNLOAD_POLL_SECONDS = 0.2
+
 if TYPE_CHECKING:
     from ..cancel import CancelToken
     from ..service.events import Event
@@ -67,4 +70,16 @@ class LocalBackend:
         return self.service.update_settings(changes)
 
     def download(self, model_id: str, progress: Callable[[int, int], None] | None = None) -> ModelInfo:
-        return self.service.manager.download(model_id, progress)
+        """The service's background download (the one the server runs too), followed until it ends."""
+        from ..service.events import ErrorEvent
+
+        downloads = self.service.downloads
+        state = downloads.start(model_id)
+        while True:
+            if progress is not None and state.bytes_total:
+                progress(state.bytes_done, state.bytes_total)
+            if state.state == "failed":
+                raise ErrorEvent.model_validate(state.error).to_error()
+            if state.state == "done":
+                return next(m for m in self.models() if m.id == state.model_id)
+            state = downloads.wait(state.model_id, DOWNLOAD_POLL_SECONDS)

@@ -42,9 +42,7 @@ from ..service.correlation import (
 )
 from ..service.logs import get_logger
 from ..service.redaction import register_sensitive
-from ..service.schemas import GenerateRequest, InfillRequest
 from ..service.service import DiffusionLLMService
-from ..service.validation import validate
 from .openapi import openapi_document
 from .sse import EventStream
 from .state import SETTINGS_KEY, ExtensionState
@@ -322,10 +320,8 @@ class StreamHandler(DiffusionHandler):
     @web.authenticated
     async def post(self) -> None:
         self.rate_limit()
-        if self.kind == "generate":  # a bad body is a 400 before the stream opens
-            events = partial(self.service.generate_events, validate(GenerateRequest, self.json_body()))
-        else:
-            events = partial(self.service.infill_events, validate(InfillRequest, self.json_body()))
+        run = self.service.generate_events if self.kind == "generate" else self.service.infill_events
+        events = partial(run, self.json_body())  # a refused body is the first event: a 400 before the stream opens
         self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds)
         log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
         outcome = await self.stream.run(events)  # raises a refusal before any frame
