@@ -7,6 +7,12 @@ import torch
 from test_networks import NETWORKS, _ids
 
 from yipyap_jupyter.engine.kv_cache import KVCache
+from yipyap_jupyter.engine.packing import Packing, Segment
+
+
+def _cached(network, ids: torch.Tensor, cache: KVCache, start: int = 0) -> torch.Tensor:
+    """The network's pass over the window `ids` of a canvas from `start`, against `cache`."""
+    return network(ids, packing=Packing([Segment(ids.shape[1], start, 1, cache)]))
 
 
 @pytest.mark.parametrize("family", NETWORKS)
@@ -15,7 +21,7 @@ def test_a_full_pass_that_fills_the_cache_equals_the_plain_pass(family: str) -> 
     ids = _ids(10)
     cache = KVCache()
     with torch.no_grad():
-        filling, plain = network(ids, kv_cache=cache), network(ids)
+        filling, plain = _cached(network, ids, cache), network(ids)
     assert torch.equal(filling, plain)
     layers = len(cache.keys)
     assert layers == len(cache.values) == 2
@@ -30,8 +36,8 @@ def test_a_window_over_unchanged_tokens_gives_the_full_pass_rows(family: str, st
     ids = _ids(10)
     cache = KVCache()
     with torch.no_grad():
-        full = network(ids, kv_cache=cache)
-        window = network(ids[:, start:end], kv_cache=cache, start=start)
+        full = _cached(network, ids, cache)
+        window = _cached(network, ids[:, start:end], cache, start)
     torch.testing.assert_close(window, full[:, start:end], atol=1e-5, rtol=1e-5)
 
 
@@ -43,9 +49,9 @@ def test_a_window_pass_writes_its_keys_and_values_and_sees_the_rest_cached(famil
     changed[0, 4] = (changed[0, 4] + 1) % 32
     cache = KVCache()
     with torch.no_grad():
-        network(ids, kv_cache=cache)
+        _cached(network, ids, cache)
         before = [k.clone() for k in cache.keys]
-        window = network(changed[:, 3:7], kv_cache=cache, start=3)
+        window = _cached(network, changed[:, 3:7], cache, 3)
         exact = network(changed)
     assert all(torch.equal(b[:, :, :3], k[:, :, :3]) and torch.equal(b[:, :, 7:], k[:, :, 7:])
                for b, k in zip(before, cache.keys, strict=True))
@@ -57,4 +63,4 @@ def test_a_window_pass_writes_its_keys_and_values_and_sees_the_rest_cached(famil
 def test_an_empty_cache_is_filled_only_by_a_pass_from_the_start() -> None:
     network = NETWORKS["llada"]()
     with pytest.raises(ValueError, match="full pass"), torch.no_grad():
-        network(_ids(4), kv_cache=KVCache(), start=2)
+        _cached(network, _ids(4), KVCache(), 2)

@@ -5,7 +5,8 @@ input_layernorm, post_attention_layernorm}`, `model.norm`, `lm_head`. Grouped-qu
 bidirectional attention. The network returns raw logits: the one-position logit
 shift that every Dream sampler applies lives in the samplers. With a `KVCache` the
 network can run on a window of the canvas against the other positions' cached keys
-and values (Fast-dLLM's block-wise cache).
+and values (Fast-dLLM's block-wise cache), and several requests' windows can share
+one pass (`Packing`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import torch
 from torch import nn
 
 from .config import DreamConfig
-from .kv_cache import KVCache, LayerKV
-from .layers import RMSNorm, apply_rotary, bidirectional_attention, merge_heads, rotary_tables, split_heads
+from .layers import RMSNorm, apply_rotary, merge_heads, rotary_tables, split_heads
+from .packing import Dense, Layout, Packing
 
 
 class DreamAttention(nn.Module):
@@ -32,17 +33,15 @@ class DreamAttention(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        key_padding_mask: torch.Tensor | None,
-        kv: LayerKV | None = None,
+        layout: Layout,
+        index: int,
     ) -> torch.Tensor:
         cos, sin = rope
         c = self.config
         q = apply_rotary(split_heads(self.q_proj(x), c.num_attention_heads), cos, sin, full_precision=False)
         k = apply_rotary(split_heads(self.k_proj(x), c.num_key_value_heads), cos, sin, full_precision=False)
         v = split_heads(self.v_proj(x), c.num_key_value_heads)
-        if kv is not None:
-            k, v = kv(k, v)
-        return self.o_proj(merge_heads(bidirectional_attention(q, k, v, key_padding_mask)))
+        return self.o_proj(merge_heads(layout.attend(index, q, k, v)))
 
 
 class DreamMLP(nn.Module):
@@ -52,8 +51,8 @@ class DreamMLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
+        return self.down_proj(layout.each_row(nn.functional.silu, self.gate_proj(x)) * self.up_proj(x))
 
 
 class DreamLayer(nn.Module):
@@ -68,11 +67,11 @@ class DreamLayer(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        key_padding_mask: torch.Tensor | None,
-        kv: LayerKV | None = None,
+        layout: Layout,
+        index: int,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, key_padding_mask, kv)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.self_attn(layout.each_row(self.input_layernorm, x), rope, layout, index)
+        return x + self.mlp(layout.each_row(self.post_attention_layernorm, x), layout)
 
 
 class _DreamBase(nn.Module):
@@ -98,26 +97,23 @@ class DreamModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        start: int = 0,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        """Logits (batch, seq, vocab) for canvas positions `start` .. `start + seq`, unshifted.
+        """Logits (batch, seq, vocab) of `input_ids`, unshifted.
 
         Args:
-            input_ids: the whole canvas, or with a filled `kv_cache` a window of it beginning at `start`.
-            attention_mask: (batch, canvas) marks real tokens; padding is never attended to.
-            position_ids: rotary positions of `input_ids`; default `start, start + 1, ...`.
-            kv_cache: an empty cache is filled by this (full) pass; a filled one supplies the keys and
-                values of the positions outside the window, and takes the window's fresh ones.
-            start: where `input_ids` begins in the canvas.
+            input_ids: (batch, seq) canvases; with `packing`, (1, total): the packed windows.
+            attention_mask: (batch, seq) marks real tokens; padding is never attended to.
+            position_ids: rotary positions of `input_ids`; default 0, 1, ... (with `packing`, its own).
+            packing: the rows packed in `input_ids`, their windows and caches (see `Packing`).
         """
         x = self.model.embed_tokens(input_ids)
+        layout: Layout = packing if packing is not None else Dense(attention_mask)
         if position_ids is None:
-            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
-            position_ids = position_ids.expand(input_ids.shape[0], -1)
-        rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta)
+            position_ids = layout.positions(input_ids)
+        rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta, layout.each_row)
         for index, layer in enumerate(self.model.layers):
-            x = layer(x, rope, attention_mask, None if kv_cache is None else kv_cache.layer(index, start))
-        x = self.model.norm(x)
+            x = layer(x, rope, layout, index)
+        x = layout.each_row(self.model.norm, x)
         head = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
         return nn.functional.linear(x, head)

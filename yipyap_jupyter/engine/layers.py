@@ -9,6 +9,8 @@ float32, cast back to the activation dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,14 +33,18 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
+#: Applies an element-wise function to a (batch, seq, ...) tensor, row by row for a packed pass (see `packing`).
+EachRow = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
+
+
 def rotary_tables(
-    position_ids: torch.Tensor, head_dim: int, theta: float
+    position_ids: torch.Tensor, head_dim: int, theta: float, each_row: EachRow = lambda fn, x: fn(x)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine and sine tables, float32, shaped (batch, 1, seq, head_dim) for NeoX-style rotation."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim))
     freqs = position_ids.float()[..., None] * inv_freq  # (batch, seq, head_dim/2)
-    angles = torch.cat((freqs, freqs), dim=-1)[:, None]
-    return angles.cos(), angles.sin()
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return each_row(torch.cos, angles)[:, None], each_row(torch.sin, angles)[:, None]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

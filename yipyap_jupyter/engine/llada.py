@@ -6,7 +6,8 @@ mirrors those names, so the official safetensors load with a plain
 `h = x + attn_out(attention(attn_norm(x)))`, `out = h + ff_out(silu(ff_proj(m)) * up_proj(m))`
 with `m = ff_norm(h)`. Attention is bidirectional. With a `KVCache` the network
 can run on a window of the canvas against the other positions' cached keys and
-values (Fast-dLLM's block-wise cache).
+values (Fast-dLLM's block-wise cache), and several requests' windows can share one
+pass (`Packing`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 from torch import nn
 
 from .config import LLaDAConfig
-from .kv_cache import KVCache, LayerKV
-from .layers import RMSNorm, apply_rotary, bidirectional_attention, merge_heads, rotary_tables, split_heads
+from .layers import RMSNorm, apply_rotary, merge_heads, rotary_tables, split_heads
+from .packing import Dense, Layout, Packing
 
 
 class LLaDABlock(nn.Module):
@@ -42,19 +43,17 @@ class LLaDABlock(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        key_padding_mask: torch.Tensor | None,
-        kv: LayerKV | None = None,
+        layout: Layout,
+        index: int,
     ) -> torch.Tensor:
         cos, sin = rope
-        normed = self.attn_norm(x)
+        normed = layout.each_row(self.attn_norm, x)
         q = apply_rotary(split_heads(self.q_proj(normed), self.config.n_heads), cos, sin, full_precision=True)
         k = apply_rotary(split_heads(self.k_proj(normed), self.config.kv_heads), cos, sin, full_precision=True)
         v = split_heads(self.v_proj(normed), self.config.kv_heads)
-        if kv is not None:
-            k, v = kv(k, v)
-        x = x + self.attn_out(merge_heads(bidirectional_attention(q, k, v, key_padding_mask)))
-        m = self.ff_norm(x)
-        return x + self.ff_out(nn.functional.silu(self.ff_proj(m)) * self.up_proj(m))
+        x = x + self.attn_out(merge_heads(layout.attend(index, q, k, v)))
+        m = layout.each_row(self.ff_norm, x)
+        return x + self.ff_out(layout.each_row(nn.functional.silu, self.ff_proj(m)) * self.up_proj(m))
 
 
 class _LLaDATransformer(nn.Module):
@@ -84,30 +83,28 @@ class LLaDAModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        start: int = 0,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        """Logits (batch, seq, vocab) for canvas positions `start` .. `start + seq`.
+        """Logits (batch, seq, vocab) of `input_ids`.
 
         Args:
-            input_ids: the whole canvas, or with a filled `kv_cache` a window of it beginning at `start`.
-            attention_mask: (batch, canvas) marks real tokens; padding is never attended to.
-            position_ids: rotary positions of `input_ids`; default `start, start + 1, ...`.
-            kv_cache: an empty cache is filled by this (full) pass; a filled one supplies the keys and
-                values of the positions outside the window, and takes the window's fresh ones.
-            start: where `input_ids` begins in the canvas.
+            input_ids: (batch, seq) canvases; with `packing`, (1, total): the packed windows.
+            attention_mask: (batch, seq) marks real tokens; padding is never attended to.
+            position_ids: rotary positions of `input_ids`; default 0, 1, ... (with `packing`, its own).
+            packing: the rows packed in `input_ids`, their windows and caches (see `Packing`).
         """
         t = self.model.transformer
         x = t["wte"](input_ids)
         if self.config.input_emb_norm:
             x = x * (self.config.d_model**0.5)
+        layout: Layout = packing if packing is not None else Dense(attention_mask)
         if position_ids is None:
-            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
-            position_ids = position_ids.expand(input_ids.shape[0], -1)
-        rope = rotary_tables(position_ids, self.config.d_model // self.config.n_heads, self.config.rope_theta)
+            position_ids = layout.positions(input_ids)
+        head_dim = self.config.d_model // self.config.n_heads
+        rope = rotary_tables(position_ids, head_dim, self.config.rope_theta, layout.each_row)
         for index, block in enumerate(cast(nn.ModuleList, t["blocks"])):
-            x = block(x, rope, attention_mask, None if kv_cache is None else kv_cache.layer(index, start))
-        x = t["ln_f"](x)
+            x = block(x, rope, layout, index)
+        x = layout.each_row(t["ln_f"], x)
         bias: torch.Tensor | None = None
         if self.config.weight_tying:
             head = cast(nn.Embedding, t["wte"]).weight

@@ -206,7 +206,10 @@ def test_caches_and_threshold_commit_what_fast_dllm_commits(sure_llada, cache: s
 def test_a_cached_block_runs_the_canvas_once_then_its_window(sure_llada) -> None:
     calls: list[tuple[int, int]] = []
     hook = sure_llada.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append((args[0].shape[1], kwargs.get("start", 0))), with_kwargs=True
+        lambda module, args, kwargs: calls.append(
+            (args[0].shape[1], kwargs["packing"].segments[0].start if "packing" in kwargs else 0)
+        ),
+        with_kwargs=True,
     )
     try:
         canvas = torch.tensor([[1, 2, 3, 4, *[MASK] * 8]])

@@ -1,15 +1,38 @@
-"""What every sampler shares: the step record and the seeded generator.
+"""What every sampler shares: the forward request, the step record and the seeded generator.
 
-A sampler is a generator function that yields one `SamplerStep` per denoising
-step. Callers (the service, benchmarks, tests) consume the iterator; nothing in
-a sampler knows about HTTP, widgets or text.
+A fixed-length sampler is written as a *program* for one request: a generator that
+yields a `Forward` (what the network should run next), receives that pass's logits,
+and yields the `SamplerStep` it made of them. It never calls the network itself, so
+a `DecodingBatch` (`engine.batch`) can run the passes of many programs as one packed
+forward, and a request alone runs through the same batch with one row. Nothing in a
+sampler knows about HTTP, widgets or text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
+
+from ..kv_cache import KVCache
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One pass a program asks for: `ids` (sequences, length), the window of its canvas from `start`.
+
+    Two sequences under classifier-free guidance. With a `cache`, the window runs against it
+    (an empty one is filled, from a full pass with `start` 0).
+    """
+
+    ids: torch.Tensor
+    start: int = 0
+    cache: KVCache | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.ids.numel()
 
 
 @dataclass(frozen=True)
@@ -42,3 +65,7 @@ def make_generator(seed: int | None, device: torch.device | str) -> torch.Genera
     else:
         generator.manual_seed(seed)
     return generator
+
+
+#: A request's sampler: yields `Forward`, is sent its logits (sequences, length, vocab), yields the `SamplerStep`.
+Program = Generator["Forward | SamplerStep", "torch.Tensor | None", None]

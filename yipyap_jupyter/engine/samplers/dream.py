@@ -27,8 +27,9 @@ from torch import nn
 
 from ...cancel import CancelToken
 from ...errors import ValidationError
+from ..batch import run_alone
 from ..kv_cache import KVCache
-from .base import SamplerStep
+from .base import Forward, Program, SamplerStep
 from .common import (
     CACHES,
     DREAM_ALGS,
@@ -48,7 +49,6 @@ ALGS = ("origin", *DREAM_ALGS)
 DEFAULT_TOP_K = 50
 
 
-@torch.no_grad()
 def dream_sample(
     network: nn.Module,
     canvas: torch.Tensor,
@@ -70,8 +70,8 @@ def dream_sample(
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
     Args:
-        network: Dream mask predictor returning unshifted logits (batch, seq, vocab), taking
-            `kv_cache=` / `start=` keywords when a `cache` is used.
+        network: Dream mask predictor returning unshifted logits (batch, seq, vocab), called with a
+            `packing=` keyword when a `cache` is used (see `engine.packing`).
         canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
         mask_id: the mask token.
         steps: number of steps (with blocks: shared evenly by them, at least two each);
@@ -105,6 +105,33 @@ def dream_sample(
         ValidationError: bad arguments.
         GenerationCancelled: `cancel` was set.
     """
+    program = dream_program(
+        canvas.to(network_device(network, canvas.device)),
+        mask_id=mask_id, steps=steps, alg=alg, alg_temp=alg_temp, temperature=temperature, top_p=top_p,
+        top_k=top_k, eps=eps, block_length=block_length, cache=cache, threshold=threshold,
+        generator=generator,
+    )
+    return run_alone(network, program, cancel)
+
+
+@torch.no_grad()
+def dream_program(
+    canvas: torch.Tensor,
+    *,
+    mask_id: int,
+    steps: int,
+    alg: str = "maskgit_plus",
+    alg_temp: float = 0.0,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    top_k: int | None = DEFAULT_TOP_K,
+    eps: float = 1e-3,
+    block_length: int | None = None,
+    cache: str = "none",
+    threshold: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Program:
+    """`dream_sample` as a program for one row of a `DecodingBatch`: `canvas` (1, L) is on the network's device."""
     start, end = masked_span(canvas, mask_id)
     if steps < 1:
         raise ValidationError(f"steps must be >= 1, got {steps}")
@@ -121,11 +148,11 @@ def dream_sample(
     check_token_shaping(temperature, top_p, top_k)
     shaping: TokenShaping = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "generator": generator}
 
-    x = canvas.to(network_device(network, canvas.device)).clone()
+    x = canvas.clone()
     if block_length is None:
         if cache != "none" or threshold is not None:
             raise ValidationError("cache and threshold need block_length (Fast-dLLM's block sampler)")
-        yield from _whole_span(network, x, (start, end), mask_id, steps, alg, alg_temp, eps, shaping, cancel)
+        yield from _whole_span(x, (start, end), mask_id, steps, alg, alg_temp, eps, shaping)
         return
     gen_length = end - start
     if block_length < 1 or gen_length % block_length != 0:
@@ -153,13 +180,9 @@ def dream_sample(
             if rows.numel() == 0:
                 break
             step += 1
-            if cancel is not None:
-                cancel.raise_if_cancelled(step)
             window_start, window_end = window_of(cache, i, x.shape[1], block_start, block_end)
-            if kv_cache is None:
-                logits = network(x)
-            else:
-                logits = network(x[:, window_start:window_end], kv_cache=kv_cache, start=window_start)
+            logits = yield Forward(x[:, window_start:window_end], window_start, kv_cache)
+            assert logits is not None
             if i == 0:
                 # Fast-dLLM: a block's first (full) pass commits only the block's first token
                 rows = rows[:1]
@@ -191,7 +214,6 @@ def dream_sample(
 
 
 def _whole_span(
-    network: nn.Module,
     x: torch.Tensor,
     span: tuple[int, int],
     mask_id: int,
@@ -200,15 +222,14 @@ def _whole_span(
     alg_temp: float,
     eps: float,
     shaping: TokenShaping,
-    cancel: CancelToken | None,
-) -> Iterator[SamplerStep]:
+) -> Program:
     """Dream's `diffusion_generate`: every step predicts every mask of the canvas."""
     timesteps = torch.linspace(1, eps, steps + 1, device=x.device)
     for i in range(steps):
-        if cancel is not None:
-            cancel.raise_if_cancelled(i + 1)
         mask_positions = (x[0] == mask_id).nonzero().flatten()
-        mask_logits = network(x)[0, shifted_rows(mask_positions)]
+        logits = yield Forward(x)
+        assert logits is not None
+        mask_logits = logits[0, shifted_rows(mask_positions)]
         t, s = timesteps[i], timesteps[i + 1]
 
         if alg == "origin":

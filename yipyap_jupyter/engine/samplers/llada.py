@@ -23,8 +23,9 @@ from torch import nn
 
 from ...cancel import CancelToken
 from ...errors import ValidationError
+from ..batch import run_alone
 from ..kv_cache import KVCache
-from .base import SamplerStep
+from .base import Forward, Program, SamplerStep
 from .common import CACHES, masked_span, network_device, select_positions, window_of
 
 REMASKING = ("low_confidence", "random")
@@ -91,7 +92,6 @@ def choose_transfers(
     return chosen, x0[picked], x0_p[picked]
 
 
-@torch.no_grad()
 def llada_sample(
     network: nn.Module,
     canvas: torch.Tensor,
@@ -114,8 +114,8 @@ def llada_sample(
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
     Args:
-        network: mask predictor, `network(ids, kv_cache=..., start=...) -> logits` (batch, seq, vocab);
-            the `kv_cache` / `start` keywords are used only with a `cache`.
+        network: mask predictor, `network(ids) -> logits` (batch, seq, vocab); with a `cache` it is
+            called with a `packing=` keyword (see `engine.packing`).
         canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
         mask_id: the mask token.
         steps: total steps, shared evenly by the blocks.
@@ -158,6 +158,35 @@ def llada_sample(
             or `steps` not divisible by the number of blocks.
         GenerationCancelled: `cancel` was set.
     """
+    program = llada_program(
+        canvas.to(network_device(network, canvas.device)),
+        mask_id=mask_id, steps=steps, block_length=block_length, temperature=temperature,
+        cfg_scale=cfg_scale, remasking=remasking, generator=generator, logits_eos_inf=logits_eos_inf,
+        confidence_eos_eot_inf=confidence_eos_eot_inf, eos_id=eos_id, eot_id=eot_id, threshold=threshold,
+        cache=cache,
+    )
+    return run_alone(network, program, cancel)
+
+
+@torch.no_grad()
+def llada_program(
+    canvas: torch.Tensor,
+    *,
+    mask_id: int,
+    steps: int,
+    block_length: int,
+    temperature: float = 0.0,
+    cfg_scale: float = 0.0,
+    remasking: str = "low_confidence",
+    generator: torch.Generator | None = None,
+    logits_eos_inf: bool = False,
+    confidence_eos_eot_inf: bool = False,
+    eos_id: int | None = None,
+    eot_id: int | None = None,
+    threshold: float | None = None,
+    cache: str = "none",
+) -> Program:
+    """`llada_sample` as a program for one row of a `DecodingBatch`: `canvas` (1, L) is on the network's device."""
     start, end = masked_span(canvas, mask_id)
     gen_length = end - start
     if steps < 1:
@@ -188,7 +217,7 @@ def llada_sample(
     steps_per_block = steps // num_blocks
     fast_dllm = cache != "none" or threshold is not None
 
-    x = canvas.to(network_device(network, canvas.device)).clone()
+    x = canvas.clone()
     prompt_index = x != mask_id
     step = 0
     for num_block in range(num_blocks):
@@ -205,18 +234,14 @@ def llada_sample(
             if fast_dllm and rows.numel() == 0 and not idle:
                 break
             step += 1
-            if cancel is not None:
-                cancel.raise_if_cancelled(step)
             window_start, window_end = window_of(cache, i, x.shape[1], block_start, block_end)
             batch = x
             if cfg_scale > 0:
                 un_x = x.clone()
                 un_x[prompt_index] = mask_id
                 batch = torch.cat([x, un_x])
-            if kv_cache is None:
-                logits = network(batch)
-            else:
-                logits = network(batch[:, window_start:window_end], kv_cache=kv_cache, start=window_start)
+            logits = yield Forward(batch[:, window_start:window_end], window_start, kv_cache)
+            assert logits is not None
             rows_in_window = rows - window_start
             logits = logits[:, rows_in_window]  # only the rows this step may commit
             if cfg_scale > 0:

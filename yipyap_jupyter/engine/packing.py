@@ -1,0 +1,126 @@
+"""Several requests in one forward pass: their windows packed end to end, each computed as if alone.
+
+The rows of a decoding batch have canvases of different lengths, and with a key/value
+cache each runs a different window of its canvas. Packing concatenates every row's
+window into one sequence (1, total) for the network's linear layers, where the work
+is, and splits it again around what is not computed position by position: attention
+(each row's queries meet only its own keys, or its own cache) and the element-wise
+transcendental functions (RMSNorm's rsqrt, SiLU, the rotary tables), whose vectorised
+CPU kernels round the elements of a loop's tail differently from the rest. Nothing is
+padded, so no position is wasted, and every row's pieces have the shapes and strides
+of its solo pass: a packed row's logits equal its solo logits to the last bit on the
+CPU. (GPU matrix kernels may choose other tilings for other batch sizes, so there a
+packed row matches its solo run only to rounding.)
+
+A `Dense` layout is the ordinary (batch, seq) pass the official code runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .kv_cache import KVCache
+from .layers import bidirectional_attention
+
+
+class Layout(Protocol):
+    """How the sequences of one forward pass sit in its input, as the network's layers need to know."""
+
+    def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Rotary positions of `input_ids` when the caller gives none."""
+
+    def each_row(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """`fn` applied to every row's part of `x` (batch, seq, ...) as in the row's solo pass."""
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Layer `layer`'s attention output for queries, keys and values (batch, heads, seq, head_dim)."""
+
+
+class Dense:
+    """An ordinary batch of equally long sequences; `key_padding_mask` (batch, seq) marks the real tokens."""
+
+    def __init__(self, key_padding_mask: torch.Tensor | None = None) -> None:
+        self.key_padding_mask = key_padding_mask
+
+    def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
+
+    def each_row(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return fn(x)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return bidirectional_attention(q, k, v, self.key_padding_mask)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One row's part of a packed pass: `sequences` windows of `length` positions from canvas position `start`.
+
+    A row has two sequences under classifier-free guidance (conditional and unconditional
+    canvas). With a `cache`, the window attends to the cached keys/values of its whole canvas
+    (and fills the cache when it is empty); without, only to itself.
+    """
+
+    length: int
+    start: int = 0
+    sequences: int = 1
+    cache: KVCache | None = None
+
+    @property
+    def size(self) -> int:
+        return self.length * self.sequences
+
+
+class Packing:
+    """Rows' windows end to end in a (1, total) input; each row is computed as in its solo pass."""
+
+    def __init__(self, segments: list[Segment]) -> None:
+        self.segments = segments
+        self._sizes = [segment.size for segment in segments]
+
+    @property
+    def size(self) -> int:
+        return sum(self._sizes)
+
+    def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(1, total): each window counts from its own start."""
+        device = input_ids.device
+        return torch.cat([torch.arange(s.start, s.start + s.length, device=device).repeat(s.sequences)
+                          for s in self.segments])[None]
+
+    def each_row(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        parts = [fn(part) for part in x.split(self._sizes, dim=1)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for segment, qs, ks, vs in zip(self.segments, q.split(self._sizes, 2), k.split(self._sizes, 2),
+                                       v.split(self._sizes, 2), strict=True):
+            qs, ks, vs = (_unpack(t, segment.sequences) for t in (qs, ks, vs))
+            if segment.cache is not None:
+                ks, vs = segment.cache.layer(layer, segment.start)(ks, vs)
+            outputs.append(_pack(bidirectional_attention(qs, ks, vs, None)))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+    def split(self, packed: torch.Tensor) -> list[torch.Tensor]:
+        """Per-row (sequences, length, ...) parts of a packed (1, total, ...) output."""
+        parts = packed[0].split(self._sizes)
+        return [part.unflatten(0, (s.sequences, s.length)) for part, s in zip(parts, self.segments, strict=True)]
+
+
+def _unpack(t: torch.Tensor, sequences: int) -> torch.Tensor:
+    """(1, heads, sequences * length, head_dim) -> (sequences, heads, length, head_dim).
+
+    A view with the strides the same tensor has in a dense pass: attention kernels round
+    differently for other layouts.
+    """
+    return t[0].unflatten(1, (sequences, -1)).transpose(0, 1)
+
+
+def _pack(t: torch.Tensor) -> torch.Tensor:
+    """The inverse of `_unpack`."""
+    return t.transpose(0, 1).flatten(1, 2)[None]
