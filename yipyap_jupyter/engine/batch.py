@@ -82,11 +82,14 @@ class DecodingBatch:
         live = [row for row in self.rows if not row.done]
         forwards = [row.pending for row in live]
         assert all(forwards), "a live row always has its next pass pending"
-        for row, logits in zip(live, self._forward(cast(list[Forward], forwards)), strict=True):
-            if isinstance(logits, Exception):
-                self._fail(row, logits)
+        results = self._forward(cast(list[Forward], forwards))
+        too_big = next((r for r in results if isinstance(r, Exception)), None)
+        for row, logits in zip(live, results, strict=True):
+            if too_big is not None:
+                # a device that cannot hold one row's pass holds no batch: every row falls back together
+                self._fail(row, too_big)
             else:
-                self._advance(row, logits)
+                self._advance(row, cast(torch.Tensor, logits))
         self.rows = [row for row in self.rows if not row.done]
 
     # -- internals ----------------------------------------------------------------

@@ -97,10 +97,11 @@ class Packing:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for segment, qs, ks, vs in zip(self.segments, q.split(self._sizes, 2), k.split(self._sizes, 2),
-                                       v.split(self._sizes, 2), strict=True):
-            qs, ks, vs = (_unpack(t, segment.sequences) for t in (qs, ks, vs))
+        outputs, offset = [], 0
+        for segment in self.segments:
+            # narrow, not split: a cache keeps these keys and writes later windows into them in place
+            qs, ks, vs = (_unpack(t.narrow(2, offset, segment.size), segment.sequences) for t in (q, k, v))
+            offset += segment.size
             if segment.cache is not None:
                 ks, vs = segment.cache.layer(layer, segment.start)(ks, vs)
             outputs.append(_pack(bidirectional_attention(qs, ks, vs, None)))
