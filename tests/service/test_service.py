@@ -114,7 +114,8 @@ def test_cancel_stops_within_a_step(service: DiffusionLLMService, loaded_manager
 
 
 def test_queue_position_is_reported(service: DiffusionLLMService, loaded_manager: DiffusionModelManager) -> None:
-    holder = loaded_manager.generate("x", SamplingOptions(max_new_tokens=8, steps=8))
+    # variable-length infilling runs alone: a request behind it waits for its turn
+    holder = loaded_manager.infill("x", "y", SamplingOptions(max_new_tokens=8), variable=True)
     next(holder)  # a generation in flight holds the manager's turn while it is suspended
     events: list = []
     waiter = threading.Thread(target=lambda: events.extend(service.generate_events({"prompt": "y", "max_new_tokens": 4})))
@@ -126,6 +127,21 @@ def test_queue_position_is_reported(service: DiffusionLLMService, loaded_manager
     waiter.join()
     assert any(e.message == "queued: 1 request ahead" for e in events if isinstance(e, StatusEvent))
     assert isinstance(events[-1], CompleteEvent)
+
+
+def test_a_request_behind_a_running_generation_joins_its_batch(
+    service: DiffusionLLMService, loaded_manager: DiffusionModelManager
+) -> None:
+    holder = loaded_manager.generate("x", SamplingOptions(max_new_tokens=8, steps=8, seed=0))
+    first = next(holder)  # in flight, and nobody is reading it
+    joined = list(service.generate_events({"prompt": "y", "max_new_tokens": 4, "steps": 4, "seed": 1}))
+    assert not any(isinstance(e, StatusEvent) and "queued" in e.message for e in joined)
+    assert isinstance(joined[-1], CompleteEvent)
+    alone = list(service.generate_events({"prompt": "y", "max_new_tokens": 4, "steps": 4, "seed": 1}))
+    assert joined[-1].text == alone[-1].text
+    rest = [first, *holder]  # the holder's steps were made while the other request drove the batch
+    solo = list(loaded_manager.generate("x", SamplingOptions(max_new_tokens=8, steps=8, seed=0)))
+    assert [getattr(s, "text", None) for s in rest] == [getattr(s, "text", None) for s in solo]
 
 
 def test_no_model_loaded(tmp_path: Path) -> None:

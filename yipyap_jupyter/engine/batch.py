@@ -65,11 +65,26 @@ class DecodingBatch:
 
     def add(self, program: Program, cancel: CancelToken | None = None, tokens: int = 0) -> BatchRow:
         """A new row (it runs from the next step); `tokens` is its canvas size, for the budget."""
+        return self.admit(self.start(program, cancel, tokens))
+
+    def start(self, program: Program, cancel: CancelToken | None = None, tokens: int = 0) -> BatchRow:
+        """A row whose program has checked its arguments and asked for its first pass, not yet admitted."""
         row = BatchRow(program, cancel, tokens)
         self._advance(row, None)
+        return row
+
+    def admit(self, row: BatchRow) -> BatchRow:
+        """Make a started row take part from the next step (a finished or failed one has nothing to run)."""
         if not row.done:
             self.rows.append(row)
         return row
+
+    def drop(self, row: BatchRow) -> None:
+        """Take a row out whose caller stopped listening."""
+        if row in self.rows:
+            self.rows.remove(row)
+            if not row.done:
+                self._fail(row, GenerationCancelled(row.steps + 1))
 
     def step(self) -> None:
         """One pass for every row: cancelled rows leave first, finished and failed rows after."""

@@ -2,8 +2,12 @@
 
 Loads and generations take turns in arrival order (`RequestQueue`), so a model
 switch waits for the generation in flight and a waiting request can say how many
-are ahead of it. A load builds the new model completely before it replaces the
-old one, so a failed load changes nothing. When an accelerator runs out of
+are ahead of it. Fixed-length generations and infillings share a turn: the first
+opens a `SharedBatch` on the resident model, and requests for that model queued
+right behind it join the batch (up to `max_batch_size` requests and
+`max_batch_tokens` positions) instead of waiting for it to finish. Variable-length
+infilling changes its canvas's length every step and runs alone. A load builds the
+new model completely before it replaces the old one, so a failed load changes nothing. When an accelerator runs out of
 memory the model continues on the CPU and says so: in `ModelInfo.fallback`,
 through `on_status`, and in the log.
 
@@ -28,7 +32,9 @@ if TYPE_CHECKING:
     import torch
 
     from ..cancel import CancelToken
-    from .model import DiffusionModel, GenerationStep, SamplingOptions
+    from .batch import BatchRow
+    from .model import DiffusionModel, GenerationStep, PreparedRun, SamplingOptions
+    from .shared_batch import SharedBatch
     from .specs import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,10 @@ StatusCallback = Callable[[str], None]
 
 #: How often a queued request re-checks its cancel token while it waits.
 QUEUE_POLL_SECONDS = 0.1
+#: Requests decoded together at most (1 turns batching off).
+DEFAULT_MAX_BATCH_SIZE = 8
+#: Canvas positions a batch holds at most (classifier-free guidance counts twice): its passes' size.
+DEFAULT_MAX_BATCH_TOKENS = 8192
 #: Bytes per parameter assumed when sizing a model whose dtype is not chosen yet (bf16 / fp16).
 ACCELERATOR_BYTES_PER_PARAMETER = 2
 DTYPES = ("float32", "bfloat16", "float16")
@@ -71,17 +81,26 @@ class RequestQueue:
         with self._changed:
             return len(self._line)
 
-    def waiting(self, cancel: CancelToken | None = None) -> Generator[str, None, None]:
+    def notify(self) -> None:
+        """Wake the waiting requests to look again (a batch ahead of them opened or made room)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def waiting(
+        self, cancel: CancelToken | None = None, *, ticket: object | None = None,
+        join: Callable[[object], bool] | None = None,
+    ) -> Generator[str, None, None]:
         """Join the line; yield "queued: N requests ahead" whenever N changes; leave when closed.
 
-        The caller's turn starts when the iterator has nothing more to say (a `next()` that
-        would block past the queue returns to the caller with the turn held); closing the
-        iterator, or finishing it, gives the turn back.
+        The caller's turn starts when the iterator yields "" (the caller then holds it until it
+        closes the iterator). With `join`, a request with only one entry ahead of it offers itself
+        to that entry's `ticket`: when `join(ticket)` accepts, the request leaves the line and the
+        iterator ends without a turn.
 
         Raises:
             GenerationCancelled: `cancel` was cancelled while waiting (the request leaves the line).
         """
-        ticket = object()
+        ticket = object() if ticket is None else ticket
         with self._changed:
             self._line.append(ticket)
         try:
@@ -89,6 +108,8 @@ class RequestQueue:
             while True:
                 with self._changed:
                     ahead = self._line.index(ticket)
+                    if ahead == 1 and join is not None and join(self._line[0]):
+                        return
                     if ahead == reported and ahead > 0:
                         self._changed.wait(QUEUE_POLL_SECONDS if cancel is not None else None)
                         ahead = self._line.index(ticket)
@@ -117,6 +138,13 @@ class RequestQueue:
             yield
         finally:
             line.close()
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """A request's place in line; once it has the turn, the batch it opened for others to join."""
+
+    batch: SharedBatch | None = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +186,16 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 class DiffusionModelManager:
     """Holds at most one `DiffusionModel` and serialises everything that uses or replaces it."""
 
-    def __init__(self, registry: ModelRegistry | None = None) -> None:
+    def __init__(
+        self, registry: ModelRegistry | None = None, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> None:
+        if max_batch_size < 1 or max_batch_tokens < 1:
+            raise ValidationError("max_batch_size and max_batch_tokens must be at least 1")
         self.registry = registry or ModelRegistry()
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self._fallback = threading.Lock()  # one move to the CPU when a batch's requests all run out of memory
         self._queue = RequestQueue()
         self._state = threading.Lock()  # guards the three fields below for readers that do not queue
         self._model: DiffusionModel | None = None
@@ -251,7 +287,7 @@ class DiffusionModelManager:
         Raises (when iterated): NoModelLoadedError, ModelUnavailableError, ModelLoadingError,
         ValidationError, GenerationError, GenerationCancelled.
         """
-        return self._run(lambda m: m.generate(prompt, options, cancel=cancel), model, device, cancel)
+        return self._run(lambda m: m.prepare_generate(prompt, options), None, model, device, cancel)
 
     def infill(
         self,
@@ -266,61 +302,113 @@ class DiffusionModelManager:
         device: str = "auto",
     ) -> Generator[Status | GenerationStep, None, None]:
         """Statuses and steps of an infilling (fixed `length`, or `variable`); same terms as `generate`."""
-        return self._run(
-            lambda m: m.infill(prefix, suffix, options, length=length, cancel=cancel, variable=variable),
-            model, device, cancel,
-        )
+        if variable:
+            alone = lambda m: m.infill(prefix, suffix, options, length=length, cancel=cancel, variable=True)
+            return self._run(None, alone, model, device, cancel)
+        return self._run(lambda m: m.prepare_infill(prefix, suffix, options, length), None, model, device, cancel)
 
     # -- internals ----------------------------------------------------------------
 
     def _run(
         self,
-        start: Callable[[DiffusionModel], Iterator[GenerationStep]],
+        prepare: Callable[[DiffusionModel], PreparedRun] | None,
+        alone: Callable[[DiffusionModel], Iterator[GenerationStep]] | None,
         model_id: str | None,
         device: str,
         cancel: CancelToken | None,
     ) -> Generator[Status | GenerationStep, None, None]:
-        """In one turn: load `model_id` if it is not resident, then run `start` on the model.
+        """Load `model_id` if it is not resident, then decode `prepare`'s run in a shared batch (or `alone`).
 
-        On accelerator out-of-memory the model moves to CPU and the run starts over; the steps
+        On accelerator out-of-memory the model moves to CPU and the request starts over; the steps
         then count from 1 again, so consumers that accumulate per-step text must treat a step
         number that does not increase as a fresh run.
         """
         from .devices import is_out_of_memory
 
         wanted = self._wanted(model_id, device, None) if model_id is not None else None
-        line = self._queue.waiting(cancel)
+        while True:
+            started_on: list[torch.device | None] = []
+            try:
+                yield from self._attempt(prepare, alone, wanted, cancel, started_on)
+                return
+            except GenerationCancelled:
+                raise
+            except Exception as exc:  # torch and tokenizers raise plain runtime errors
+                on = started_on[0] if started_on else None
+                if on is None or on.type == "cpu" or not is_out_of_memory(exc):
+                    if isinstance(exc, DiffusionError):
+                        raise
+                    logger.error("generation failed on %s: %s", on, type(exc).__name__)
+                    raise GenerationError(f"generation failed on {on}: {type(exc).__name__}: {exc}") from exc
+            with self._fallback:  # every request of a batch lands here; the first moves the model
+                model = self._model
+                if model is not None and self._device == on:
+                    self._move_to_cpu(model, f"out of memory on {on} during generation; running on cpu")
+            yield Status(f"out of memory on {on}; continuing on cpu")
+
+    def _attempt(
+        self,
+        prepare: Callable[[DiffusionModel], PreparedRun] | None,
+        alone: Callable[[DiffusionModel], Iterator[GenerationStep]] | None,
+        wanted: _Wanted | None,
+        cancel: CancelToken | None,
+        started_on: list[torch.device | None],
+    ) -> Generator[Status | GenerationStep, None, None]:
+        """One try: join the batch ahead, or wait for the turn, load, and open a batch (or run alone)."""
+        from .shared_batch import SharedBatch
+
+        ticket = _Ticket()
+        joined: list[tuple[SharedBatch, BatchRow, PreparedRun]] = []
+
+        def join(ahead: object) -> bool:
+            batch = ahead.batch if isinstance(ahead, _Ticket) else None
+            if prepare is None or batch is None or batch.model is not self._model:
+                return False
+            current = self.current()
+            if wanted is not None and (current is None or not wanted.matches(current, exact=False)):
+                return False
+            run = prepare(batch.model)
+            row = batch.join(run, cancel)
+            if row is not None:
+                joined.append((batch, row, run))
+                started_on.append(self._device)
+            return row is not None
+
+        line = self._queue.waiting(cancel, ticket=ticket, join=join)
+        handed_over = False
         try:
             for message in line:
                 if not message:
                     break
                 yield Status(message)
-            current = self.current()
-            if wanted is not None and (current is None or not wanted.matches(current, exact=False)):
-                yield Status(f"loading {wanted.spec.id} on {wanted.device}")
-                said: list[str] = []
-                self._load_in_turn(wanted, said.append)
-                yield from (Status(message) for message in said)
-            model = self._model
-            if model is None:
-                raise NoModelLoadedError("no model is loaded: load one first (for example 'tiny')")
-            while True:
-                on = self._device
-                try:
-                    yield from start(model)
+            if not joined:
+                current = self.current()
+                if wanted is not None and (current is None or not wanted.matches(current, exact=False)):
+                    yield Status(f"loading {wanted.spec.id} on {wanted.device}")
+                    said: list[str] = []
+                    self._load_in_turn(wanted, said.append)
+                    yield from (Status(message) for message in said)
+                model = self._model
+                if model is None:
+                    raise NoModelLoadedError("no model is loaded: load one first (for example 'tiny')")
+                started_on.append(self._device)
+                if prepare is None:
+                    yield from alone(model) if alone is not None else ()
                     return
-                except GenerationCancelled:
-                    raise
-                except Exception as exc:  # torch and tokenizers raise plain runtime errors
-                    if on is None or on.type == "cpu" or not is_out_of_memory(exc):
-                        if isinstance(exc, DiffusionError):
-                            raise
-                        logger.error("generation failed on %s: %s", on, type(exc).__name__)
-                        raise GenerationError(f"generation failed on {on}: {type(exc).__name__}: {exc}") from exc
-                self._move_to_cpu(model, f"out of memory on {on} during generation; running on cpu")
-                yield Status(f"out of memory on {on}; continuing on cpu")
+                batch = SharedBatch(model, max_rows=self.max_batch_size, max_tokens=self.max_batch_tokens,
+                                    release=line.close)
+                run = prepare(model)
+                row = batch.join(run, cancel)
+                assert row is not None, "an empty batch takes any request"
+                joined.append((batch, row, run))
+                ticket.batch, handed_over = batch, True
+                self._queue.notify()
+            batch, row, run = joined[0]
+            for item in batch.steps(row):
+                yield Status(item) if isinstance(item, str) else run.decoder.step(item)
         finally:
-            line.close()
+            if not handed_over:
+                line.close()
 
     def _wanted(self, model_id_or_path: str, device: str, dtype: str | torch.dtype | None) -> _Wanted:
         """Where a load would put a model: resolved spec, path, device and dtype (raises before any turn)."""
