@@ -18,3 +18,8 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 #: Fraction of free accelerator memory a model may take when `auto` decides whether it fits.
 ACCELERATOR_MEMORY_HEADROOM = 0.9
+
+#: Fixed-length requests decoded together at most (1 turns batching off).
+DEFAULT_MAX_BATCH_SIZE = 8
+#: Canvas positions a decoding batch holds at most (classifier-free guidance counts twice): its passes' size.
+DEFAULT_MAX_BATCH_TOKENS = 8192

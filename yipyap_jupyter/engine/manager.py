@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from ..constants import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
 from ..service.schemas import ModelInfo
 from .registry import ModelRegistry
@@ -43,10 +44,6 @@ StatusCallback = Callable[[str], None]
 
 #: How often a queued request re-checks its cancel token while it waits.
 QUEUE_POLL_SECONDS = 0.1
-#: Requests decoded together at most (1 turns batching off).
-DEFAULT_MAX_BATCH_SIZE = 8
-#: Canvas positions a batch holds at most (classifier-free guidance counts twice): its passes' size.
-DEFAULT_MAX_BATCH_TOKENS = 8192
 #: Bytes per parameter assumed when sizing a model whose dtype is not chosen yet (bf16 / fp16).
 ACCELERATOR_BYTES_PER_PARAMETER = 2
 DTYPES = ("float32", "bfloat16", "float16")

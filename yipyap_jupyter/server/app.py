@@ -17,7 +17,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Integer, Unicode
 
 from .. import __version__
-from ..constants import DEFAULT_MODEL_ID
+from ..constants import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL_ID
 from ..service.correlation import in_current_context
 from ..service.logs import configure_log_files, get_logger, remove_log_files
 from .routes import embedded_routes, proxy_routes
@@ -60,6 +60,16 @@ class DiffusionLLMApp(ExtensionApp):
     rate_limit_burst = Integer(
         5, help="Generation requests a client may make at once before the per-minute rate applies.",
     ).tag(config=True)
+    max_batch_size = Integer(
+        DEFAULT_MAX_BATCH_SIZE, min=1,
+        help="Fixed-length generations on the loaded model decoded together, sharing each forward pass (1: one at a"
+             " time). Requests that arrive while a batch runs join it at its next step.",
+    ).tag(config=True)
+    max_batch_tokens = Integer(
+        DEFAULT_MAX_BATCH_TOKENS, min=1,
+        help="Canvas positions (prompt + tokens to generate, twice under cfg) a batch holds at most: the size of its"
+             " forward passes, so what bounds their memory. Lowered by itself after an out-of-memory error.",
+    ).tag(config=True)
     keepalive_seconds = Float(15.0, help="Seconds of silence after which a stream sends a keep-alive comment.").tag(config=True)
     worker_threads = Integer(
         16, help="Threads for model work (loads, generations waiting for their turn; the manager serialises them)."
@@ -91,9 +101,11 @@ class DiffusionLLMApp(ExtensionApp):
         quick_executor = ThreadPoolExecutor(max_workers=QUICK_THREADS, thread_name_prefix="yipyap-quick")
         service = downloads = None
         if self.mode == "embedded":
+            from ..engine.manager import DiffusionModelManager
             from ..service.service import DiffusionLLMService
 
-            service = DiffusionLLMService(default_model=self.default_model or None)
+            manager = DiffusionModelManager(max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens)
+            service = DiffusionLLMService(manager, default_model=self.default_model or None)
             downloads = service.downloads
         self.state = ExtensionState(
             service=service, downloads=downloads,

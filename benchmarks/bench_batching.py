@@ -1,0 +1,208 @@
+"""Concurrent requests decoded together: aggregate throughput, time to first step, texts equal to solo runs.
+
+N = 1, 4, 8 concurrent generations (same settings, different prompts and seeds) on
+(a) the shipped `tiny` model and (b) a random LLaDA-shaped checkpoint (d_model 384,
+8 layers, tiny's tokenizer), each through the service in this process (one thread
+per request, as the server's executor runs them) and through HTTP+SSE on a real
+Jupyter server (one streaming client per request). Contenders alternate: every round
+runs each N once, and the figures are medians over rounds.
+
+Reported per N: aggregate generated tokens/s and its ratio to N = 1, the time from
+submission to the first step frame of the first and of the last request, and whether
+every text equals the same request run alone. Targets: 8 concurrent on `tiny` >= 3x
+the aggregate tokens/s of one, on the random model >= 1.5x, the last request's first
+step within 2x the first's. A benchmark, not a test.
+
+    python benchmarks/bench_batching.py                 # both models, service and HTTP, 3 rounds
+    python benchmarks/bench_batching.py --rounds 5 --no-http
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from jupyter_process import start_server
+
+PROMPTS = ["def add(a, b):", "import os\n", "class Stack:\n    def push(self, item):", "for i in range(10):",
+           "# read a file\nwith open(path) as f:", "x = [", "def main():\n    args = parse()", "while True:"]
+CONCURRENCY = (1, 4, 8)
+TARGETS = {"tiny": 3.0, "random": 1.5}  # aggregate tokens/s of 8 concurrent over one
+FIRST_STEP_TARGET = 2.0  # first step of the last request / of the first
+
+
+def random_checkpoint(directory: Path) -> Path:
+    """A random LLaDA network of the benchmark's shape with the shipped tiny model's tokenizer."""
+    import torch
+
+    from yipyap_jupyter.constants import TINY_MODEL_DIR
+    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.config import LLaDAConfig
+    from yipyap_jupyter.engine.llada import LLaDAModel
+
+    raw = json.loads((TINY_MODEL_DIR / "config.json").read_text())
+    raw.update(d_model=384, n_heads=6, n_kv_heads=6, n_layers=8, mlp_hidden_size=1280, mlp_ratio=4)
+    config = LLaDAConfig.from_dict(raw)
+    torch.manual_seed(0)
+    extra = {key: raw[key] for key in ("bos_token_id", "expand_token_id")}
+    save_checkpoint(LLaDAModel(config), directory, extra_config=extra)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(TINY_MODEL_DIR / name, directory / name)
+    return directory
+
+
+def bodies(n: int, new_tokens: int, steps: int) -> list[dict]:
+    return [{"prompt": PROMPTS[i], "max_new_tokens": new_tokens, "steps": steps, "block_length": new_tokens,
+             "seed": i} for i in range(n)]
+
+
+def through_service(service, bodies: list[dict]) -> tuple[float, list[float], list[str], int]:  # noqa: ANN001
+    """(wall seconds, each request's seconds to its first step, texts, tokens) of `bodies` run at once."""
+    from yipyap_jupyter.service.events import CompleteEvent, StepEvent
+
+    start = time.perf_counter()
+    first: list[float] = [0.0] * len(bodies)
+    results: list = [None] * len(bodies)
+
+    def one(i: int) -> None:
+        for event in service.generate_events(bodies[i]):
+            if isinstance(event, StepEvent) and not first[i]:
+                first[i] = time.perf_counter() - start
+            if isinstance(event, CompleteEvent):
+                results[i] = event
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+        time.sleep(0.002)  # arrival order = submission order
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if any(r is None for r in results):
+        raise SystemExit("a request did not complete")
+    return wall, first, [r.text for r in results], sum(b["max_new_tokens"] for b in bodies)
+
+
+def through_http(url: str, token: str, bodies: list[dict]) -> tuple[float, list[float], list[str], int]:
+    """The same over `POST /generate/stream`, one client connection per request."""
+    start = time.perf_counter()
+    first: list[float] = [0.0] * len(bodies)
+    results: list[dict] = [{}] * len(bodies)
+
+    def one(i: int) -> None:
+        with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=600) as client, \
+                client.stream("POST", f"{url}/generate/stream", json=bodies[i]) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                frame = json.loads(line[6:])
+                if frame.get("type") == "step" and not first[i]:
+                    first[i] = time.perf_counter() - start
+                if frame.get("type") in ("complete", "error"):
+                    results[i] = frame
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        futures = []
+        for i in range(len(bodies)):
+            futures.append(pool.submit(one, i))
+            time.sleep(0.002)
+        for future in futures:
+            future.result()
+    wall = time.perf_counter() - start
+    if any(r.get("type") != "complete" for r in results):
+        raise SystemExit(f"a stream did not complete: {results}")
+    return wall, first, [r["text"] for r in results], sum(b["max_new_tokens"] for b in bodies)
+
+
+def report(label: str, runs: dict[int, list[tuple[float, list[float], list[str], int]]],
+           solo: list[str], target: float) -> list[str]:
+    print(f"\n{label}")
+    print(f"{'N':>3} {'tok/s':>8} {'vs N=1':>7} {'1st step, first':>16} {'1st step, last':>15} {'texts = solo':>13}")
+    base = None
+    verdicts = []
+    for n, results in runs.items():
+        rate = statistics.median(tokens / wall for wall, _, _, tokens in results)
+        first = statistics.median(f[0] for _, f, _, _ in results)
+        last = statistics.median(f[-1] for _, f, _, _ in results)
+        same = all(texts == solo[:n] for _, _, texts, _ in results)
+        base = base or rate
+        print(f"{n:>3} {rate:>8.1f} {rate / base:>6.2f}x {first * 1000:>13.0f} ms {last * 1000:>12.0f} ms "
+              f"{'yes' if same else 'NO':>13}")
+        if n == max(runs):
+            verdicts.append(f"{label}: {n} concurrent {rate / base:.2f}x the tokens/s of one (target >= {target}x): "
+                            f"{'met' if rate / base >= target else 'MISSED'}")
+            verdicts.append(f"{label}: first step of request {n} {last / first:.2f}x that of request 1 (target <= "
+                            f"{FIRST_STEP_TARGET}x): {'met' if last / first <= FIRST_STEP_TARGET else 'MISSED'}")
+        if not same:
+            verdicts.append(f"{label}: N={n} texts differ from solo runs: MISSED")
+    return verdicts
+
+
+def main() -> None:
+    from yipyap_jupyter.constants import TINY_MODEL_DIR
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--no-http", action="store_true", help="only through the service")
+    p.add_argument("--only", choices=["tiny", "random"], help="one model only")
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.service.service import DiffusionLLMService
+    from yipyap_jupyter.settings import SettingsStore
+
+    torch.set_num_threads(args.threads)
+    verdicts: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"tiny": str(TINY_MODEL_DIR), "random": str(random_checkpoint(Path(tmp) / "random"))}
+        for name, path in models.items():
+            if args.only and name != args.only:
+                continue
+            manager = DiffusionModelManager()
+            service = DiffusionLLMService(manager, SettingsStore(Path(tmp) / f"{name}.json"), default_model=None)
+            info = manager.load(path, device="cpu")
+            label = f"{name} ({info.parameters / 1e6:.1f}M parameters, {args.new_tokens} tokens, {args.steps} steps)"
+            solo = [through_service(service, [body])[2][0] for body in bodies(max(CONCURRENCY), args.new_tokens,
+                                                                              args.steps)]
+            server = None
+            if not args.no_http:
+                server, url, token = start_server(path, Path(tmp) / f"server-{name}", threads=args.threads)
+            try:
+                in_process: dict[int, list] = {n: [] for n in CONCURRENCY}
+                over_http: dict[int, list] = {n: [] for n in CONCURRENCY}
+                for _ in range(args.rounds):
+                    for n in CONCURRENCY:
+                        in_process[n].append(through_service(service, bodies(n, args.new_tokens, args.steps)))
+                        if server is not None:
+                            over_http[n].append(through_http(url, token, bodies(n, args.new_tokens, args.steps)))
+                verdicts += report(f"{label}, service", in_process, solo, TARGETS[name])
+                if server is not None:
+                    verdicts += report(f"{label}, HTTP+SSE", over_http, solo, TARGETS[name])
+            finally:
+                if server is not None:
+                    server.terminate()
+                    server.wait(30)
+            manager.unload()
+    print()
+    for verdict in verdicts:
+        print(verdict)
+
+
+if __name__ == "__main__":
+    main()
