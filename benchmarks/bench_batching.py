@@ -65,7 +65,7 @@ def bodies(n: int, new_tokens: int, steps: int) -> list[dict]:
              "seed": i} for i in range(n)]
 
 
-def through_service(service, bodies: list[dict]) -> tuple[float, list[float], list[str], int]:  # noqa: ANN001
+def through_service(service, bodies: list[dict]) -> tuple[float, list[float], list[str], int]:
     """(wall seconds, each request's seconds to its first step, texts, tokens) of `bodies` run at once."""
     from yipyap_jupyter.service.events import CompleteEvent, StepEvent
 

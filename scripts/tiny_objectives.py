@@ -190,10 +190,10 @@ def autoregressive_loss(network: torch.nn.Module, stream: torch.Tensor, n_rows: 
     """
     from unittest import mock
 
-    import yipyap_jupyter.engine.llada as llada_module
+    import yipyap_jupyter.engine.packing as packing_module
 
     starts = torch.randint(0, stream.numel() - length - 1, (n_rows,), generator=gen)
     rows = torch.stack([stream[s : s + length + 1] for s in starts.tolist()])
-    with mock.patch.object(llada_module, "bidirectional_attention", _causal_attention):
+    with mock.patch.object(packing_module, "bidirectional_attention", _causal_attention):
         logits = network(rows[:, :-1])
     return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
