@@ -146,7 +146,7 @@ class DecodingBatch:
         """`group` in one pass, or halved (and the cap lowered) while the device runs out of memory."""
         filling = [f.cache for f in group if f.cache is not None and not f.cache.keys]
         try:
-            return self._pass(group)
+            return list[torch.Tensor | Exception](self._pass(group))
         except Exception as exc:  # torch raises plain runtime errors for out of memory
             device = group[0].ids.device
             if not is_out_of_memory(exc):
