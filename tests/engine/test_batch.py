@@ -160,6 +160,7 @@ def test_a_row_too_big_for_the_device_fails_every_row_with_out_of_memory(tiny: D
     decoding = DecodingBatch(_SmallDevice(tiny.fixed_length_network, capacity=10))
     rows = [decoding.add(tiny.prepare_generate(p, SamplingOptions(max_new_tokens=16, steps=4)).program)
             for p in PROMPTS[:3]]
+    assert not decoding.exhausted
     decoding.step()
-    assert not decoding.rows
+    assert not decoding.rows and decoding.exhausted
     assert all(isinstance(row.error, torch.OutOfMemoryError) for row in rows)

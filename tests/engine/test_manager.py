@@ -259,6 +259,34 @@ def test_out_of_memory_mid_generation_continues_on_cpu(
     assert list(gpu.resident) == []
 
 
+def test_out_of_memory_in_a_batch_moves_the_model_once_and_every_request_finishes_on_cpu(
+    manager: DiffusionModelManager, fake_cuda: Any, monkeypatch: pytest.MonkeyPatch, tiny_llada_dir: Path
+) -> None:
+    PretendGpu(monkeypatch, capacity=1)
+    other = SamplingOptions(max_new_tokens=8, steps=4, block_length=8, seed=4)
+    reference = DiffusionModelManager()
+    reference.load(str(tiny_llada_dir), device="cpu", dtype="float32")
+    expected = [final_tokens(list(reference.generate(p, o))) for p, o in (("def x", OPTIONS), ("import y", other))]
+    manager.load(str(tiny_llada_dir), dtype="float32")
+    moves: list[str] = []
+    real_move = manager._move_to_cpu
+    monkeypatch.setattr(manager, "_move_to_cpu", lambda model, why: (moves.append(why), real_move(model, why)))
+    holder = manager.generate("def x", OPTIONS)
+    first = next(holder)  # its batch is open, and nobody reads it for now
+    for call in (3, 4, 5):  # the pass of both rows fails, and so do the halves: one row does not fit either
+        fail_forward(manager.loaded_model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+                     on_call=call)
+    joined: list[Any] = []
+    joiner = threading.Thread(target=lambda: joined.extend(manager.generate("import y", other)))
+    joiner.start()
+    held = [first, *holder]
+    joiner.join()
+    for items, tokens in zip((held, joined), expected, strict=True):
+        assert "out of memory on cuda:0; continuing on cpu" in [i.message for i in items if isinstance(i, Status)]
+        assert final_tokens([i for i in items if not isinstance(i, Status)]) == tokens
+    assert len(moves) == 1 and manager.current().device == "cpu"
+
+
 def test_other_failures_mid_generation_are_generation_errors(
     manager: DiffusionModelManager, tiny_llada_dir: Path
 ) -> None:

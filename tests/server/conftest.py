@@ -24,3 +24,11 @@ def jp_server_config(yipyap_traits: dict[str, Any], tiny_llada_dir: Path, tmp_pa
               "log_dir": str(tmp_path / "yipyap-logs"), "metrics_db": str(tmp_path / "metrics.sqlite"),
               **yipyap_traits}
     return Config({"ServerApp": {"jpserver_extensions": {"yipyap_jupyter": True}}, "DiffusionLLMApp": traits})
+
+
+@pytest.fixture(scope="session")
+def slow_llada_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wider than the shared tiny checkpoint, so a long generation takes a while on one thread."""
+    from checkpoints import make_llada_checkpoint
+
+    return make_llada_checkpoint(tmp_path_factory.mktemp("llada-slow"), n_layers=4, d_model=128)

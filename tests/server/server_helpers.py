@@ -1,7 +1,8 @@
-"""Reading the extension's answers in tests: JSON bodies and SSE frames."""
+"""Reading the extension's answers in tests: JSON bodies and SSE frames, and a client that hangs up."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -38,3 +39,21 @@ def check_steps(events: list[dict[str, Any]], last_step: int) -> list[dict[str, 
     assert "".join(e["text"] for e in steps) == complete["raw_text"]
     assert steps[-1]["canvas"] == complete["history"][-1] and len(complete["history"]) == last_step
     return steps
+
+
+async def hang_up_at_first_step(port: int, base_url: str, auth: dict[str, str], body: dict[str, Any],
+                                correlation_id: str) -> None:
+    """A raw streaming request whose client closes the connection at its first step frame."""
+    payload = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (f"POST {base_url}api/diffusion/generate/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: {auth['Authorization']}\r\nContent-Type: application/json\r\n"
+            f"X-Correlation-ID: {correlation_id}\r\nContent-Length: {len(payload)}\r\n\r\n")
+    writer.write(head.encode() + payload)
+    await writer.drain()
+    received = b""
+    while b'"type":"step"' not in received:
+        chunk = await reader.read(65536)
+        assert chunk, received
+        received += chunk
+    writer.close()

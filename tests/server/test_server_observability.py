@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from server_helpers import sse_events
+from server_helpers import hang_up_at_first_step, sse_events
 from tornado.httpclient import HTTPClientError
 
 CANARY = "CANARY-7d41e9 zebra quartz"
@@ -58,14 +58,6 @@ async def test_canary_prompt_never_leaves_the_request(jp_fetch, tmp_path: Path,
     assert f"[{stream_id}]" in backend
 
 
-@pytest.fixture(scope="module")
-def slow_llada_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wider than the shared tiny checkpoint, so a long generation takes a while on one thread."""
-    from checkpoints import make_llada_checkpoint
-
-    return make_llada_checkpoint(tmp_path_factory.mktemp("llada-slow"), n_layers=4, d_model=128)
-
-
 @pytest.fixture
 def yipyap_traits(slow_llada_dir: Path) -> dict:
     return {"default_model": str(slow_llada_dir)}
@@ -75,19 +67,8 @@ async def test_disconnect_cancels_the_generation(jp_fetch, jp_http_port: int, jp
                                                  jp_auth_header: dict, tmp_path: Path) -> None:
     await jp_fetch("api", "diffusion", "models", "current")  # the server is listening
     total = 448
-    body = json.dumps({"prompt": "once upon a time", "max_new_tokens": total, "steps": total}).encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
-    head = (f"POST {jp_base_url}api/diffusion/generate/stream HTTP/1.1\r\nHost: 127.0.0.1:{jp_http_port}\r\n"
-            f"Authorization: {jp_auth_header['Authorization']}\r\nContent-Type: application/json\r\n"
-            f"X-Correlation-ID: leaving-early\r\nContent-Length: {len(body)}\r\n\r\n")
-    writer.write(head.encode() + body)
-    await writer.drain()
-    received = b""
-    while b'"type":"step"' not in received:
-        chunk = await reader.read(65536)
-        assert chunk, received
-        received += chunk
-    writer.close()
+    body = {"prompt": "once upon a time", "max_new_tokens": total, "steps": total}
+    await hang_up_at_first_step(jp_http_port, jp_base_url, jp_auth_header, body, "leaving-early")
 
     log = tmp_path / "yipyap-logs" / "structured.log"
     for _ in range(600):  # wait for the handler to finish (it waits for the worker first)

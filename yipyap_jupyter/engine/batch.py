@@ -57,6 +57,8 @@ class DecodingBatch:
         self.network = network
         self.max_tokens = max_tokens
         self.rows: list[BatchRow] = []
+        #: a pass of one row did not fit the device: every row failed with out of memory
+        self.exhausted = False
 
     @property
     def tokens(self) -> int:
@@ -99,6 +101,7 @@ class DecodingBatch:
         assert all(forwards), "a live row always has its next pass pending"
         results = self._forward(cast(list[Forward], forwards))
         too_big = next((r for r in results if isinstance(r, Exception)), None)
+        self.exhausted = self.exhausted or too_big is not None
         for row, logits in zip(live, results, strict=True):
             if too_big is not None:
                 # a device that cannot hold one row's pass holds no batch: every row falls back together

@@ -7,9 +7,9 @@ opens a `SharedBatch` on the resident model, and requests for that model queued
 right behind it join the batch (up to `max_batch_size` requests and
 `max_batch_tokens` positions) instead of waiting for it to finish. Variable-length
 infilling changes its canvas's length every step and runs alone. A load builds the
-new model completely before it replaces the old one, so a failed load changes nothing. When an accelerator runs out of
-memory the model continues on the CPU and says so: in `ModelInfo.fallback`,
-through `on_status`, and in the log.
+new model completely before it replaces the old one, so a failed load changes
+nothing. When an accelerator runs out of memory the model continues on the CPU and
+says so: in `ModelInfo.fallback`, through `on_status`, and in the log.
 
 Torch is imported only when a model is loaded, so importing this module is cheap.
 """
@@ -139,9 +139,10 @@ class RequestQueue:
 
 @dataclass(eq=False)
 class _Ticket:
-    """A request's place in line; once it has the turn, the batch it opened for others to join."""
+    """A request's place in line: the device it started on, and the batch it opened for others to join."""
 
     batch: SharedBatch | None = None
+    device: torch.device | None = None
 
 
 @dataclass(frozen=True)
@@ -324,14 +325,14 @@ class DiffusionModelManager:
 
         wanted = self._wanted(model_id, device, None) if model_id is not None else None
         while True:
-            started_on: list[torch.device | None] = []
+            ticket = _Ticket()
             try:
-                yield from self._attempt(prepare, alone, wanted, cancel, started_on)
+                yield from self._attempt(prepare, alone, wanted, cancel, ticket)
                 return
             except GenerationCancelled:
                 raise
             except Exception as exc:  # torch and tokenizers raise plain runtime errors
-                on = started_on[0] if started_on else None
+                on = ticket.device
                 if on is None or on.type == "cpu" or not is_out_of_memory(exc):
                     if isinstance(exc, DiffusionError):
                         raise
@@ -349,12 +350,11 @@ class DiffusionModelManager:
         alone: Callable[[DiffusionModel], Iterator[GenerationStep]] | None,
         wanted: _Wanted | None,
         cancel: CancelToken | None,
-        started_on: list[torch.device | None],
+        ticket: _Ticket,
     ) -> Generator[Status | GenerationStep, None, None]:
         """One try: join the batch ahead, or wait for the turn, load, and open a batch (or run alone)."""
         from .shared_batch import SharedBatch
 
-        ticket = _Ticket()
         joined: list[tuple[SharedBatch, BatchRow, PreparedRun]] = []
 
         def join(ahead: object) -> bool:
@@ -368,7 +368,7 @@ class DiffusionModelManager:
             row = batch.join(run, cancel)
             if row is not None:
                 joined.append((batch, row, run))
-                started_on.append(self._device)
+                ticket.device = self._device
             return row is not None
 
         line = self._queue.waiting(cancel, ticket=ticket, join=join)
@@ -388,9 +388,10 @@ class DiffusionModelManager:
                 model = self._model
                 if model is None:
                     raise NoModelLoadedError("no model is loaded: load one first (for example 'tiny')")
-                started_on.append(self._device)
+                ticket.device = self._device
                 if prepare is None:
-                    yield from alone(model) if alone is not None else ()
+                    assert alone is not None, "a request either prepares a batch row or runs alone"
+                    yield from alone(model)
                     return
                 batch = SharedBatch(model, max_rows=self.max_batch_size, max_tokens=self.max_batch_tokens,
                                     release=line.close)

@@ -82,10 +82,6 @@ class Packing:
         self.segments = segments
         self._sizes = [segment.size for segment in segments]
 
-    @property
-    def size(self) -> int:
-        return sum(self._sizes)
-
     def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(1, total): each window counts from its own start."""
         device = input_ids.device

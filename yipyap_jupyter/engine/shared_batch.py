@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 
 from ..cancel import CancelToken
 from .batch import BatchRow, DecodingBatch
-from .devices import is_out_of_memory
 from .model import DiffusionModel, PreparedRun
 from .samplers.base import SamplerStep
 
@@ -39,16 +38,10 @@ class SharedBatch:
         self._members = 0
         self.open = True
 
-    @property
-    def members(self) -> int:
-        with self._changed:
-            return self._members
-
     def join(self, run: PreparedRun, cancel: CancelToken | None) -> BatchRow | None:
         """The request's row from the next pass, or None when the batch is closed or has no room for it.
 
-        Raises:
-            ValidationError: the request's own arguments (its program checks them here).
+        The program checks its arguments here; a row it refuses is done at once, and `steps` raises why.
         """
         with self._changed:
             cap = self._batch.max_tokens or 0
@@ -80,7 +73,7 @@ class SharedBatch:
                     finally:
                         with self._changed:
                             self._driving = False
-                            if any(r.error is not None and is_out_of_memory(r.error) for r in self._all_rows()):
+                            if self._batch.exhausted:
                                 self.open = False  # falling back to the CPU: nobody joins this batch any more
                             self._changed.notify_all()
                     continue
@@ -94,9 +87,6 @@ class SharedBatch:
             self._leave(row)
 
     # -- internals ----------------------------------------------------------------
-
-    def _all_rows(self) -> list[BatchRow]:
-        return self._batch.rows + self._joining
 
     def _admit_and_drop(self) -> None:
         """Between passes (the caller holds the condition and the drive): joiners in, abandoned rows out."""
