@@ -118,11 +118,12 @@ def random_checkpoint(directory: Path, family: str) -> Path:
     torch.manual_seed(0)
     if family == "llada":
         config = LLaDAConfig(d_model=384, n_layers=8, n_heads=6, mlp_hidden_size=1280, vocab_size=16384,
-                             mask_token_id=16383, rope_theta=500000.0)
+                             mask_token_id=16383, eos_token_id=16382, pad_token_id=16382, rope_theta=500000.0)
         network: nn.Module = LLaDAModel(config)
     else:
         config = DreamConfig(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, num_key_value_heads=2,
-                             intermediate_size=1280, vocab_size=16384, mask_token_id=16383)
+                             intermediate_size=1280, vocab_size=16384, mask_token_id=16383, pad_token_id=16382,
+                             bos_token_id=16381, eos_token_id=16382)
         network = DreamModel(config)
     return save_checkpoint(network, directory)
 
