@@ -52,14 +52,17 @@ async def test_out_of_memory_mid_generation_loses_no_request(
         {"device": "cuda", "dtype": "float32"}), headers=jp_auth_header)).body)
     assert (loaded["device"], loaded["fallback"]) == ("cuda:0", None)
     model = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager.loaded_model
-    fail_forward(model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), on_call=2)
+    # enough failing passes that, however the requests are batched, a pass of one row fails too
+    for call in (2, 3, 4):
+        fail_forward(model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), on_call=call)
 
     answers = await asyncio.gather(
         *(jp_fetch("api", "diffusion", "generate", "stream", **post(REQUEST)) for _ in range(3)),
         jp_fetch("api", "diffusion", "generate", **post(REQUEST)),
     )
     streams = [sse_events(answer.body) for answer in answers[:3]]
-    assert sum("out of memory on cuda:0; continuing on cpu" in statuses(events) for events in streams) == 1
+    # the requests decoded together when it happened say so, and all of them finish on the cpu
+    assert any("out of memory on cuda:0; continuing on cpu" in statuses(events) for events in streams)
     texts = {events[-1]["raw_text"] for events in streams} | {as_json(answers[3])["raw_text"]}
     assert all(events[-1]["type"] == "complete" for events in streams) and len(texts) == 1  # same seed, same text
     current = as_json(await jp_fetch("api", "diffusion", "models", "current"))
