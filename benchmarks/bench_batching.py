@@ -182,7 +182,9 @@ def main() -> None:
                                                                               args.steps)]
             server = None
             if not args.no_http:
-                server, url, token = start_server(path, Path(tmp) / f"server-{name}", threads=args.threads)
+                workdir = Path(tmp) / f"server-{name}"
+                workdir.mkdir()
+                server, url, token = start_server(path, workdir, threads=args.threads)
             try:
                 in_process: dict[int, list] = {n: [] for n in CONCURRENCY}
                 over_http: dict[int, list] = {n: [] for n in CONCURRENCY}
