@@ -26,6 +26,7 @@ from torch import nn
 from ..cancel import CancelToken
 from ..errors import DiffusionError, GenerationCancelled
 from .devices import free_accelerator_memory, is_out_of_memory
+from .engine_thread import on_engine_thread
 from .packing import Packing, Segment
 from .samplers.base import Forward, Program, SamplerStep
 
@@ -88,8 +89,9 @@ class DecodingBatch:
             if not row.done:
                 self._fail(row, GenerationCancelled(row.steps + 1))
 
+    @torch.no_grad()
     def step(self) -> None:
-        """One pass for every row: cancelled rows leave first, finished and failed rows after."""
+        """One pass for every row: cancelled rows leave first, finished and failed rows after (never recording gradients)."""
         for row in self.rows:
             if row.cancel is not None:
                 try:
@@ -177,11 +179,10 @@ class DecodingBatch:
         return packing.split(self.network(ids, packing=packing))
 
 
-@torch.no_grad()
 def run_alone(network: nn.Module, program: Program, cancel: CancelToken | None = None) -> Iterator[SamplerStep]:
     """The steps of one program on `network`: a batch of one row, the same code path as a shared batch."""
     batch = DecodingBatch(network)
-    row = batch.add(program, cancel)
+    row = on_engine_thread(batch.add, program, cancel)
     while True:
         for item in row.take():
             assert isinstance(item, SamplerStep), "a batch of one row never splits its pass"
@@ -190,4 +191,4 @@ def run_alone(network: nn.Module, program: Program, cancel: CancelToken | None =
             raise row.error
         if row.done:
             return
-        batch.step()
+        on_engine_thread(batch.step)

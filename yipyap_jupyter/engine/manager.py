@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..constants import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
 from ..service.schemas import ModelInfo
+from .engine_thread import engine_steps, on_engine_thread
 from .registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -391,7 +392,7 @@ class DiffusionModelManager:
                 ticket.device = self._device
                 if prepare is None:
                     assert alone is not None, "a request either prepares a batch row or runs alone"
-                    yield from alone(model)
+                    yield from engine_steps(alone(model))
                     return
                 batch = SharedBatch(model, max_rows=self.max_batch_size, max_tokens=self.max_batch_tokens,
                                     release=line.close)
@@ -452,7 +453,7 @@ class DiffusionModelManager:
         from .model import DiffusionModel
 
         try:
-            return DiffusionModel.load(spec, path, device, dtype), device, None
+            return on_engine_thread(DiffusionModel.load, spec, path, device, dtype), device, None
         except Exception as exc:
             if device.type == "cpu" or not is_out_of_memory(exc):
                 raise
@@ -462,7 +463,7 @@ class DiffusionModelManager:
             say(f"out of memory on {device}; moving the previous model to cpu to make room")
             self._move_to_cpu(previous, f"moved to cpu to make room for {spec.id}")
             try:
-                return DiffusionModel.load(spec, path, device, dtype), device, None
+                return on_engine_thread(DiffusionModel.load, spec, path, device, dtype), device, None
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     self._restore(previous, previous_device)
@@ -472,7 +473,7 @@ class DiffusionModelManager:
         logger.warning("%s: %s", spec.id, fallback)
         say(fallback)
         try:
-            return DiffusionModel.load(spec, path, CPU, dtype), CPU, fallback
+            return on_engine_thread(DiffusionModel.load, spec, path, CPU, dtype), CPU, fallback
         except Exception:
             if previous is not None and previous_device == device:
                 self._restore(previous, previous_device)
@@ -483,7 +484,7 @@ class DiffusionModelManager:
         from .devices import CPU, free_accelerator_memory
 
         device = self._device
-        model.to(CPU)
+        on_engine_thread(model.to, CPU)
         if device is not None:
             free_accelerator_memory(device)
         logger.warning("%s", fallback)
@@ -497,7 +498,7 @@ class DiffusionModelManager:
         from .devices import free_accelerator_memory, is_out_of_memory
 
         try:
-            model.to(device)
+            on_engine_thread(model.to, device)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise

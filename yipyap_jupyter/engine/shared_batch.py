@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 from ..cancel import CancelToken
 from .batch import BatchRow, DecodingBatch
+from .engine_thread import on_engine_thread
 from .model import DiffusionModel, PreparedRun
 from .samplers.base import SamplerStep
 
@@ -48,7 +49,7 @@ class SharedBatch:
             tokens = self._batch.tokens + sum(row.tokens for row in self._joining)
             if not self.open or self._members >= self.max_rows or (self._members and tokens + run.tokens > cap):
                 return None
-            row = self._batch.start(run.program, cancel, run.tokens)
+            row = on_engine_thread(self._batch.start, run.program, cancel, run.tokens)
             self._members += 1
             self._joining.append(row)
             return row
@@ -69,7 +70,7 @@ class SharedBatch:
                         self._admit_and_drop()
                 if drive:
                     try:
-                        self._batch.step()
+                        on_engine_thread(self._batch.step)
                     finally:
                         with self._changed:
                             self._driving = False
