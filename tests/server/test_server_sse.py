@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from server_helpers import check_steps, sse_events
 
 from yipyap_jupyter.server.sse import EventStream, coalesce
-from yipyap_jupyter.service.events import StatusEvent, StepEvent
+from yipyap_jupyter.service.events import CompleteEvent, StatusEvent, StepEvent
 
 TOTAL = 256
 
@@ -117,3 +118,32 @@ async def test_steps_that_queue_behind_a_slow_client_go_out_as_one_frame() -> No
     frames = [json.loads(line[len("data: "):]) for text in handler.written for line in text.splitlines() if line]
     assert [f["type"] for f in frames] == ["status", "step"]
     assert (frames[1]["step"], frames[1]["text"], frames[1]["canvas"]) == (3, "abc", "abc")
+
+
+class RecordingHandler(HeldHandler):
+    """A client that reads at once: each write is one wake-up of the reader."""
+
+    async def flush(self) -> None:
+        pass
+
+
+async def test_steps_faster_than_the_frame_interval_share_a_write_each_its_own_frame() -> None:
+    handler = RecordingHandler()
+    stream = EventStream(handler, ThreadPoolExecutor(1), keepalive_seconds=60, frame_interval=5.0)  # type: ignore[arg-type]
+
+    def events(cancel: object) -> Iterator[object]:
+        yield StatusEvent(message="Starting text generation...")
+        time.sleep(0.05)  # each event reaches the loop on its own
+        for n in range(1, 4):
+            yield step(n, "abc"[n - 1], "abc"[:n] + "_" * (3 - n), [n - 1])
+            time.sleep(0.05)
+        yield CompleteEvent(text="abc", raw_text="abc", generation_time=0.2, model_used="tiny", device="cpu",
+                            tokens=3, steps=3)
+
+    started = time.monotonic()
+    await stream.run(events)
+    assert time.monotonic() - started < 5.0, "the complete event ends the wait at once"
+    writes = [[json.loads(line[len("data: "):]) for line in text.splitlines() if line] for text in handler.written]
+    # the first step goes out as it comes; the next two wait for the interval and leave with the complete event
+    assert [[f["type"] for f in frames] for frames in writes[1:]] == [["step"], ["step", "step", "complete"]]
+    assert [f["step"] for frames in writes for f in frames if f["type"] == "step"] == [1, 2, 3]

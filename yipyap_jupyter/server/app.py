@@ -21,6 +21,7 @@ from ..constants import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAUL
 from ..service.correlation import in_current_context
 from ..service.logs import configure_log_files, get_logger, remove_log_files
 from .routes import embedded_routes, proxy_routes
+from .sse import DEFAULT_FRAME_INTERVAL
 from .state import SETTINGS_KEY, ExtensionState
 
 log = get_logger(__name__)
@@ -71,6 +72,11 @@ class DiffusionLLMApp(ExtensionApp):
              " forward passes, so what bounds their memory. Lowered by itself after an out-of-memory error.",
     ).tag(config=True)
     keepalive_seconds = Float(15.0, help="Seconds of silence after which a stream sends a keep-alive comment.").tag(config=True)
+    frame_interval = Float(
+        DEFAULT_FRAME_INTERVAL, min=0.0,
+        help="Seconds from one write of step frames to the next (0: each step as it comes). Steps that come faster"
+             " go out together, each still its own frame: fewer wake-ups for client and server.",
+    ).tag(config=True)
     worker_threads = Integer(
         16, help="Threads for model work (loads, generations waiting for their turn; the manager serialises them)."
                  " Quick routes have threads of their own.",
@@ -112,6 +118,7 @@ class DiffusionLLMApp(ExtensionApp):
             metrics=MetricsStore(Path(self.metrics_db) if self.metrics_db else data / "metrics.sqlite"),
             limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
             executor=executor, quick_executor=quick_executor, keepalive_seconds=self.keepalive_seconds,
+            frame_interval=self.frame_interval,
             proxy_url=self.proxy_url or None, proxy_token=self.proxy_token,
             proxy_timeout_seconds=self.proxy_timeout_seconds,
         )

@@ -322,7 +322,7 @@ class StreamHandler(DiffusionHandler):
         self.rate_limit()
         run = self.service.generate_events if self.kind == "generate" else self.service.infill_events
         events = partial(run, self.json_body())  # a refused body is the first event: a 400 before the stream opens
-        self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds)
+        self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds, self.state.frame_interval)
         log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
         outcome = await self.stream.run(events)  # raises a refusal before any frame
         self._model, self._error_type = outcome.model, outcome.error_type or (

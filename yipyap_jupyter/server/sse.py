@@ -5,6 +5,10 @@ through an asyncio queue, so the loop never waits on torch. The response starts
 with the first event: a request refused before it (an `error` first) is answered
 as that error's HTTP status instead of a stream. Events that queue up while the
 client reads are written together, their step events merged into one (`coalesce`).
+Steps that come within `frame_interval` of the last write wait for the next one and
+go out together, each still its own frame: one wake-up of the client (and of the
+server's loop) per write, not per step, which is most of what a stream costs on a
+small machine; any other event (complete, error, status) ends the wait.
 A client that goes away cancels the generation (the engine checks the token every
 step) and the stream waits for the worker before it ends, so no work outlives its request.
 """
@@ -12,6 +16,7 @@ step) and the stream waits for the worker before it ends, so no work outlives it
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -30,6 +35,8 @@ log = get_logger(__name__)
 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 KEEPALIVE_FRAME = ": keep-alive\n\n"
+#: Seconds from one write of step frames to the next: steps that come faster go out together, each its own frame.
+DEFAULT_FRAME_INTERVAL = 0.05
 
 _END = object()
 _CANCELLED = object()
@@ -73,10 +80,13 @@ class StreamOutcome:
 class EventStream:
     """Send one generation's events to one client; `cancel()` is the client-went-away hook."""
 
-    def __init__(self, handler: RequestHandler, executor: Executor, keepalive_seconds: float) -> None:
+    def __init__(
+        self, handler: RequestHandler, executor: Executor, keepalive_seconds: float, frame_interval: float = 0.0,
+    ) -> None:
         self.handler = handler
         self.executor = executor
         self.keepalive_seconds = keepalive_seconds
+        self.frame_interval = frame_interval
         self.cancel_token = CancelToken()
         self.outcome = StreamOutcome()
         self.opened = False
@@ -122,6 +132,7 @@ class EventStream:
         handler.set_header("X-Accel-Buffering", "no")
         worker = loop.run_in_executor(self.executor, in_current_context(work))
         refusal: ErrorEvent | None = None
+        stepped = -math.inf  # when step frames last went out
         try:
             ended = False
             while not ended:
@@ -132,16 +143,25 @@ class EventStream:
                     continue
                 while not items.empty():
                     batch.append(items.get_nowait())
+                batch = coalesce(batch)  # these queued while the last write went out: the client reads slower
+                # steps within `frame_interval` of the last write wait for the next; any other event ends the wait
+                while isinstance(batch[-1], StepEvent) and (wait := stepped + self.frame_interval - loop.time()) > 0:
+                    try:
+                        batch.append(await asyncio.wait_for(items.get(), timeout=wait))
+                    except asyncio.TimeoutError:
+                        break
                 if not self.opened and isinstance(batch[0], ErrorEvent):
                     refusal = batch[0]
                     break
                 ended = _END in batch
                 if _CANCELLED in batch:
                     self.outcome.end = "cancelled"
-                frames = coalesce([item for item in batch if item is not _END and item is not _CANCELLED])
+                frames = [item for item in batch if item is not _END and item is not _CANCELLED]
                 for event in frames:
                     self._note(event)
                 if frames:
+                    if any(isinstance(event, StepEvent) for event in frames):
+                        stepped = loop.time()
                     await self._send("".join(frame(event) for event in frames))
         finally:
             if self.outcome.end not in ("complete", "error"):

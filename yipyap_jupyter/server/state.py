@@ -9,6 +9,7 @@ from ..service.downloads import Downloads
 from ..service.service import DiffusionLLMService
 from .metrics import MetricsStore
 from .ratelimit import RateLimiter
+from .sse import DEFAULT_FRAME_INTERVAL
 
 SETTINGS_KEY = "yipyap_jupyter_state"
 
@@ -31,6 +32,7 @@ class ExtensionState:
     executor: ThreadPoolExecutor
     quick_executor: ThreadPoolExecutor
     keepalive_seconds: float = 15.0
+    frame_interval: float = DEFAULT_FRAME_INTERVAL
     proxy_url: str | None = None
     proxy_token: str = ""
     proxy_timeout_seconds: float = 30.0
