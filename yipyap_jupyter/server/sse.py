@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -105,26 +106,20 @@ class EventStream:
             DiffusionError: the first event was an error, so no response has started.
         """
         loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Any] = asyncio.Queue()
-
-        def post(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(items.put_nowait, item)
-            except RuntimeError:  # the loop is gone (server shutting down): nobody to tell
-                pass
+        mailbox = _Mailbox(loop, self.frame_interval)
 
         def work() -> None:
             try:
                 for event in events(self.cancel_token):
-                    post(event)
+                    mailbox.post(event)
             except GenerationCancelled:
-                post(_CANCELLED)
+                mailbox.post(_CANCELLED)
             except Exception as error:  # the service maps its own failures; this is a last resort
                 if not isinstance(error, DiffusionError):
                     log.exception("event stream failed (%s)", type(error).__name__)
-                post(ErrorEvent(**error_body(error)))
+                mailbox.post(ErrorEvent(**error_body(error)))
             finally:
-                post(_END)
+                mailbox.post(_END)
 
         handler = self.handler
         handler.set_header("Content-Type", CONTENT_TYPE)
@@ -132,24 +127,14 @@ class EventStream:
         handler.set_header("X-Accel-Buffering", "no")
         worker = loop.run_in_executor(self.executor, in_current_context(work))
         refusal: ErrorEvent | None = None
-        stepped = -math.inf  # when step frames last went out
+        slow = True  # the last write took longer than a frame interval (or none went yet): merge what queued
         try:
             ended = False
             while not ended:
-                try:
-                    batch = [await asyncio.wait_for(items.get(), timeout=self.keepalive_seconds)]
-                except asyncio.TimeoutError:
+                batch = await mailbox.take(self.keepalive_seconds)
+                if not batch:
                     await self._send(KEEPALIVE_FRAME)
                     continue
-                while not items.empty():
-                    batch.append(items.get_nowait())
-                batch = coalesce(batch)  # these queued while the last write went out: the client reads slower
-                # steps within `frame_interval` of the last write wait for the next; any other event ends the wait
-                while isinstance(batch[-1], StepEvent) and (wait := stepped + self.frame_interval - loop.time()) > 0:
-                    try:
-                        batch.append(await asyncio.wait_for(items.get(), timeout=wait))
-                    except asyncio.TimeoutError:
-                        break
                 if not self.opened and isinstance(batch[0], ErrorEvent):
                     refusal = batch[0]
                     break
@@ -157,12 +142,16 @@ class EventStream:
                 if _CANCELLED in batch:
                     self.outcome.end = "cancelled"
                 frames = [item for item in batch if item is not _END and item is not _CANCELLED]
+                if slow:
+                    frames = coalesce(frames)
                 for event in frames:
                     self._note(event)
                 if frames:
+                    started = loop.time()
                     if any(isinstance(event, StepEvent) for event in frames):
-                        stepped = loop.time()
+                        mailbox.wrote_steps()
                     await self._send("".join(frame(event) for event in frames))
+                    slow = loop.time() - started > self.frame_interval
         finally:
             if self.outcome.end not in ("complete", "error"):
                 self.cancel_token.cancel()
@@ -188,3 +177,61 @@ class EventStream:
             await self.handler.flush()
         except StreamClosedError:
             self.cancel()
+
+
+class _Mailbox:
+    """Events from the worker thread to the IOLoop, which the worker wakes only when a write is due.
+
+    A step that comes within `interval` of the last write of steps waits (the loop reads it
+    when the interval is up); any other event wakes the loop at once. So a stream costs the
+    loop one wake-up per write, not one per step.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._due = -math.inf  # loop time from which a step is worth a write
+        self._waiter: asyncio.Future[None] | None = None
+
+    def post(self, item: Any) -> None:
+        """Worker side: hand over `item`, waking the loop if it waits and the item is due."""
+        with self._lock:
+            self._items.append(item)
+            waiter = self._waiter
+            if waiter is None or (isinstance(item, StepEvent) and self._loop.time() < self._due):
+                return
+            self._waiter = None
+        try:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+        except RuntimeError:  # the loop is gone (server shutting down): nobody to tell
+            pass
+
+    def wrote_steps(self) -> None:
+        """Loop side: steps went out now; the next ones wait for the interval."""
+        self._due = self._loop.time() + self._interval
+
+    async def take(self, keepalive_seconds: float) -> list[Any]:
+        """Loop side: the events due for a write, or [] after `keepalive_seconds` of silence."""
+        silence = self._loop.time() + keepalive_seconds
+        while True:
+            with self._lock:
+                now = self._loop.time()
+                held = bool(self._items)
+                if held and (now >= self._due or not all(isinstance(item, StepEvent) for item in self._items)):
+                    items, self._items = self._items, []
+                    return items
+                if not held and now >= silence:
+                    return []
+                waiter = self._waiter = self._loop.create_future()
+            try:
+                await asyncio.wait_for(waiter, timeout=(self._due if held else silence) - now)
+            except asyncio.TimeoutError:
+                with self._lock:
+                    self._waiter = None
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
