@@ -25,6 +25,7 @@ from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
 from yipyap_jupyter.engine.model import SamplingOptions
+from yipyap_jupyter.engine.shared_batch import SharedBatch
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,
@@ -273,12 +274,28 @@ def test_out_of_memory_in_a_batch_moves_the_model_once_and_every_request_finishe
     monkeypatch.setattr(manager, "_move_to_cpu", lambda model, why: (moves.append(why), real_move(model, why)))
     holder = manager.generate("def x", OPTIONS)
     first = next(holder)  # its batch is open, and nobody reads it for now
-    for call in (3, 4, 5):  # the pass of both rows fails, and so do the halves: one row does not fit either
-        fail_forward(manager.loaded_model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
-                     on_call=call)
+    full = threading.Event()
+
+    def out_of_memory_while_on_the_gpu(module: Any, args: Any) -> None:
+        if full.is_set() and manager.current().device != "cpu":  # not even one row fits any more
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    manager.loaded_model.network.register_forward_pre_hook(out_of_memory_while_on_the_gpu)
+    in_batch = threading.Event()
+    real_join = SharedBatch.join
+
+    def join(batch: SharedBatch, run: Any, cancel: Any) -> Any:
+        row = real_join(batch, run, cancel)
+        if row is not None:
+            in_batch.set()
+        return row
+
+    monkeypatch.setattr(SharedBatch, "join", join)
     joined: list[Any] = []
     joiner = threading.Thread(target=lambda: joined.extend(manager.generate("import y", other)))
+    full.set()  # from now on every pass on the GPU fails: that of both rows, and its halves
     joiner.start()
+    assert in_batch.wait(WAIT_SECONDS), "the second request joins the open batch"
     held = [first, *holder]
     joiner.join()
     for items, tokens in zip((held, joined), expected, strict=True):
