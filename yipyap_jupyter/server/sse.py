@@ -1,7 +1,7 @@
 """Server-Sent Events over Tornado: one `data:` frame per event, keep-alive comments between.
 
 The event iterator runs on an executor thread and hands events to the IOLoop
-through an asyncio queue, so the loop never waits on torch. The response starts
+through a mailbox (`_Mailbox`), so the loop never waits on torch. The response starts
 with the first event: a request refused before it (an `error` first) is answered
 as that error's HTTP status instead of a stream. Events that queue up while the
 client reads are written together, their step events merged into one (`coalesce`).
