@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +73,13 @@ def test_concurrent_requests_run_every_forward_on_the_engine_thread_without_grad
     assert len(texts) == 2
     engine = on_engine_thread(threading.current_thread)
     assert passes and all(thread is engine and not grad for thread, grad in passes)
+
+
+def test_a_forked_child_has_an_engine_thread_of_its_own() -> None:
+    on_engine_thread(int)  # the parent's engine thread is running
+    pid = os.fork()
+    if pid == 0:  # the child: a call must not wait for the parent's thread, which is not here
+        signal.alarm(30)  # waiting for it would hang: fail instead
+        os._exit(0 if on_engine_thread(lambda: 41 + 1) == 42 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,7 @@ as long on a second thread as on the first. Requests still run on their callers'
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +19,18 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yipyap-engine")
 _here = threading.local()
+_executor: ThreadPoolExecutor
+
+
+def _new_executor() -> None:
+    """The engine thread's executor; a forked child starts a fresh one (the parent's thread is not in it)."""
+    global _executor
+    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yipyap-engine")
+
+
+_new_executor()
+os.register_at_fork(after_in_child=_new_executor)
 
 
 def on_engine_thread(fn: Callable[..., T], *args: Any) -> T:
