@@ -9,7 +9,7 @@ just before it (slow drifts of the machine's load cancel out), and the ratio of 
 two medians. The server writes step frames at most every `frame_interval` seconds
 (its default), each still its own frame. A benchmark, not a test.
 
-    python benchmarks/bench_sse_overhead.py --runs 15
+    python benchmarks/bench_sse_overhead.py            # 31 runs each
     python benchmarks/bench_sse_overhead.py --model /path/to/checkpoint   # before `tiny` ships
 """
 
@@ -48,7 +48,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(TINY_MODEL_DIR), help="model id or checkpoint directory (default: tiny)")
-    p.add_argument("--runs", type=int, default=15)
+    p.add_argument("--runs", type=int, default=31)
     p.add_argument("--threads", type=int, default=1, help="torch threads on both sides")
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--steps", type=int, default=32)
