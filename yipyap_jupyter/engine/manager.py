@@ -424,7 +424,7 @@ class DiffusionModelManager:
         spec, path = wanted.spec, wanted.path
         logger.info("loading %s from %s on %s (%s)", spec.id, path, wanted.device, _dtype_name(wanted.dtype))
         started = time.perf_counter()
-        model, placed, fallback = self._build(spec, path, wanted.device, wanted.dtype, say)
+        model, placed, fallback = on_engine_thread(self._build, spec, path, wanted.device, wanted.dtype, say)
         loaded = wanted.info.model_copy(
             update={
                 "loaded": True,
@@ -443,7 +443,7 @@ class DiffusionModelManager:
     def _build(
         self, spec: ModelSpec, path: Any, device: torch.device, dtype: torch.dtype, say: StatusCallback
     ) -> tuple[DiffusionModel, torch.device, str | None]:
-        """Load on `device`; on accelerator out-of-memory make room (or give up on it) and retry.
+        """Load on `device`; on accelerator out-of-memory make room (or give up on it) and retry (on the engine thread).
 
         The previous model, if it sits on the same accelerator, is first moved to the CPU to make
         room (it stays usable there, and goes back if the new load fails for another reason).
@@ -453,7 +453,7 @@ class DiffusionModelManager:
         from .model import DiffusionModel
 
         try:
-            return on_engine_thread(DiffusionModel.load, spec, path, device, dtype), device, None
+            return DiffusionModel.load(spec, path, device, dtype), device, None
         except Exception as exc:
             if device.type == "cpu" or not is_out_of_memory(exc):
                 raise
@@ -463,7 +463,7 @@ class DiffusionModelManager:
             say(f"out of memory on {device}; moving the previous model to cpu to make room")
             self._move_to_cpu(previous, f"moved to cpu to make room for {spec.id}")
             try:
-                return on_engine_thread(DiffusionModel.load, spec, path, device, dtype), device, None
+                return DiffusionModel.load(spec, path, device, dtype), device, None
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     self._restore(previous, previous_device)
@@ -473,7 +473,7 @@ class DiffusionModelManager:
         logger.warning("%s: %s", spec.id, fallback)
         say(fallback)
         try:
-            return on_engine_thread(DiffusionModel.load, spec, path, CPU, dtype), CPU, fallback
+            return DiffusionModel.load(spec, path, CPU, dtype), CPU, fallback
         except Exception:
             if previous is not None and previous_device == device:
                 self._restore(previous, previous_device)
@@ -498,7 +498,7 @@ class DiffusionModelManager:
         from .devices import free_accelerator_memory, is_out_of_memory
 
         try:
-            on_engine_thread(model.to, device)
+            model.to(device)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise

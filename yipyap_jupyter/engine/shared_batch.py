@@ -3,7 +3,8 @@
 The service runs each request on its caller's thread and the manager yields its steps
 from there; a batch has no thread of its own. A request's thread that finds no step
 waiting for it and nobody stepping the batch steps it once (for every row), then hands
-out what it made; the others wait on the batch's condition. So the batch runs as long as
+out what it made; the others wait on the batch's condition. (The pass's torch work itself runs on
+the engine thread, see `engine_thread`.) So the batch runs as long as
 any of its requests is listening, a slow listener holds up nobody, and a request whose
 listener leaves (a closed stream, a cancelled cell) is dropped at the next pass.
 
