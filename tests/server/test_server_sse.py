@@ -13,7 +13,7 @@ from pathlib import Path
 
 from server_helpers import check_steps, sse_events
 
-from yipyap_jupyter.server.sse import EventStream, coalesce
+from yipyap_jupyter.server.sse import KEEPALIVE_FRAME, EventStream, coalesce
 from yipyap_jupyter.service.events import CompleteEvent, StatusEvent, StepEvent
 
 TOTAL = 256
@@ -147,3 +147,34 @@ async def test_steps_faster_than_the_frame_interval_share_a_write_each_its_own_f
     # the first step goes out as it comes; the next two wait for the interval and leave with the complete event
     assert [[f["type"] for f in frames] for frames in writes[1:]] == [["step"], ["step", "step", "complete"]]
     assert [f["step"] for frames in writes for f in frames if f["type"] == "step"] == [1, 2, 3]
+
+
+class TimedHandler(RecordingHandler):
+    """A reading client that notes when each write reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def write(self, text: str) -> None:
+        super().write(text)
+        self.times.append(time.monotonic())
+
+
+async def test_a_silent_generation_gets_keep_alives_and_slow_steps_go_out_as_they_come() -> None:
+    handler = TimedHandler()
+    stream = EventStream(handler, ThreadPoolExecutor(1), keepalive_seconds=0.3, frame_interval=0.05)  # type: ignore[arg-type]
+    posted: list[float] = []
+
+    def events(cancel: object) -> Iterator[object]:
+        time.sleep(0.7)  # loading, say: nothing to send for a while
+        for n in range(1, 4):
+            posted.append(time.monotonic())
+            yield step(n, "abc"[n - 1], "abc"[:n] + "_" * (3 - n), [n - 1])
+            time.sleep(0.2)  # a slow model: each step comes after the frame interval
+
+    await stream.run(events)
+    assert handler.written[0] == KEEPALIVE_FRAME and handler.written.count(KEEPALIVE_FRAME) >= 2
+    steps = [(text, at) for text, at in zip(handler.written, handler.times, strict=True) if text != KEEPALIVE_FRAME]
+    assert [json.loads(text[len("data: "):])["step"] for text, _ in steps] == [1, 2, 3]  # one write each
+    assert all(at - sent < 0.1 for (_, at), sent in zip(steps, posted, strict=True)), "no step waits for the next"
