@@ -1,12 +1,14 @@
 """A pretend GPU for tests on machines without one: models "on cuda" really sit on the CPU.
 
 `PretendGpu` holds at most `capacity` models and raises `torch.OutOfMemoryError` when
-more are put on it; `fail_forward` makes a network's n-th forward pass raise. Use with
+more are put on it; `fail_forward` makes a network's n-th forward pass raise, and
+`full_while_on_gpu` every pass while the model is still on the GPU. Use with
 the `fake_cuda` fixture, which makes torch report the GPU.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -60,3 +62,18 @@ def fail_forward(model: DiffusionModel, error: Exception, on_call: int) -> None:
             raise error
 
     model.network.register_forward_pre_hook(hook)
+
+
+def full_while_on_gpu(manager: Any, model: DiffusionModel) -> threading.Event:
+    """Once the returned event is set, every pass of `model` runs out of memory until `manager` moved it to the CPU.
+
+    What a GPU that cannot hold even one row does, however the requests happen to be batched.
+    """
+    full = threading.Event()
+
+    def hook(module: torch.nn.Module, args: Any) -> None:
+        if full.is_set() and manager.current().device != "cpu":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    model.network.register_forward_pre_hook(hook)
+    return full

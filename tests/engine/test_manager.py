@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 from checkpoints import add_to_hub_cache, serve_as_hub
-from pretend_gpu import PretendGpu, fail_forward
+from pretend_gpu import PretendGpu, fail_forward, full_while_on_gpu
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine import specs
@@ -274,13 +274,7 @@ def test_out_of_memory_in_a_batch_moves_the_model_once_and_every_request_finishe
     monkeypatch.setattr(manager, "_move_to_cpu", lambda model, why: (moves.append(why), real_move(model, why)))
     holder = manager.generate("def x", OPTIONS)
     first = next(holder)  # its batch is open, and nobody reads it for now
-    full = threading.Event()
-
-    def out_of_memory_while_on_the_gpu(module: Any, args: Any) -> None:
-        if full.is_set() and manager.current().device != "cpu":  # not even one row fits any more
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-
-    manager.loaded_model.network.register_forward_pre_hook(out_of_memory_while_on_the_gpu)
+    full = full_while_on_gpu(manager, manager.loaded_model)
     in_batch = threading.Event()
     real_join = SharedBatch.join
 

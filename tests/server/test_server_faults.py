@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import torch
-from pretend_gpu import PretendGpu, fail_forward
+from pretend_gpu import PretendGpu, full_while_on_gpu
 from server_helpers import as_json, check_steps, sse_events
 
 from yipyap_jupyter.server.state import SETTINGS_KEY
@@ -51,10 +50,10 @@ async def test_out_of_memory_mid_generation_loses_no_request(
     loaded = json.loads((await http_server_client.fetch(url, method="POST", body=json.dumps(
         {"device": "cuda", "dtype": "float32"}), headers=jp_auth_header)).body)
     assert (loaded["device"], loaded["fallback"]) == ("cuda:0", None)
-    model = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager.loaded_model
-    # enough failing passes that, however the requests are batched, a pass of one row fails too
-    for call in (2, 3, 4):
-        fail_forward(model, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), on_call=call)
+    manager = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager
+    # after the first pass no pass fits the GPU, however the requests are batched, until the model is on the CPU
+    full = full_while_on_gpu(manager, manager.loaded_model)
+    manager.loaded_model.network.register_forward_hook(lambda *passed: full.set())
 
     answers = await asyncio.gather(
         *(jp_fetch("api", "diffusion", "generate", "stream", **post(REQUEST)) for _ in range(3)),
