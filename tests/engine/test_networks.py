@@ -13,18 +13,19 @@ from yipyap_jupyter.engine.dream import DreamModel
 from yipyap_jupyter.engine.llada import LLaDAModel
 
 VOCAB = 32
+#: MLP widths are not a multiple of the CPU kernels' vector loop (32 floats), so every row's SiLU has a scalar tail
 
 
 def _llada(kv_heads: int = 4) -> LLaDAModel:
     torch.manual_seed(0)
-    config = LLaDAConfig(d_model=32, n_heads=4, n_kv_heads=kv_heads, n_layers=2, mlp_hidden_size=64, vocab_size=VOCAB)
+    config = LLaDAConfig(d_model=32, n_heads=4, n_kv_heads=kv_heads, n_layers=2, mlp_hidden_size=80, vocab_size=VOCAB)
     return LLaDAModel(config).eval()
 
 
 def _dream(kv_heads: int = 2) -> DreamModel:
     torch.manual_seed(0)
     config = DreamConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=kv_heads, vocab_size=VOCAB,
     )
     return DreamModel(config).eval()

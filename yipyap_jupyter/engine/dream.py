@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .config import DreamConfig
-from .layers import RMSNorm, apply_rotary, merge_heads, rotary_tables, split_heads
+from .layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
 from .packing import Dense, Layout, Packing
 
 
@@ -41,7 +41,7 @@ class DreamAttention(nn.Module):
         q = apply_rotary(split_heads(self.q_proj(x), c.num_attention_heads), cos, sin, full_precision=False)
         k = apply_rotary(split_heads(self.k_proj(x), c.num_key_value_heads), cos, sin, full_precision=False)
         v = split_heads(self.v_proj(x), c.num_key_value_heads)
-        return self.o_proj(merge_heads(layout.attend(index, q, k, v)))
+        return self.o_proj(layout.attend(index, q, k, v))
 
 
 class DreamMLP(nn.Module):
@@ -52,7 +52,7 @@ class DreamMLP(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, layout: Layout) -> torch.Tensor:
-        return self.down_proj(layout.each_row(nn.functional.silu, self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(layout.each_row_in_place(silu_, self.gate_proj(x)) * self.up_proj(x))
 
 
 class DreamLayer(nn.Module):
@@ -70,8 +70,8 @@ class DreamLayer(nn.Module):
         layout: Layout,
         index: int,
     ) -> torch.Tensor:
-        x = x + self.self_attn(layout.each_row(self.input_layernorm, x), rope, layout, index)
-        return x + self.mlp(layout.each_row(self.post_attention_layernorm, x), layout)
+        x = x + self.self_attn(self.input_layernorm(x), rope, layout, index)
+        return x + self.mlp(self.post_attention_layernorm(x), layout)
 
 
 class _DreamBase(nn.Module):
@@ -111,9 +111,9 @@ class DreamModel(nn.Module):
         layout: Layout = packing if packing is not None else Dense(attention_mask)
         if position_ids is None:
             position_ids = layout.positions(input_ids)
-        rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta, layout.each_row)
+        rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta, layout.each_row_in_place)
         for index, layer in enumerate(self.model.layers):
             x = layer(x, rope, layout, index)
-        x = layout.each_row(self.model.norm, x)
+        x = self.model.norm(x)
         head = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
         return nn.functional.linear(x, head)

@@ -33,18 +33,25 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
-#: Applies an element-wise function to a (batch, seq, ...) tensor, row by row for a packed pass (see `packing`).
-EachRow = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
+#: Applies an in-place element-wise function to a (batch, seq, ...) tensor and returns it; row by row
+#: for a packed pass (see `packing`).
+EachRowInPlace = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+def silu_(x: torch.Tensor) -> torch.Tensor:
+    """SiLU in place (the tensor is the fresh output of a projection)."""
+    return F.silu(x, inplace=True)
 
 
 def rotary_tables(
-    position_ids: torch.Tensor, head_dim: int, theta: float, each_row: EachRow = lambda fn, x: fn(x)
+    position_ids: torch.Tensor, head_dim: int, theta: float, each_row_in_place: EachRowInPlace
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine and sine tables, float32, shaped (batch, 1, seq, head_dim) for NeoX-style rotation."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim))
     freqs = position_ids.float()[..., None] * inv_freq  # (batch, seq, head_dim/2)
     angles = torch.cat((freqs, freqs), dim=-1)
-    return each_row(torch.cos, angles)[:, None], each_row(torch.sin, angles)[:, None]
+    cos = each_row_in_place(torch.Tensor.cos_, angles.clone())
+    return cos[:, None], each_row_in_place(torch.Tensor.sin_, angles)[:, None]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

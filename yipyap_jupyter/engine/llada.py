@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import LLaDAConfig
-from .layers import RMSNorm, apply_rotary, merge_heads, rotary_tables, split_heads
+from .layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
 from .packing import Dense, Layout, Packing
 
 
@@ -47,13 +47,13 @@ class LLaDABlock(nn.Module):
         index: int,
     ) -> torch.Tensor:
         cos, sin = rope
-        normed = layout.each_row(self.attn_norm, x)
+        normed = self.attn_norm(x)
         q = apply_rotary(split_heads(self.q_proj(normed), self.config.n_heads), cos, sin, full_precision=True)
         k = apply_rotary(split_heads(self.k_proj(normed), self.config.kv_heads), cos, sin, full_precision=True)
         v = split_heads(self.v_proj(normed), self.config.kv_heads)
-        x = x + self.attn_out(merge_heads(layout.attend(index, q, k, v)))
-        m = layout.each_row(self.ff_norm, x)
-        return x + self.ff_out(layout.each_row(nn.functional.silu, self.ff_proj(m)) * self.up_proj(m))
+        x = x + self.attn_out(layout.attend(index, q, k, v))
+        m = self.ff_norm(x)
+        return x + self.ff_out(layout.each_row_in_place(silu_, self.ff_proj(m)) * self.up_proj(m))
 
 
 class _LLaDATransformer(nn.Module):
@@ -101,10 +101,10 @@ class LLaDAModel(nn.Module):
         if position_ids is None:
             position_ids = layout.positions(input_ids)
         head_dim = self.config.d_model // self.config.n_heads
-        rope = rotary_tables(position_ids, head_dim, self.config.rope_theta, layout.each_row)
+        rope = rotary_tables(position_ids, head_dim, self.config.rope_theta, layout.each_row_in_place)
         for index, block in enumerate(cast(nn.ModuleList, t["blocks"])):
             x = block(x, rope, layout, index)
-        x = layout.each_row(t["ln_f"], x)
+        x = t["ln_f"](x)
         bias: torch.Tensor | None = None
         if self.config.weight_tying:
             head = cast(nn.Embedding, t["wte"]).weight

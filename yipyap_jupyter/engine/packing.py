@@ -2,15 +2,19 @@
 
 The rows of a decoding batch have canvases of different lengths, and with a key/value
 cache each runs a different window of its canvas. Packing concatenates every row's
-window into one sequence (1, total) for the network's linear layers, where the work
-is, and splits it again around what is not computed position by position: attention
-(each row's queries meet only its own keys, or its own cache) and the element-wise
-transcendental functions (RMSNorm's rsqrt, SiLU, the rotary tables), whose vectorised
-CPU kernels round the elements of a loop's tail differently from the rest. Nothing is
-padded, so no position is wasted, and every row's pieces have the shapes and strides
-of its solo pass: a packed row's logits equal its solo logits to the last bit on the
-CPU. (GPU matrix kernels may choose other tilings for other batch sizes, so there a
-packed row matches its solo run only to rounding.)
+window into one sequence (1, total) for the network's layers, and splits it only
+around what is not computed position by position: attention (each row's queries meet
+only its own keys, or its own cache) and the element-wise functions built on `exp`,
+`sin` and `cos` (SiLU, the rotary tables). Their vectorised CPU kernels compute the
+tail of a loop, and each thread's chunk of a large tensor ends where its size puts
+it, with the scalar library function, which rounds differently; so they run in place
+on each row's part, with the shapes of the row's solo pass. RMSNorm needs no split:
+its square root and division are correctly rounded, and its mean reduces each
+position on its own. Nothing is padded, so no position is wasted, and every row's
+logits equal its solo logits to the last bit on the CPU (`tests/engine/test_packing.py`).
+(GPU matrix kernels may choose other tilings for other batch sizes, so there a packed
+row matches its solo run only to rounding; so may a CPU pass of fewer than 12
+positions, which the matrix library computes with other kernels.)
 
 A `Dense` layout is the ordinary (batch, seq) pass the official code runs.
 """
@@ -24,7 +28,7 @@ from typing import Protocol
 import torch
 
 from .kv_cache import KVCache
-from .layers import bidirectional_attention
+from .layers import bidirectional_attention, merge_heads
 
 
 class Layout(Protocol):
@@ -33,11 +37,12 @@ class Layout(Protocol):
     def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Rotary positions of `input_ids` when the caller gives none."""
 
-    def each_row(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """`fn` applied to every row's part of `x` (batch, seq, ...) as in the row's solo pass."""
+    def each_row_in_place(self, fn_: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """`x` (batch, seq, ...) after the in-place `fn_` ran on every row's part, as in the row's solo pass."""
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Layer `layer`'s attention output for queries, keys and values (batch, heads, seq, head_dim)."""
+        """Layer `layer`'s attention output (batch, seq, heads * head_dim), heads merged, for queries,
+        keys and values (batch, heads, seq, head_dim)."""
 
 
 class Dense:
@@ -49,11 +54,12 @@ class Dense:
     def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
 
-    def each_row(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return fn(x)
+    def each_row_in_place(self, fn_: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        fn_(x)
+        return x
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return bidirectional_attention(q, k, v, self.key_padding_mask)
+        return merge_heads(bidirectional_attention(q, k, v, self.key_padding_mask))
 
 
 @dataclass(frozen=True)
@@ -88,20 +94,25 @@ class Packing:
         return torch.cat([torch.arange(s.start, s.start + s.length, device=device).repeat(s.sequences)
                           for s in self.segments])[None]
 
-    def each_row(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        parts = [fn(part) for part in x.split(self._sizes, dim=1)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    def each_row_in_place(self, fn_: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        for part in x.split(self._sizes, dim=1):
+            fn_(part)
+        return x
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        outputs, offset = [], 0
+        _, heads, total, head_dim = q.shape
+        merged, offset = q.new_empty(1, total, heads * head_dim), 0
         for segment in self.segments:
             # narrow, not split: a cache keeps these keys and writes later windows into them in place
             qs, ks, vs = (_unpack(t.narrow(2, offset, segment.size), segment.sequences) for t in (q, k, v))
-            offset += segment.size
             if segment.cache is not None:
                 ks, vs = segment.cache.layer(layer, segment.start)(ks, vs)
-            outputs.append(_pack(bidirectional_attention(qs, ks, vs, None)))
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            out = bidirectional_attention(qs, ks, vs, None)  # (sequences, heads, length, head_dim)
+            # one copy, into the row's positions as `merge_heads` lays them out
+            merged.narrow(1, offset, segment.size).view(segment.sequences, segment.length, heads, head_dim).copy_(
+                out.transpose(1, 2))
+            offset += segment.size
+        return merged
 
     def split(self, packed: torch.Tensor) -> list[torch.Tensor]:
         """Per-row (sequences, length, ...) parts of a packed (1, total, ...) output."""
@@ -117,7 +128,3 @@ def _unpack(t: torch.Tensor, sequences: int) -> torch.Tensor:
     """
     return t[0].unflatten(1, (sequences, -1)).transpose(0, 1)
 
-
-def _pack(t: torch.Tensor) -> torch.Tensor:
-    """The inverse of `_unpack`."""
-    return t.transpose(0, 1).flatten(1, 2)[None]
