@@ -22,9 +22,10 @@ from checkpoints import add_to_hub_cache, serve_as_hub
 from pretend_gpu import PretendGpu, fail_forward, full_while_on_gpu
 
 from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.engine import batch as batch_module
 from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
-from yipyap_jupyter.engine.model import SamplingOptions
+from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.engine.shared_batch import SharedBatch
 from yipyap_jupyter.errors import (
     GenerationCancelled,
@@ -402,6 +403,48 @@ def test_queue_positions_count_down_in_arrival_order() -> None:
         "second": ["queued: 1 request ahead"],
         "third": ["queued: 2 requests ahead", "queued: 1 request ahead"],
     }
+
+
+def test_requests_waiting_in_line_share_the_first_pass_of_the_batch_they_open(
+    manager: DiffusionModelManager, tiny_llada_dir: Path, other_llada_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.load(str(tiny_llada_dir), device="cpu")
+    loading, finish_load = threading.Event(), threading.Event()
+    real_load = DiffusionModel.load.__func__  # type: ignore[attr-defined]
+
+    def slow_load(cls: type, *args: Any) -> DiffusionModel:
+        loading.set()
+        finish_load.wait(WAIT_SECONDS)
+        return real_load(cls, *args)
+
+    monkeypatch.setattr(DiffusionModel, "load", classmethod(slow_load))
+    rows_per_pass: list[int] = []
+    real_packing = batch_module.Packing
+    monkeypatch.setattr(batch_module, "Packing", lambda segments: (rows_per_pass.append(len(segments)),
+                                                                     real_packing(segments))[1])
+    loader = threading.Thread(target=manager.load, args=(str(other_llada_dir),), kwargs={"device": "cpu"})
+    loader.start()
+    assert loading.wait(WAIT_SECONDS)
+    queued = [threading.Event() for _ in range(3)]
+    results: list[list[Any]] = [[] for _ in queued]
+
+    def request(i: int) -> None:
+        options = SamplingOptions(max_new_tokens=8, steps=4, block_length=8, seed=i)
+        for item in manager.generate(f"def f{i}():", options):
+            results[i].append(item)
+            if isinstance(item, Status) and item.message.startswith("queued"):
+                queued[i].set()
+
+    threads = []
+    for i, event in enumerate(queued):  # one after another, so each is queued behind the last
+        threads.append(threading.Thread(target=request, args=(i,)))
+        threads[-1].start()
+        assert event.wait(WAIT_SECONDS)
+    finish_load.set()  # the first request opens a batch on the new model; the other two were waiting
+    for thread in [loader, *threads]:
+        thread.join(WAIT_SECONDS)
+    assert [len([i for i in items if not isinstance(i, Status)]) for items in results] == [4, 4, 4]
+    assert rows_per_pass == [3, 3, 3, 3]
 
 
 def test_unload_frees_the_model(manager: DiffusionModelManager, tiny_llada_dir: Path) -> None:

@@ -67,19 +67,17 @@ class DecodingBatch:
         return sum(row.tokens for row in self.rows)
 
     def add(self, program: Program, cancel: CancelToken | None = None, tokens: int = 0) -> BatchRow:
-        """A new row (it runs from the next step); `tokens` is its canvas size, for the budget."""
-        return self.admit(self.start(program, cancel, tokens))
-
-    def start(self, program: Program, cancel: CancelToken | None = None, tokens: int = 0) -> BatchRow:
-        """A row whose program has checked its arguments and asked for its first pass, not yet admitted."""
-        row = BatchRow(program, cancel, tokens)
-        self._advance(row, None)
-        return row
+        """A new row from the next step; `tokens` is its canvas size, for the budget."""
+        return self.admit(BatchRow(program, cancel, tokens))
 
     def admit(self, row: BatchRow) -> BatchRow:
-        """Make a started row take part from the next step (a finished or failed one has nothing to run)."""
-        if not row.done:
-            self.rows.append(row)
+        """Make a new row take part from the next step (between steps only).
+
+        Its program starts at that step, on the thread that steps: it checks its arguments
+        (a row it refuses is done with the error) and asks for its first pass, which that
+        step runs. So a row joins without waiting for a pass in flight.
+        """
+        self.rows.append(row)
         return row
 
     def drop(self, row: BatchRow) -> None:
@@ -91,9 +89,15 @@ class DecodingBatch:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One pass for every row: cancelled rows leave first, finished and failed rows after (never recording gradients)."""
+        """One pass for every row: new rows start, cancelled rows leave, finished and failed rows after.
+
+        Never records gradients.
+        """
         for row in self.rows:
-            if row.cancel is not None:
+            if row.pending is None:  # added since the last step
+                self._advance(row, None)
+        for row in self.rows:
+            if row.cancel is not None and not row.done:
                 try:
                     row.cancel.raise_if_cancelled(row.steps + 1)
                 except (GenerationCancelled, DiffusionError) as exc:  # cancelled, or past its deadline
@@ -182,7 +186,7 @@ class DecodingBatch:
 def run_alone(network: nn.Module, program: Program, cancel: CancelToken | None = None) -> Iterator[SamplerStep]:
     """The steps of one program on `network`: a batch of one row, the same code path as a shared batch."""
     batch = DecodingBatch(network)
-    row = on_engine_thread(batch.add, program, cancel)
+    row = batch.add(program, cancel)
     while True:
         for item in row.take():
             assert isinstance(item, SamplerStep), "a batch of one row never splits its pass"

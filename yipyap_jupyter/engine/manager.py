@@ -5,7 +5,8 @@ switch waits for the generation in flight and a waiting request can say how many
 are ahead of it. Fixed-length generations and infillings share a turn: the first
 opens a `SharedBatch` on the resident model, and requests for that model queued
 right behind it join the batch (up to `max_batch_size` requests and
-`max_batch_tokens` positions) instead of waiting for it to finish. Variable-length
+`max_batch_tokens` positions) instead of waiting for it to finish; those already
+waiting when it opens share its first pass. Variable-length
 infilling changes its canvas's length every step and runs alone. A load builds the
 new model completely before it replaces the old one, so a failed load changes
 nothing. When an accelerator runs out of memory the model continues on the CPU and
@@ -45,6 +46,8 @@ StatusCallback = Callable[[str], None]
 
 #: How often a queued request re-checks its cancel token while it waits.
 QUEUE_POLL_SECONDS = 0.1
+#: How long a new batch's first pass waits at most for the requests already in line to join it.
+GATHER_SECONDS = 0.1
 #: Bytes per parameter assumed when sizing a model whose dtype is not chosen yet (bf16 / fp16).
 ACCELERATOR_BYTES_PER_PARAMETER = 2
 DTYPES = ("float32", "bfloat16", "float16")
@@ -72,6 +75,8 @@ class RequestQueue:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._line: list[object] = []
+        #: requests right behind the front that were offered the front's ticket and could not join
+        self._declined: dict[object, object] = {}
 
     @property
     def length(self) -> int:
@@ -79,10 +84,20 @@ class RequestQueue:
         with self._changed:
             return len(self._line)
 
-    def notify(self) -> None:
-        """Wake the waiting requests to look again (a batch ahead of them opened or made room)."""
+    def gather(self, holder: object, timeout: float) -> None:
+        """Let the requests in line behind `holder` join the batch it has just opened on its ticket.
+
+        Wakes them, and waits until every one that can has joined: until the request right
+        behind `holder` has declined, or nobody is left behind it (at most `timeout` seconds).
+        So requests that were already waiting share the batch's first pass.
+        """
         with self._changed:
+            self._declined = {t: h for t, h in self._declined.items() if h is not holder}  # offered no batch yet
             self._changed.notify_all()
+            self._changed.wait_for(
+                lambda: len(self._line) < 2 or self._line[0] is not holder or self._declined.get(self._line[1]) is holder,
+                timeout,
+            )
 
     def waiting(
         self, cancel: CancelToken | None = None, *, ticket: object | None = None,
@@ -106,8 +121,12 @@ class RequestQueue:
             while True:
                 with self._changed:
                     ahead = self._line.index(ticket)
-                    if ahead == 1 and join is not None and join(self._line[0]):
-                        return
+                    if ahead == 1:
+                        if join is not None and join(self._line[0]):
+                            return
+                        if self._declined.get(ticket) is not self._line[0]:
+                            self._declined[ticket] = self._line[0]
+                            self._changed.notify_all()  # a gather waits for this answer
                     if ahead == reported and ahead > 0:
                         self._changed.wait(QUEUE_POLL_SECONDS if cancel is not None else None)
                         ahead = self._line.index(ticket)
@@ -122,6 +141,7 @@ class RequestQueue:
         finally:
             with self._changed:
                 self._line.remove(ticket)
+                self._declined.pop(ticket, None)
                 self._changed.notify_all()
 
     @contextmanager
@@ -401,7 +421,10 @@ class DiffusionModelManager:
                 assert row is not None, "an empty batch takes any request"
                 joined.append((batch, row, run))
                 ticket.batch, handed_over = batch, True
-                self._queue.notify()
+                try:
+                    self._queue.gather(ticket, GATHER_SECONDS)
+                finally:
+                    batch.gathered()
             batch, row, run = joined[0]
             for item in batch.steps(row):
                 yield Status(item) if isinstance(item, str) else run.decoder.step(item)

@@ -9,8 +9,10 @@ any of its requests is listening, a slow listener holds up nobody, and a request
 listener leaves (a closed stream, a cancelled cell) is dropped at the next pass.
 
 Requests join between passes while the batch has room (`max_rows` requests, `max_tokens`
-positions, the lower cap after an out-of-memory split); the last to leave closes the
-batch and hands back the manager's turn.
+positions, the lower cap after an out-of-memory split), without waiting for the pass in
+flight; the first pass waits until the opener says the requests that were already in
+line have joined (`gathered`). The last to leave closes the batch and hands back the
+manager's turn.
 """
 
 from __future__ import annotations
@@ -38,19 +40,27 @@ class SharedBatch:
         self._joining: list[BatchRow] = []
         self._leaving: list[BatchRow] = []
         self._members = 0
+        self._gathering = True  # the first pass waits for `gathered`
         self.open = True
+
+    def gathered(self) -> None:
+        """Let the first pass run: the requests that were waiting when the batch opened have joined."""
+        with self._changed:
+            self._gathering = False
+            self._changed.notify_all()
 
     def join(self, run: PreparedRun, cancel: CancelToken | None) -> BatchRow | None:
         """The request's row from the next pass, or None when the batch is closed or has no room for it.
 
-        The program checks its arguments here; a row it refuses is done at once, and `steps` raises why.
+        Never waits for the pass in flight. The program checks its arguments when the next pass
+        starts it; for a row it refuses, `steps` raises why.
         """
         with self._changed:
             cap = self._batch.max_tokens or 0
             tokens = self._batch.tokens + sum(row.tokens for row in self._joining)
             if not self.open or self._members >= self.max_rows or (self._members and tokens + run.tokens > cap):
                 return None
-            row = on_engine_thread(self._batch.start, run.program, cancel, run.tokens)
+            row = BatchRow(run.program, cancel, run.tokens)
             self._members += 1
             self._joining.append(row)
             return row
@@ -63,7 +73,7 @@ class SharedBatch:
         try:
             while True:
                 with self._changed:
-                    while not row.outbox and not row.done and self._driving:
+                    while not row.outbox and not row.done and (self._driving or self._gathering):
                         self._changed.wait()
                     drive = not row.outbox and not row.done
                     if drive:
