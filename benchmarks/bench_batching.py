@@ -13,6 +13,12 @@ every text equals the same request run alone. Targets: 8 concurrent on `tiny` >=
 the aggregate tokens/s of one, on the random model >= 1.5x, the last request's first
 step within 2x the first's. A benchmark, not a test.
 
+Then, per model, the ceiling that the network itself sets on this machine: one packed
+forward pass of the 8 requests' canvases against 8 passes of one (alternating, median),
+the rate at which the packed pass runs the linear layers' matrix products, and this
+CPU's rate on a large matrix product. Where the packed pass already runs near that
+rate, no scheduling can make 8 requests much cheaper than 8 passes' worth of arithmetic.
+
     python benchmarks/bench_batching.py                 # both models, service and HTTP, 3 rounds
     python benchmarks/bench_batching.py --rounds 5 --no-http
 """
@@ -148,6 +154,48 @@ def report(label: str, runs: dict[int, list[tuple[float, list[float], list[str],
     return verdicts
 
 
+def forward_ceiling(model, bodies: list[dict], repeats: int = 15) -> str:
+    """One packed pass of `bodies`' canvases vs as many passes of one, and the matrix-product rates (engine thread)."""
+    import torch
+
+    from yipyap_jupyter.engine.model import SamplingOptions
+    from yipyap_jupyter.engine.packing import Packing, Segment
+
+    network = model.fixed_length_network
+    canvases = []
+    for body in bodies:
+        options = SamplingOptions(**{k: v for k, v in body.items() if k != "prompt"})
+        canvases.append(next(model.prepare_generate(body["prompt"], options).program).ids)
+    packing = Packing([Segment(c.shape[1]) for c in canvases])
+    packed_ids = torch.cat(canvases, dim=1)
+    solo_times, packed_times = [], []
+    with torch.no_grad():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for canvas in canvases:
+                network(canvas)
+            solo_times.append((time.perf_counter() - started) / len(canvases))
+            started = time.perf_counter()
+            network(packed_ids, packing=packing)
+            packed_times.append(time.perf_counter() - started)
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        matmul_times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            matmul_times.append(time.perf_counter() - started)
+    solo, packed = statistics.median(solo_times), statistics.median(packed_times)
+    macs = sum(m.weight.numel() for m in model.network.modules() if isinstance(m, torch.nn.Linear))
+    if getattr(model.network.config, "weight_tying", False):
+        macs += model.network.model.transformer["wte"].weight.numel()
+    packed_rate = 2 * macs * packed_ids.shape[1] / packed / 1e9
+    peak = 2 * 1024**3 / statistics.median(matmul_times) / 1e9
+    n = len(canvases)
+    return (f"forward alone: a packed pass of {n} canvases {packed * 1000:.1f} ms, a pass of one {solo * 1000:.1f} ms: "
+            f"at most {n * solo / packed:.2f}x the tokens/s of one from the network; the packed pass's linear layers "
+            f"run at {packed_rate:.0f} GFLOP/s, a 1024x1024 matrix product at {peak:.0f} GFLOP/s")
+
+
 def main() -> None:
     from yipyap_jupyter.constants import TINY_MODEL_DIR
 
@@ -199,6 +247,10 @@ def main() -> None:
                 verdicts += report(f"{label}, service", in_process, solo, TARGETS[name])
                 if server is not None:
                     verdicts += report(f"{label}, HTTP+SSE", over_http, solo, TARGETS[name])
+                ceiling = on_engine_thread(forward_ceiling, manager.loaded_model,
+                                           bodies(max(CONCURRENCY), args.new_tokens, args.steps))
+                print(f"\n{label}: {ceiling}")
+                verdicts.append(f"{label}: {ceiling}")
             finally:
                 if server is not None:
                     server.terminate()
