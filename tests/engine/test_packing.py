@@ -8,6 +8,7 @@ from test_networks import NETWORKS, _ids
 
 from yipyap_jupyter.engine.kv_cache import KVCache
 from yipyap_jupyter.engine.packing import Packing, Segment
+from yipyap_jupyter.engine.samplers.common import logits_for
 
 #: Lengths that put rows' boundaries at every alignment of the CPU kernels' vector loops.
 LENGTHS = (13, 40, 57, 21, 90)
@@ -51,3 +52,22 @@ def test_packed_windows_meet_only_their_own_caches(family: str) -> None:
     packed = _packed(network, [r[:, s:e] for r, (s, e) in zip(rows, windows, strict=True)],
                      [Segment(e - s, s, 1, c) for (s, e), c in zip(windows, packed_caches, strict=True)])
     assert all(torch.equal(p, a) for p, a in zip(packed, alone, strict=True))
+
+
+@pytest.mark.parametrize("family", NETWORKS)
+def test_logits_at_a_step_s_positions_equal_those_of_the_whole_pass(family: str) -> None:
+    network = NETWORKS[family]()
+    rows = [_ids(90, seed=1), _ids(57, seed=2)]
+    with torch.no_grad():
+        whole = [network(row) for row in rows]
+    # what steps read: one masked position, a few, a block's worth, none (each widened by logits_for)
+    for wanted in ([70], [3, 5, 40], list(range(50, 57)), []):
+        reads = [logits_for(torch.tensor([p for p in wanted if p < r.shape[1]], dtype=torch.long), r.shape[1])
+                 for r in rows]
+        for row, full, (at, read) in zip(rows, whole, reads, strict=True):
+            with torch.no_grad():
+                dense = network(row, logits_at=at)
+            assert torch.equal(dense, full[:, at[0]:at[1]])
+            assert torch.equal(dense[:, read], full[:, at[0] + read])
+        packed = _packed(network, rows, [Segment(r.shape[1], logits_at=at) for r, (at, _) in zip(rows, reads, strict=True)])
+        assert all(torch.equal(p, f[:, a:b]) for p, f, ((a, b), _) in zip(packed, whole, reads, strict=True))

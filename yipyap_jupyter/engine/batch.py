@@ -177,8 +177,8 @@ class DecodingBatch:
 
     def _pass(self, group: list[Forward]) -> list[torch.Tensor]:
         if len(group) == 1 and group[0].cache is None:
-            return [self.network(group[0].ids)]
-        packing = Packing([Segment(f.ids.shape[1], f.start, f.ids.shape[0], f.cache) for f in group])
+            return [self.network(group[0].ids, logits_at=group[0].logits_at)]
+        packing = Packing([Segment(f.ids.shape[1], f.start, f.ids.shape[0], f.cache, f.logits_at) for f in group])
         ids = torch.cat([f.ids.reshape(1, -1) for f in group], dim=1)
         return packing.split(self.network(ids, packing=packing))
 

@@ -98,6 +98,7 @@ class DreamModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
+        logits_at: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) of `input_ids`, unshifted.
 
@@ -105,15 +106,16 @@ class DreamModel(nn.Module):
             input_ids: (batch, seq) canvases; with `packing`, (1, total): the packed windows.
             attention_mask: (batch, seq) marks real tokens; padding is never attended to.
             position_ids: rotary positions of `input_ids`; default 0, 1, ... (with `packing`, its own).
-            packing: the rows packed in `input_ids`, their windows and caches (see `Packing`).
+            packing: the rows packed in `input_ids`, their windows, caches and logit positions (see `Packing`).
+            logits_at: without `packing`, the positions (start, end) to return logits for (default: all).
         """
         x = self.model.embed_tokens(input_ids)
-        layout: Layout = packing if packing is not None else Dense(attention_mask)
+        layout: Layout = packing if packing is not None else Dense(attention_mask, logits_at)
         if position_ids is None:
             position_ids = layout.positions(input_ids)
         rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta, layout.each_row_in_place)
         for index, layer in enumerate(self.model.layers):
             x = layer(x, rope, layout, index)
-        x = self.model.norm(x)
+        x = self.model.norm(layout.logit_positions(x))
         head = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
         return nn.functional.linear(x, head)

@@ -84,6 +84,7 @@ class LLaDAModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
+        logits_at: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) of `input_ids`.
 
@@ -91,20 +92,21 @@ class LLaDAModel(nn.Module):
             input_ids: (batch, seq) canvases; with `packing`, (1, total): the packed windows.
             attention_mask: (batch, seq) marks real tokens; padding is never attended to.
             position_ids: rotary positions of `input_ids`; default 0, 1, ... (with `packing`, its own).
-            packing: the rows packed in `input_ids`, their windows and caches (see `Packing`).
+            packing: the rows packed in `input_ids`, their windows, caches and logit positions (see `Packing`).
+            logits_at: without `packing`, the positions (start, end) to return logits for (default: all).
         """
         t = self.model.transformer
         x = t["wte"](input_ids)
         if self.config.input_emb_norm:
             x = x * (self.config.d_model**0.5)
-        layout: Layout = packing if packing is not None else Dense(attention_mask)
+        layout: Layout = packing if packing is not None else Dense(attention_mask, logits_at)
         if position_ids is None:
             position_ids = layout.positions(input_ids)
         head_dim = self.config.d_model // self.config.n_heads
         rope = rotary_tables(position_ids, head_dim, self.config.rope_theta, layout.each_row_in_place)
         for index, block in enumerate(cast(nn.ModuleList, t["blocks"])):
             x = block(x, rope, layout, index)
-        x = t["ln_f"](x)
+        x = t["ln_f"](layout.logit_positions(x))
         bias: torch.Tensor | None = None
         if self.config.weight_tying:
             head = cast(nn.Embedding, t["wte"]).weight

@@ -44,12 +44,19 @@ class Layout(Protocol):
         """Layer `layer`'s attention output (batch, seq, heads * head_dim), heads merged, for queries,
         keys and values (batch, heads, seq, head_dim)."""
 
+    def logit_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """The positions of the last hidden states `x` (batch, seq, d) that the vocabulary head runs on."""
+
 
 class Dense:
-    """An ordinary batch of equally long sequences; `key_padding_mask` (batch, seq) marks the real tokens."""
+    """An ordinary batch of equally long sequences; `key_padding_mask` (batch, seq) marks the real tokens.
 
-    def __init__(self, key_padding_mask: torch.Tensor | None = None) -> None:
+    `logits_at` (start, end) limits the logits to those positions (default: all).
+    """
+
+    def __init__(self, key_padding_mask: torch.Tensor | None = None, logits_at: tuple[int, int] | None = None) -> None:
         self.key_padding_mask = key_padding_mask
+        self.logits_at = logits_at
 
     def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         return torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
@@ -61,6 +68,9 @@ class Dense:
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return merge_heads(bidirectional_attention(q, k, v, self.key_padding_mask))
 
+    def logit_positions(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.logits_at is None else x[:, self.logits_at[0]:self.logits_at[1]]
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -68,17 +78,23 @@ class Segment:
 
     A row has two sequences under classifier-free guidance (conditional and unconditional
     canvas). With a `cache`, the window attends to the cached keys/values of its whole canvas
-    (and fills the cache when it is empty); without, only to itself.
+    (and fills the cache when it is empty); without, only to itself. `logits_at` (start, end)
+    are the window's positions that get logits (default: all).
     """
 
     length: int
     start: int = 0
     sequences: int = 1
     cache: KVCache | None = None
+    logits_at: tuple[int, int] | None = None
 
     @property
     def size(self) -> int:
         return self.length * self.sequences
+
+    @property
+    def logit_range(self) -> tuple[int, int]:
+        return self.logits_at or (0, self.length)
 
 
 class Packing:
@@ -114,10 +130,20 @@ class Packing:
             offset += segment.size
         return merged
 
-    def split(self, packed: torch.Tensor) -> list[torch.Tensor]:
-        """Per-row (sequences, length, ...) parts of a packed (1, total, ...) output."""
-        parts = packed[0].split(self._sizes)
-        return [part.unflatten(0, (s.sequences, s.length)) for part, s in zip(parts, self.segments, strict=True)]
+    def logit_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """Each row's logit positions of each of its sequences, end to end: (1, sum of their sizes, d)."""
+        parts = []
+        for part, segment in zip(x.split(self._sizes, dim=1), self.segments, strict=True):
+            start, end = segment.logit_range
+            parts.append(part.view(segment.sequences, segment.length, -1)[:, start:end].reshape(1, -1, x.shape[-1]))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def split(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """Per-row (sequences, positions, vocab) parts of the packed (1, total, vocab) logits."""
+        ranges = [s.logit_range for s in self.segments]
+        sizes = [s.sequences * (end - start) for s, (start, end) in zip(self.segments, ranges, strict=True)]
+        return [part.unflatten(0, (s.sequences, end - start))
+                for part, s, (start, end) in zip(logits[0].split(sizes), self.segments, ranges, strict=True)]
 
 
 def _unpack(t: torch.Tensor, sequences: int) -> torch.Tensor:

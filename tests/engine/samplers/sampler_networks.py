@@ -13,6 +13,11 @@ VOCAB = 16
 BOS, EOS, EXPAND, EOT, MASK = 10, 11, 12, 13, 15
 
 
+def at(logits: torch.Tensor, logits_at: tuple[int, int] | None) -> torch.Tensor:
+    """The positions a sampler asked logits for, as our networks return them."""
+    return logits if logits_at is None else logits[:, logits_at[0]:logits_at[1]]
+
+
 class FixedLogits(nn.Module):
     """Returns the same logits (1, L, VOCAB) whatever the input; records every input batch."""
 
@@ -21,9 +26,9 @@ class FixedLogits(nn.Module):
         self.logits = logits
         self.inputs: list[torch.Tensor] = []
 
-    def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None, logits_at=None) -> torch.Tensor:
         self.inputs.append(input_ids.clone())
-        return self.logits.expand(input_ids.shape[0], -1, -1).clone()
+        return at(self.logits.expand(input_ids.shape[0], -1, -1), logits_at).clone()
 
 
 class ScriptedNetwork(nn.Module):
@@ -42,7 +47,7 @@ class ScriptedNetwork(nn.Module):
         self.shift = shift
         self.calls: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
 
-    def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None, logits_at=None) -> torch.Tensor:
         self.calls.append((input_ids.clone(), attention_mask, position_ids))
         window = input_ids.shape[1] if attention_mask is None else int(attention_mask[0].sum())
         masks = (input_ids[0, :window] == MASK).nonzero().flatten()
@@ -51,4 +56,4 @@ class ScriptedNetwork(nn.Module):
             row = int(masks[nth]) - 1 if self.shift else int(masks[nth])
             for token, value in zip(tokens, (20.0, 10.0)[: len(tokens)], strict=True):
                 logits[0, row, token] = value
-        return logits
+        return at(logits, logits_at)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from fast_dllm_reference import llada_loop
-from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits
+from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits, at
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine.samplers.base import make_generator
@@ -87,13 +87,13 @@ def test_classifier_free_guidance_masks_the_prompt_and_suffix_in_the_uncondition
     # conditional row prefers token 0 (1.0 vs 0.9); unconditional row prefers 0 more (1.0 vs 0.5);
     # guided = un + 2 (cond - un) turns that around: token 1 scores 1.3, token 0 stays 1.0
     class TwoRows(FixedLogits):
-        def forward(self, input_ids, attention_mask=None, position_ids=None):
+        def forward(self, input_ids, attention_mask=None, position_ids=None, logits_at=None):
             self.inputs.append(input_ids.clone())
             out = torch.zeros(input_ids.shape[0], input_ids.shape[1], VOCAB)
             out[0, :, 0], out[0, :, 1] = 1.0, 0.9
             if input_ids.shape[0] == 2:
                 out[1, :, 0], out[1, :, 1] = 1.0, 0.5
-            return out
+            return at(out, logits_at)
 
     network = TwoRows(torch.zeros(0))
     canvas = _canvas(2, (7,))

@@ -23,12 +23,15 @@ class Forward:
     """One pass a program asks for: `ids` (sequences, length), the window of its canvas from `start`.
 
     Two sequences under classifier-free guidance. With a `cache`, the window runs against it
-    (an empty one is filled, from a full pass with `start` 0).
+    (an empty one is filled, from a full pass with `start` 0). The program is sent the logits
+    of the window's positions `logits_at` (start, end), or of all of them when None: the
+    vocabulary head, the largest layer of a small model, runs only where the step reads.
     """
 
     ids: torch.Tensor
     start: int = 0
     cache: KVCache | None = None
+    logits_at: tuple[int, int] | None = None
 
     @property
     def tokens(self) -> int:
@@ -67,5 +70,5 @@ def make_generator(seed: int | None, device: torch.device | str) -> torch.Genera
     return generator
 
 
-#: A request's sampler: yields `Forward`, is sent its logits (sequences, length, vocab), yields the `SamplerStep`.
+#: A request's sampler: yields `Forward`, is sent its logits (sequences, positions, vocab), yields the `SamplerStep`.
 Program = Generator["Forward | SamplerStep", "torch.Tensor | None", None]

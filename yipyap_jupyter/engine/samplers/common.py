@@ -45,6 +45,28 @@ def shifted_rows(positions: torch.Tensor, window_start: int = 0) -> torch.Tensor
     return (positions - window_start - 1).clamp(min=0)
 
 
+#: The fewest positions a pass computes logits for. The CPU matrix library takes other kernels
+#: for products of fewer than 12 rows, which round differently from the product over the whole
+#: window that the official loops compute; from 12 rows on, each row's logits are the same bits.
+MIN_LOGIT_ROWS = 32
+
+
+def logits_for(rows: torch.Tensor, window: int) -> tuple[tuple[int, int], torch.Tensor]:
+    """Which positions of a pass over `window` positions need logits, to read output rows `rows` (ascending).
+
+    The network computes its vocabulary head only there: one contiguous range covering `rows`,
+    widened to `MIN_LOGIT_ROWS` positions (or the whole window), which is what a step reads of
+    a canvas mostly masked elsewhere or committed. Returns the range (start, end) and `rows`
+    counted from its start.
+    """
+    if rows.numel() == 0:
+        return (0, 0), rows
+    start, end = int(rows[0]), int(rows[-1]) + 1
+    end = min(window, max(end, start + MIN_LOGIT_ROWS))
+    start = max(0, min(start, end - MIN_LOGIT_ROWS))
+    return (start, end), rows - start
+
+
 def window_of(cache: str, step_in_block: int, length: int, block_start: int, block_end: int) -> tuple[int, int]:
     """The canvas positions (start, end) the network runs on at this step of a block.
 

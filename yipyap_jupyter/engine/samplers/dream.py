@@ -35,6 +35,7 @@ from .common import (
     DREAM_ALGS,
     TokenShaping,
     check_token_shaping,
+    logits_for,
     masked_span,
     network_device,
     sample_tokens,
@@ -181,13 +182,14 @@ def dream_program(
                 break
             step += 1
             window_start, window_end = window_of(cache, i, x.shape[1], block_start, block_end)
-            logits = yield Forward(x[:, window_start:window_end], window_start, kv_cache)
-            assert logits is not None
             if i == 0:
                 # Fast-dLLM: a block's first (full) pass commits only the block's first token
                 rows = rows[:1]
-            row_logits = logits[0, shifted_rows(rows, window_start)]
             rows_in_window, window = rows - window_start, window_end - window_start
+            at, read = logits_for(shifted_rows(rows, window_start), window)
+            logits = yield Forward(x[:, window_start:window_end], window_start, kv_cache, at)
+            assert logits is not None
+            row_logits = logits[0, read]
             if i == 0:
                 _, x0, token_prob = sample_tokens(row_logits, alg="maskgit_plus", **shaping)
                 chosen = rows_in_window
@@ -227,9 +229,10 @@ def _whole_span(
     timesteps = torch.linspace(1, eps, steps + 1, device=x.device)
     for i in range(steps):
         mask_positions = (x[0] == mask_id).nonzero().flatten()
-        logits = yield Forward(x)
+        at, read = logits_for(shifted_rows(mask_positions), x.shape[1])
+        logits = yield Forward(x, logits_at=at)
         assert logits is not None
-        mask_logits = logits[0, shifted_rows(mask_positions)]
+        mask_logits = logits[0, read]
         t, s = timesteps[i], timesteps[i + 1]
 
         if alg == "origin":

@@ -26,7 +26,7 @@ from ...errors import ValidationError
 from ..batch import run_alone
 from ..kv_cache import KVCache
 from .base import Forward, Program, SamplerStep
-from .common import CACHES, masked_span, network_device, select_positions, window_of
+from .common import CACHES, logits_for, masked_span, network_device, select_positions, window_of
 
 REMASKING = ("low_confidence", "random")
 
@@ -240,10 +240,11 @@ def llada_program(
                 un_x = x.clone()
                 un_x[prompt_index] = mask_id
                 batch = torch.cat([x, un_x])
-            logits = yield Forward(batch[:, window_start:window_end], window_start, kv_cache)
-            assert logits is not None
             rows_in_window = rows - window_start
-            logits = logits[:, rows_in_window]  # only the rows this step may commit
+            at, read = logits_for(rows_in_window, window_end - window_start)
+            logits = yield Forward(batch[:, window_start:window_end], window_start, kv_cache, at)
+            assert logits is not None
+            logits = logits[:, read]  # only the rows this step may commit
             if cfg_scale > 0:
                 cond_logits, un_logits = logits.chunk(2, dim=0)
                 logits = un_logits + (cfg_scale + 1) * (cond_logits - un_logits)
