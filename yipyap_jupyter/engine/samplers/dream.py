@@ -71,8 +71,9 @@ def dream_sample(
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
     Args:
-        network: Dream mask predictor returning unshifted logits (batch, seq, vocab), called with a
-            `packing=` keyword when a `cache` is used (see `engine.packing`).
+        network: Dream mask predictor returning unshifted logits (batch, seq, vocab), called with
+            `logits_at=(start, end)` (return only those positions' logits) and, when a `cache` is
+            used, a `packing=` keyword (see `engine.packing`).
         canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
         mask_id: the mask token.
         steps: number of steps (with blocks: shared evenly by them, at least two each);

@@ -114,8 +114,9 @@ def llada_sample(
     """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
 
     Args:
-        network: mask predictor, `network(ids) -> logits` (batch, seq, vocab); with a `cache` it is
-            called with a `packing=` keyword (see `engine.packing`).
+        network: mask predictor, `network(ids, logits_at=(start, end)) -> logits` (batch, end - start,
+            vocab): only those positions' logits; with a `cache` it is called with a `packing=` keyword
+            (see `engine.packing`).
         canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
         mask_id: the mask token.
         steps: total steps, shared evenly by the blocks.
