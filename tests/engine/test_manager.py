@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,33 @@ def test_a_load_waits_for_the_generation_in_flight(
     assert not thread.is_alive() and "error" not in outcome
     assert [s.step for s in steps] == [1, 2, 3, 4]
     assert manager.current() == outcome["info"] and outcome["info"].id == str(other_llada_dir.resolve())
+
+
+def test_a_gather_ends_when_the_request_behind_cannot_join() -> None:
+    queue = RequestQueue()
+    holder = object()
+    asked = threading.Event()
+
+    def wait_in_line() -> None:
+        def join(ahead: object) -> bool:
+            asked.set()
+            return False  # say, a request for another model
+
+        for message in queue.waiting(ticket=object(), join=join):
+            if not message:
+                break
+
+    turn = queue.waiting(ticket=holder)
+    assert next(turn) == ""
+    thread = threading.Thread(target=wait_in_line, daemon=True)
+    thread.start()
+    assert asked.wait(WAIT_SECONDS)
+    started = time.monotonic()
+    queue.gather(holder, timeout=WAIT_SECONDS)  # the refusal ends it, not the timeout
+    assert time.monotonic() - started < WAIT_SECONDS / 2
+    turn.close()
+    thread.join(WAIT_SECONDS)
+    assert not thread.is_alive() and queue.length == 0
 
 
 def test_a_cancelled_request_leaves_the_queue() -> None:
