@@ -24,7 +24,7 @@ from pretend_gpu import PretendGpu, fail_forward, full_while_on_gpu
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine import batch as batch_module
-from yipyap_jupyter.engine import specs
+from yipyap_jupyter.engine import families
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.engine.shared_batch import SharedBatch
@@ -105,7 +105,7 @@ def test_known_model_loads_from_the_cache_by_id(
     )
     listed = {m.id: m for m in manager.models()}
     assert listed["llada-8b-base"].loaded and not listed["llada-8b-instruct"].loaded
-    assert set(listed) == set(specs.KNOWN_MODELS)
+    assert set(listed) == set(families.KNOWN_MODELS)
 
 
 def test_download_then_load(
@@ -128,7 +128,7 @@ def test_models_marks_a_loaded_local_directory(manager: DiffusionModelManager, t
     manager.load(str(tiny_dream_dir), device="cpu")
     listed = manager.models()
     assert [m.id for m in listed if m.loaded] == [str(tiny_dream_dir.resolve())]
-    assert len(listed) == len(specs.KNOWN_MODELS) + 1
+    assert len(listed) == len(families.KNOWN_MODELS) + 1
 
 
 def test_generating_with_nothing_loaded(manager: DiffusionModelManager) -> None:

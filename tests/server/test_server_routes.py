@@ -11,7 +11,7 @@ from checkpoints import add_to_hub_cache
 from server_helpers import TOKENLESS, as_json, check_steps, sse_events
 from tornado.httpclient import HTTPClientError
 
-from yipyap_jupyter.engine.specs import KNOWN_MODELS
+from yipyap_jupyter.engine.families import KNOWN_MODELS
 
 ROUTES = [
     ("GET", "models"), ("POST", "models/tiny/load"), ("GET", "models/current"), ("POST", "models/current/unload"),

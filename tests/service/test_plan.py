@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yipyap_jupyter.engine.specs import KNOWN_MODELS
+from yipyap_jupyter.engine.families import KNOWN_MODELS
 from yipyap_jupyter.errors import ValidationError
 from yipyap_jupyter.service.plan import make_plan
 from yipyap_jupyter.service.schemas import GenerateRequest, InfillRequest

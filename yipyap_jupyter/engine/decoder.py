@@ -69,7 +69,7 @@ class IncrementalDecoder:
         self.mask_glyph = mask_glyph
         self.cut_at_stop = cut_at_stop
         self.exact_total = exact_total
-        self._pieces: dict[int, str] = {ids.mask: mask_glyph, **{stop: "" for stop in ids.stops}}
+        self._pieces: dict[int | None, str] = {ids.mask: mask_glyph, **{stop: "" for stop in ids.stops}}
         self._runs: dict[tuple[int, ...], str] = {(): ""}
 
     def decode(self, steps: Iterator[SamplerStep]) -> Iterator[GenerationStep]:

@@ -18,8 +18,9 @@ from typing import Any
 
 from ..errors import ModelUnavailableError, NetworkError
 from ..service.schemas import ModelInfo
-from .layout import CONFIG_FILE, checkpoint_files, context_length, detect_family, has_expand_token
-from .specs import KNOWN_MODELS, ModelSpec, spec_for_local
+from .families import KNOWN_MODELS, detect
+from .layout import CONFIG_FILE, checkpoint_files, context_length
+from .specs import ModelSpec
 
 #: What a download fetches: weights, configs and tokenizer files (no remote code, no duplicate .bin weights).
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
@@ -243,4 +244,4 @@ class ModelRegistry:
         if missing:
             raise ModelUnavailableError(f"{directory} is not a complete checkpoint (missing {', '.join(missing[:3])})")
 
-        return spec_for_local(str(directory), detect_family(directory), has_expand=has_expand_token(directory))
+        return detect(directory).local_spec(str(directory), directory)

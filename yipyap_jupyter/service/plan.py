@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..engine.families import all_options
 from ..engine.options import Job, Sampler, SamplingOptions, resolve, sampler_for
 from .schemas import GenerateRequest, InfillRequest
 
@@ -21,9 +22,8 @@ if TYPE_CHECKING:
 
 Kind = Literal["generate", "infill"]
 
-#: Request fields that are sampler options (the rest steer the service).
-OPTION_FIELDS = ("max_new_tokens", "steps", "block_length", "temperature", "seed", "chat", "threshold", "cache",
-                 "remasking", "cfg_scale", "alg", "alg_temp", "top_p", "top_k")
+#: Request fields that are sampler options (the rest steer the service): every family's, and `chat`.
+OPTION_FIELDS = (*(option.name for option in all_options()), "chat")
 
 
 @dataclass(frozen=True)
