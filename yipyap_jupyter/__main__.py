@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     generation = LiveGeneration()
     generation.observe(lambda change: say(f"· {change['new']}"), names="status")
     generation.observe(lambda change: say(f"{generation.step:>4}/{generation.total_steps:<4} "
-                                          f"{shown(generation.pieces).replace(chr(10), '⏎')}"), names="step")
+                                          f"{shown(generation.pieces, generation.states).replace(chr(10), '⏎')}"),
+                       names="step")
     events = service.infill_events if isinstance(request, InfillRequest) else service.generate_events
     try:
         if args.device:

@@ -255,6 +255,8 @@ def test_out_of_memory_mid_generation_continues_on_cpu(
 
     numbers = [s.step for s in steps]
     assert numbers[0] == 1 and numbers[-4:] == [1, 2, 3, 4] and len(numbers) > 4  # restarted from step 1
+    restart = next(i for i, item in enumerate(items) if isinstance(item, Status) and item.restart)
+    assert [s.step for s in items[restart + 1:]] == [1, 2, 3, 4]  # announced right before the new run
     assert final_tokens(steps) == expected  # same seed, same result
     assert statuses == ["out of memory on cuda:0; continuing on cpu"]
     current = manager.current()

@@ -81,6 +81,21 @@ def test_status_follows_the_run_and_the_rate_counts_committed_tokens() -> None:
     assert live.line == "step 2/4 · 2.0 tok/s · out of memory on cuda; continuing on cpu"
 
 
+def test_a_restart_drops_the_abandoned_runs_steps() -> None:
+    live = LiveGeneration()
+    live.begin(Context())
+    for event in steps(3)[:2]:
+        live.feed(event)
+    live.feed(StatusEvent(message="out of memory on cuda; continuing on cpu", restart=True))
+    assert (live.frames, live.pieces, live.step, live.committed) == ([], [], 0, 0)
+    assert live.line == "out of memory on cuda; continuing on cpu"
+    for event in steps(3):
+        live.feed(event)
+    live.feed(complete(3))
+    live.finish(None)
+    assert [frame.step for frame in live.outcome().frames] == [1, 2, 3]
+
+
 def test_observers_see_each_step_with_its_pieces() -> None:
     live = LiveGeneration()
     seen = []

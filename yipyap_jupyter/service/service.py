@@ -42,7 +42,7 @@ from .validation import validate
 
 if TYPE_CHECKING:
     from ..engine.decoder import GenerationStep
-    from ..engine.manager import DiffusionModelManager
+    from ..engine.manager import DiffusionModelManager, Status
     from .schemas import ModelInfo
 
 log = get_logger(__name__)
@@ -219,6 +219,8 @@ class DiffusionLLMService:
 
     def _events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Generator[Event, None, None]:
         """The generation proper; raises DiffusionError / GenerationCancelled (in a private context)."""
+        from ..engine.manager import Status
+
         started = time.monotonic()
         if correlation_id.get() == "-":
             correlation_id.set(uuid.uuid4().hex)
@@ -234,8 +236,11 @@ class DiffusionLLMService:
                     # said once the model has accepted the request (a refused canvas raises before)
                     started_said = True
                     yield StatusEvent(message=START_MESSAGES[kind])
-                if isinstance(item, str):
-                    yield StatusEvent(message=item)
+                if isinstance(item, Status):
+                    if item.restart:
+                        frames.restart()
+                        last = None
+                    yield StatusEvent(message=item.message, restart=item.restart)
                 else:
                     last = item
                     yield frames.frame(item)
@@ -258,10 +263,8 @@ class DiffusionLLMService:
                 f"the generation failed unexpectedly; the server log has the details (correlation id {correlation_id.get()})"
             ) from None
 
-    def _steps(self, plan: Plan, token: _RequestToken) -> Generator[str | GenerationStep, None, None]:
-        """The manager's statuses (as their messages) and steps, on the plan's model."""
-        from ..engine.manager import Status
-
+    def _steps(self, plan: Plan, token: _RequestToken) -> Generator[Status | GenerationStep, None, None]:
+        """The manager's statuses and steps, on the plan's model."""
         body = plan.request
         run = (
             self.manager.generate(body.prompt, plan.options, token, model=plan.model, device=plan.device)
@@ -270,8 +273,7 @@ class DiffusionLLMService:
                                      model=plan.model, device=plan.device)
         )
         try:
-            for item in run:
-                yield item.message if isinstance(item, Status) else item
+            yield from run
         finally:
             run.close()
 

@@ -38,6 +38,13 @@ class Forward:
         return self.ids.numel()
 
 
+#: What a position of a step is (`SamplerStep.states`), for the views to draw each its own way:
+#: still masked; a real token that may still change (uniform-state diffusion's draft); final;
+#: final but replaced after it settled (token editing).
+MASKED, UNSETTLED, SETTLED, EDITED = 0, 1, 2, 3
+STATE_NAMES = ("masked", "unsettled", "settled", "edited")
+
+
 @dataclass(frozen=True)
 class SamplerStep:
     """The state after one denoising step (batch size one).
@@ -50,6 +57,8 @@ class SamplerStep:
         confidences: the sampler's confidence for each `changed` position, 1-D float tensor.
         span: (start, end) of the generated region in `canvas`; prompt / prefix before it,
             suffix (if any) after it.
+        states: each canvas position's state (`MASKED` ...), 1-D tensor; None for a sampler of a
+            masked family, whose positions are masked where the token is the mask and settled elsewhere.
     """
 
     step: int
@@ -58,6 +67,7 @@ class SamplerStep:
     changed: torch.Tensor
     confidences: torch.Tensor
     span: tuple[int, int]
+    states: torch.Tensor | None = None
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
