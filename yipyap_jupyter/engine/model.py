@@ -43,6 +43,11 @@ class _WithoutTokens(torch.nn.Module):
         self.network = network
         self.banned = banned
 
+    @property
+    def packs(self) -> bool:
+        """Whether the network packs rows into one pass (see `engine.batch`)."""
+        return bool(getattr(self.network, "packs", True))
+
     def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         logits = self.network(input_ids, **kwargs)
         logits[..., self.banned] = torch.finfo(logits.dtype).min

@@ -10,8 +10,9 @@ sampler knows about HTTP, widgets or text.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -26,12 +27,15 @@ class Forward:
     (an empty one is filled, from a full pass with `start` 0). The program is sent the logits
     of the window's positions `logits_at` (start, end), or of all of them when None: the
     vocabulary head, the largest layer of a small model, runs only where the step reads.
+    `inputs` are further keyword arguments for a network that cannot pack (a library's class,
+    run one pass per row: `engine.batch`), such as its own cache or self-conditioning.
     """
 
     ids: torch.Tensor
     start: int = 0
     cache: KVCache | None = None
     logits_at: tuple[int, int] | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
