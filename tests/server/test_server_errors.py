@@ -51,9 +51,10 @@ async def test_unknown_model_is_404(jp_fetch) -> None:
     assert code == 404 and "not in" in body["message"]  # known, but not in the cache
 
 
-async def test_a_model_name_too_long_for_a_path_is_404(jp_fetch) -> None:
-    """Found by the schemathesis run: a 300-character model id was a 500."""
-    for parts, body in ((("models", "x" * 300, "load"), {}), (("generate",), {"prompt": "x", "model": "x" * 300})):
+@pytest.mark.parametrize("name", ["x" * 300, "~nosuchuser"])
+async def test_a_model_name_that_is_no_path_is_404(jp_fetch, name: str) -> None:
+    """Found by the schemathesis runs: a 300-character model id, and one naming an unknown home (`~x`), were 500s."""
+    for parts, body in ((("models", quote(name), "load"), {}), (("generate",), {"prompt": "x", "model": name})):
         code, answer = await refused(jp_fetch, *parts, **post(body))
         assert (code, answer["error_type"]) == (404, "model_unavailable"), parts
 

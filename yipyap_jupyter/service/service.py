@@ -210,7 +210,7 @@ class DiffusionLLMService:
             body = validate(InfillRequest, request)
         register_sensitive([body.prompt] if isinstance(body, GenerateRequest) else [body.prefix, body.suffix])
         current = self.manager.current()
-        model = body.model or (current.path if current is not None else None) or self.default_model
+        model = body.model or (current.id if current is not None else None) or self.default_model
         if model is None:
             from ..errors import NoModelLoadedError
 
