@@ -12,6 +12,8 @@ import torch
 from server_helpers import as_json
 from tornado.httpclient import HTTPClientError
 
+from yipyap_jupyter.server.app import DiffusionLLMApp
+
 
 async def refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict]:
     with pytest.raises(HTTPClientError) as raised:
@@ -118,13 +120,28 @@ async def test_generation_failure_is_500_generation(jp_fetch, jp_serverapp) -> N
 @pytest.mark.parametrize("yipyap_traits", [{"rate_limit_per_minute": 1.0, "rate_limit_burst": 2}], indirect=True)
 async def test_rate_limit_is_429_with_retry_after_on_every_generation_route(jp_fetch) -> None:
     quick = post({"prompt": "x", "max_new_tokens": 2, "steps": 1})
+    for parts in (("generate",), ("generate", "stream"), ("infill",)) * 2:  # refused requests spend nothing
+        code, answer = await refused(jp_fetch, *parts, **post({"prompt": "x", "prefix": "x", "steps": 0}))
+        assert (code, answer["error_type"]) == (400, "validation"), parts
     await jp_fetch("api", "diffusion", "generate", "stream", **quick)
     await jp_fetch("api", "diffusion", "generate", **quick)  # one bucket for streaming and non-streaming routes
     for parts, body in ((("generate",), quick), (("generate", "stream"), quick),
                         (("infill",), post({"prefix": "x"})), (("infill", "stream"), post({"prefix": "x"}))):
-        with pytest.raises(HTTPClientError) as refused:
+        with pytest.raises(HTTPClientError) as limited:
             await jp_fetch("api", "diffusion", *parts, **body)
-        answer = json.loads(refused.value.response.body)
-        assert (refused.value.code, answer["error_type"], answer["retryable"]) == (429, "network", True), parts
-        assert int(refused.value.response.headers["Retry-After"]) >= 1
+        answer = json.loads(limited.value.response.body)
+        assert (limited.value.code, answer["error_type"], answer["retryable"]) == (429, "network", True), parts
+        assert answer["message"].startswith("rate limit: more than 1 generation requests a minute"), answer
+        assert int(limited.value.response.headers["Retry-After"]) >= 1
     assert (await jp_fetch("api", "diffusion", "models")).code == 200  # quick routes are not limited
+
+
+@pytest.mark.parametrize("yipyap_traits", [{"rate_limit_per_minute": DiffusionLLMApp.rate_limit_per_minute.default_value}],
+                         indirect=True)
+async def test_the_default_rate_limit_lets_a_person_work(jp_fetch) -> None:
+    """The README's requests and more, as fast as one client can send them: none is refused by the default limit."""
+    quick = {"max_new_tokens": 2, "steps": 1}
+    for parts, body in [(("generate",), {"prompt": "x", **quick}), (("generate", "stream"), {"prompt": "x", **quick}),
+                        (("infill",), {"prefix": "x", "suffix": "y", "length": 2}),
+                        (("infill", "stream"), {"prefix": "x", "suffix": "y", "length": 2})] * 5:
+        assert (await jp_fetch("api", "diffusion", *parts, **post(body))).code == 200, parts

@@ -166,15 +166,15 @@ class DiffusionHandler(APIHandler):
         self.set_status(status)
         self.finish(json.dumps(payload, ensure_ascii=False))
 
-    def rate_limit(self) -> None:
-        """Spend one token of this client's bucket (user + remote address) or answer 429.
+    def rate_limit(self) -> Callable[[], None]:
+        """What spends one token of this client's bucket (user + remote address) or refuses with a 429.
 
         Jupyter invents a new anonymous user for every token-authenticated request, so
         the holder of the server token counts as one user.
         """
         user = self.current_user
         name = "token" if self.token_authenticated else (getattr(user, "username", None) or str(user))
-        self.state.limiter.acquire(f"{name}|{self.request.remote_ip}")
+        return partial(self.state.limiter.acquire, f"{name}|{self.request.remote_ip}")
 
     # -- errors -----------------------------------------------------------------------
 
@@ -290,11 +290,10 @@ class CompletionHandler(DiffusionHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        self.rate_limit()
-        body = self.json_body()
+        body, admit = self.json_body(), self.rate_limit()
         run = self.service.generate if self.kind == "generate" else self.service.infill
         try:
-            done = await self.blocking(lambda: run(body, self.cancel_token))
+            done = await self.blocking(lambda: run(body, self.cancel_token, admit))
         except GenerationCancelled:
             self._error_type = "cancelled"
             log.info("%s cancelled: the client went away", self.kind)
@@ -319,9 +318,9 @@ class StreamHandler(DiffusionHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        self.rate_limit()
         run = self.service.generate_events if self.kind == "generate" else self.service.infill_events
-        events = partial(run, self.json_body())  # a refused body is the first event: a 400 before the stream opens
+        # a refused body (or a spent rate limit) is the first event: a 400 (429) before the stream opens
+        events = partial(run, self.json_body(), admit=self.rate_limit())
         self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds, self.state.frame_interval)
         log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
         outcome = await self.stream.run(events)  # raises a refusal before any frame
