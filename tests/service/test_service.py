@@ -256,3 +256,14 @@ def test_a_registry_model_loaded_by_its_directory_keeps_its_spec(
     plan = service.plan("generate", {"prompt": "hello", "max_new_tokens": 32})
     assert plan.model == "llada-8b-instruct"
     assert (plan.options.cache, plan.options.threshold) == ("dual", 0.9)
+
+
+def test_progress_never_decreases_while_a_variable_gap_grows(tmp_path: Path) -> None:
+    """Variable-length infill adds masks as the gap grows; the share shown as progress still only rises."""
+    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "settings.json"))
+    events = list(service.infill_events({"prefix": "def add(a, b):\n", "suffix": "\n\nprint(add(1, 2))\n",
+                                         "variable": True, "max_new_tokens": 32, "seed": 0}))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert len({len(s.pieces) for s in steps}) > 1, "the gap never changed size: the test shows nothing"
+    progress = [s.progress for s in steps]
+    assert progress == sorted(progress) and progress[-1] == 1.0

@@ -29,7 +29,8 @@ class GenerationStep:
         settled_text: the text before the first mask (final at the left-to-right front).
         canvas: the whole region, masks shown as the glyph, end-of-text padding as nothing.
         text: the region's committed text (equal to `settled_text` once no mask is left).
-        progress: the share of the region decided, 1.0 when no mask is left.
+        progress: the share of the region decided, 1.0 when no mask is left; never less than the
+            previous step's (a variable-length gap that grows adds masks, and progress holds still).
         text_tokens: tokens in `text`; `ended`: an end-of-text token was committed.
     """
 
@@ -71,6 +72,7 @@ class IncrementalDecoder:
         self.exact_total = exact_total
         self._pieces: dict[int, str] = {ids.mask: mask_glyph, **{stop: "" for stop in ids.stops}}
         self._runs: dict[tuple[int, ...], str] = {(): ""}
+        self._progress = 0.0
 
     def decode(self, steps: Iterator[SamplerStep]) -> Iterator[GenerationStep]:
         """The decoded steps of `steps`, one for one."""
@@ -89,6 +91,7 @@ class IncrementalDecoder:
         kept = sum(len(run) for run in runs) - sum(1 for t in tokens[:shown_end] if t in self.stops)
         decided = len(tokens) - tokens.count(self.mask)
         total = s.total_steps if self.exact_total else s.step + tokens.count(self.mask)
+        self._progress = max(self._progress, decided / len(tokens) if tokens else 1.0)
         return GenerationStep(
             step=s.step,
             total_steps=total,
@@ -99,7 +102,7 @@ class IncrementalDecoder:
             settled_text=texts[0],
             canvas=self.mask_glyph.join(texts),
             text="".join(texts) if masks_left else texts[0],
-            progress=decided / len(tokens) if tokens else 1.0,
+            progress=self._progress,
             text_tokens=kept,
             ended=shown_end < len(tokens),
         )
