@@ -43,6 +43,9 @@ async def test_validation_is_400(jp_fetch) -> None:
         code, body = await refused(jp_fetch, *parts, **kwargs)
         assert (code, body["error_type"], body["retryable"]) == (400, "validation", False), (parts, body)
         assert set(body) == {"error_type", "message", "retryable"}
+        assert not body["message"].startswith("body:") and "Value error" not in body["message"], body
+    _, body = await refused(jp_fetch, "generate", **post({"prompt": "   "}))
+    assert body["message"] == "prompt must not be empty"
 
 
 async def test_unknown_model_is_404(jp_fetch) -> None:

@@ -22,6 +22,7 @@ from tornado import web
 
 from ..cancel import CancelToken
 from ..errors import (
+    AuthenticationError,
     DiffusionError,
     GenerationCancelled,
     GenerationError,
@@ -64,6 +65,7 @@ class BodyTooLargeError(ValidationError):
 HTTP_STATUS: dict[type[BaseException], int] = {
     DiffusionError: 500,
     ValidationError: 400,
+    AuthenticationError: 403,
     BodyTooLargeError: 413,
     ModelUnavailableError: 404,
     NoModelLoadedError: 409,
@@ -74,8 +76,9 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     RateLimitedError: 429,
 }
 
-#: The error object's category for HTTP errors Jupyter or Tornado raise themselves (XSRF, unknown route, verb).
-_HTTP_ERROR_TYPES = {400: "validation", 404: "validation", 405: "validation", 413: "validation"}
+#: What a request that Jupyter refuses before our code runs (no token, a wrong token, no XSRF value) is told.
+NOT_AUTHENTICATED = ("not authenticated: send a valid Jupyter token (`Authorization: token ...`), or, from a browser,"
+                     " the login cookie with its _xsrf value")
 
 
 def http_status(error: BaseException) -> int:
@@ -199,14 +202,22 @@ class DiffusionHandler(APIHandler):
             self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         if status_code == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
-        body: dict[str, Any]
         if isinstance(error, web.HTTPError):
-            body = {"error_type": _HTTP_ERROR_TYPES.get(status_code, "validation" if status_code < 500 else "generation"),
-                    "message": error.log_message or self._reason, "retryable": False}
-        else:
-            body = error_body(error) if error is not None else error_body(GenerationError("the request failed"))
+            error = self._our_error(status_code, error)
+        body = error_body(error if error is not None else GenerationError("the request failed"))
         self._error_type = body["error_type"]
         self.finish(json.dumps(body))
+
+    def _our_error(self, status_code: int, error: web.HTTPError) -> DiffusionError:
+        """Our error for one that Jupyter or Tornado raised itself (authentication, XSRF, unknown route, verb)."""
+        if status_code in (401, 403):
+            return AuthenticationError(NOT_AUTHENTICATED)
+        if status_code == 405:
+            allowed = [m for m in self._allowed_methods() if m != "OPTIONS"]
+            return ValidationError(f"{self.request.method} is not allowed here: this route answers {', '.join(allowed)}")
+        if status_code < 500:
+            return ValidationError(error.log_message or self._reason)
+        return GenerationError("the server failed to answer; its log has the details")
 
     def _allowed_methods(self) -> list[str]:
         """The verbs this route implements (for the `Allow` header of a 405)."""

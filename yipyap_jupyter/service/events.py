@@ -12,6 +12,7 @@ import pydantic
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from ..errors import (
+    AuthenticationError,
     DiffusionError,
     GenerationError,
     GenerationTimeoutError,
@@ -94,6 +95,7 @@ class ErrorEvent(BaseModel):
 
 _ERROR_CLASSES: dict[str, type[DiffusionError]] = {
     "validation": ValidationError,
+    "auth": AuthenticationError,
     "model_unavailable": ModelUnavailableError,
     "model_loading": ModelLoadingError,
     "timeout": GenerationTimeoutError,
