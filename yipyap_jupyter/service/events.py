@@ -30,6 +30,7 @@ class StatusEvent(BaseModel):
 
     type: Literal["status"] = "status"
     message: str
+    model: str | None = Field(default=None, description="the model that will run (on the status that starts a run)")
 
 
 class StepEvent(BaseModel):

@@ -229,7 +229,7 @@ class DiffusionLLMService:
             from ..errors import NoModelLoadedError
 
             raise NoModelLoadedError("no model is loaded and no default model is configured: load one first")
-        return make_plan(body, model, self.manager.spec(model), self.settings())
+        return make_plan(body, self.manager.spec(model), self.settings())
 
     def _events(
         self, kind: Kind, request: Any, cancel: CancelToken | None, admit: Admission
@@ -251,7 +251,7 @@ class DiffusionLLMService:
                 if not frames.history and last is None and not started_said:
                     # said once the model has accepted the request (a refused canvas raises before)
                     started_said = True
-                    yield StatusEvent(message=START_MESSAGES[kind])
+                    yield StatusEvent(message=START_MESSAGES[kind], model=plan.model)
                 if isinstance(item, str):
                     yield StatusEvent(message=item)
                 else:
