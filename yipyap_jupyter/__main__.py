@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .constants import DEFAULT_MODEL_ID
 
-#: Exit statuses: a failure, a usage or validation error (argparse's own), a stop by Ctrl+C (128 + SIGINT).
+#: Exit statuses: a failure, a usage or validation error (argparse's, whoever refused the value), a stop by Ctrl+C.
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
 
 
@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STOPPED
     except Exception as error:  # noqa: BLE001 - any failure: one line with its category (error_body maps bugs too)
         body = error_body(error)
+        if body["error_type"] == "validation":  # refused by the model or its sampler: a usage error all the same
+            parser.error(body["message"])
         print(f"error · {error_line(body['error_type'], body['message'], body['retryable'])}", file=sys.stderr)
         return EXIT_FAILED
     print(result.text)

@@ -178,3 +178,9 @@ def test_progress_class_reports_bytes_written(tmp_path: Path) -> None:
         bar.update(100)
     written.update(200)
     assert reports == [(100, 300), (300, 300)]
+
+
+def test_an_id_naming_an_unknown_home_directory_is_an_unknown_model() -> None:
+    """`~nosuchuser` cannot be expanded: it is an unknown model (404), not a crash (the fuzzer found it)."""
+    with pytest.raises(ModelUnavailableError, match="unknown model"):
+        ModelRegistry().resolve("~nosuchuser-0f3c")

@@ -141,6 +141,17 @@ def test_stream_ending_early_is_a_stop_with_the_partial_text() -> None:
     assert partial.summary.startswith("stopped at step 2 of 3 · ")
 
 
+def test_a_stopped_run_keeps_the_name_of_its_model() -> None:
+    """The service's first status names the model, so a replay after an interrupt says whose steps it shows."""
+    from yipyap_jupyter.kernel.panels import ReplayPanel
+
+    events = [StatusEvent(message="Starting text generation...", model="tiny"), *steps(3)[:2]]
+    with pytest.raises(GenerationStopped) as stopped:
+        run_live(lambda cancel: iter(events), Context(before="p"), live=False)
+    assert stopped.value.result.model == "tiny"
+    assert repr(ReplayPanel(stopped.value.result)) == "<ReplayPanel: 2 steps of tiny>"
+
+
 def test_interrupt_cancels_the_one_worker_and_keeps_the_partial_result() -> None:
     """A KeyboardInterrupt in the main thread (what a kernel interrupt raises) stops the source at a step."""
     # a shell running pytest in the background ignores SIGINT, and then interrupt_main() does nothing

@@ -34,7 +34,8 @@ class GenerationStep:
         settled_text: the text before the first position that is not final (left-to-right front).
         canvas: the whole region, masks shown as the glyph, end-of-text padding as nothing.
         text: the region's committed text (equal to `settled_text` once no mask is left).
-        progress: the share of the region decided, 1.0 when no mask is left.
+        progress: the share of the region decided, 1.0 when no mask is left; never less than the
+            previous step's (a variable-length gap that grows adds masks, and progress holds still).
         text_tokens: tokens in `text`; `ended`: an end-of-text token was committed.
     """
 
@@ -77,6 +78,7 @@ class IncrementalDecoder:
         self.exact_total = exact_total
         self._pieces: dict[int, str] = {stop: "" for stop in ids.stops}
         self._runs: dict[tuple[int, ...], str] = {(): ""}
+        self._progress = 0.0
 
     def decode(self, steps: Iterator[SamplerStep]) -> Iterator[GenerationStep]:
         """The decoded steps of `steps`, one for one."""
@@ -101,6 +103,7 @@ class IncrementalDecoder:
         front = next((i for i in range(shown_end) if not final[i]), shown_end)
         settled = texts[0] if front == len(runs[0]) else self._run_text(tokens[:front])
         masked = states.count(MASKED)
+        self._progress = max(self._progress, sum(final) / len(tokens) if tokens else 1.0)
         return GenerationStep(
             step=s.step,
             total_steps=s.total_steps if self.exact_total else s.step + masked,
@@ -112,7 +115,7 @@ class IncrementalDecoder:
             settled_text=settled,
             canvas=self.mask_glyph.join(texts),
             text="".join(texts) if masks_left else texts[0],
-            progress=sum(final) / len(tokens) if tokens else 1.0,
+            progress=self._progress,
             text_tokens=kept,
             ended=shown_end < len(tokens),
         )

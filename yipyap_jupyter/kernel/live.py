@@ -94,6 +94,7 @@ class LiveGeneration(HasTraits):
 
     state = Enum(("idle", "running", "done", "stopped", "failed"), default_value="idle")
     status = Unicode("")
+    model = Unicode("")
     step = Int(0)
     total_steps = Int(0)
     progress = Float(0.0)
@@ -120,7 +121,7 @@ class LiveGeneration(HasTraits):
             self.context = context
             self.frames, self._complete, self._error_event, self._status_late = [], None, None, False
             self._began = self.clock()
-            self.status, self.step, self.total_steps, self.progress = "", 0, 0, 0.0
+            self.status, self.model, self.step, self.total_steps, self.progress = "", "", 0, 0, 0.0
             self.pieces, self.states, self.changed, self.committed = [], [], [], 0
             self.result = self.error = None
             self.state = "running"
@@ -135,6 +136,7 @@ class LiveGeneration(HasTraits):
                     self.pieces, self.states, self.changed, self.committed = [], [], [], 0
             self._status_late = bool(self.frames) or event.restart
             self.status = event.message
+            self.model = event.model or self.model
         elif event.type == "step":
             now = self.clock()
             if not self.frames:
@@ -207,7 +209,7 @@ class LiveGeneration(HasTraits):
         settled = "".join(frame.text for frame in self.frames)
         return DiffusionResult(
             text=settled, raw_text=settled, history=[frame.canvas for frame in self.frames],
-            generation_time=round(self.clock() - self._began, 4), model="", device="",
+            generation_time=round(self.clock() - self._began, 4), model=self.model, device="",
             tokens=self.committed, steps=self.step, context=self.context, frames=list(self.frames),
             stopped_of=self.total_steps,
         )

@@ -86,7 +86,7 @@ def line_parser() -> MagicParser:
     load.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     commands.add_parser("current", help="the loaded model")
     commands.add_parser("unload", help="free the model and its memory")
-    settings = commands.add_parser("settings", help="show settings, or change them with key=value")
+    settings = commands.add_parser("settings", help="show settings, change them with key=value, reset one with key=")
     settings.add_argument("changes", nargs="*", metavar="key=value")
     commands.add_parser("panel", help="the widget panel (generate, infill, models, settings)")
     commands.add_parser("replay", help="step through the last generation with a slider")
@@ -103,14 +103,26 @@ def split_infill(body: str, marker: str) -> tuple[str, str]:
     return prefix, suffix
 
 
-def parse_changes(items: list[str]) -> dict[str, str]:
-    """`key=value` words into a dict (values stay strings; the settings model converts them)."""
-    changes = {}
+#: Values that put a setting back to its default (`max_new_tokens=` included).
+RESET_WORDS = frozenset({"", "none", "null", "default"})
+
+
+def parse_changes(items: list[str]) -> dict[str, Any]:
+    """`key=value` words into a dict (values stay strings; the settings model converts them).
+
+    An empty value, `none`, `null` or `default` resets the setting to its default.
+    """
+    from ..settings import UserSettings
+
+    changes: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise UsageError(f"%diffuse settings: expected key=value, got {item!r}")
-        changes[key.strip()] = value.strip()
+        field = UserSettings.model_fields.get(key)
+        reset = value.strip().lower() in RESET_WORDS and field is not None
+        changes[key] = field.default if field is not None and reset else value.strip()
     return changes
 
 

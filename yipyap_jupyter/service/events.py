@@ -12,6 +12,7 @@ import pydantic
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from ..errors import (
+    AuthenticationError,
     DiffusionError,
     GenerationError,
     GenerationTimeoutError,
@@ -33,6 +34,7 @@ class StatusEvent(BaseModel):
 
     type: Literal["status"] = "status"
     message: str
+    model: str | None = Field(default=None, description="the model that will run (on the status that starts a run)")
     restart: bool = False
 
 
@@ -106,6 +108,7 @@ class ErrorEvent(BaseModel):
 
 _ERROR_CLASSES: dict[str, type[DiffusionError]] = {
     "validation": ValidationError,
+    "auth": AuthenticationError,
     "model_unavailable": ModelUnavailableError,
     "model_loading": ModelLoadingError,
     "timeout": GenerationTimeoutError,

@@ -49,8 +49,8 @@ class Plan:
         return {"model": model_id, **self.options.effective(self.sampler)}
 
 
-def make_plan(request: GenerateRequest | InfillRequest, model: str, spec: ModelSpec, settings: UserSettings) -> Plan:
-    """Resolve `request` for `model` (whose spec is `spec`) over the user's `settings`.
+def make_plan(request: GenerateRequest | InfillRequest, spec: ModelSpec, settings: UserSettings) -> Plan:
+    """Resolve `request` for the model of `spec` over the user's `settings` (the plan names it by `spec.id`).
 
     Raises:
         ValidationError: an option that does not apply to the model, or a schedule that does not fit.
@@ -67,7 +67,7 @@ def make_plan(request: GenerateRequest | InfillRequest, model: str, spec: ModelS
     punctuation = settings.fix_punctuation if request.fix_punctuation is None else request.fix_punctuation
     return Plan(
         request=request,
-        model=model,
+        model=spec.id,
         job=job,
         sampler=sampler_for(spec, job),
         options=options,
