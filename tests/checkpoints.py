@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from yipyap_jupyter.engine.checkpoint import save_checkpoint
+from yipyap_jupyter.engine.families.diffusiongemma import GEMMA_TOKENS
 from yipyap_jupyter.engine.families.dream import DREAM_TOKENS
 from yipyap_jupyter.engine.families.dream.config import DreamConfig
 from yipyap_jupyter.engine.families.dream.network import DreamModel
@@ -101,6 +102,38 @@ def make_dream_checkpoint(directory: Path, *, seed: int = 0, dreamon: bool = Fal
     )
     torch.manual_seed(seed)
     return save_checkpoint(DreamModel(config), directory)
+
+
+def make_diffusiongemma_checkpoint(
+    directory: Path, *, seed: int = 0, canvas_length: int = 8, hidden_size: int = 64, layers: int = 3,
+    generation: dict[str, object] | None = None,
+) -> Path:
+    """A random DiffusionGemma checkpoint as transformers' `save_pretrained` writes it (about 0.6M parameters).
+
+    Built with the library's own config class; `generation` goes into its `generation_config.json`
+    (the end token is the tokenizer's `<eos>` unless it says otherwise).
+    """
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+
+    vocab = save_tokenizer(directory, GEMMA_TOKENS)
+    types = ["sliding_attention"] * (layers - 1) + ["full_attention"]
+    config = DiffusionGemmaConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                         global_head_dim=32, layer_types=types, sliding_window=16, num_experts=4, top_k_experts=2,
+                         moe_intermediate_size=hidden_size // 2, max_position_embeddings=512, pad_token_id=0,
+                         eos_token_id=vocab[GEMMA_TOKENS.eos], bos_token_id=0),
+        vision_config=dict(model_type="gemma4_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=2, head_dim=16),
+        canvas_length=canvas_length,
+    )
+    torch.manual_seed(seed)
+    model = DiffusionGemmaForBlockDiffusion(config).eval()
+    settings = {"eos_token_id": [vocab[GEMMA_TOKENS.eos]], "pad_token_id": 0, **(generation or {})}
+    for name, value in settings.items():
+        setattr(model.generation_config, name, value)
+    model.save_pretrained(str(directory))
+    return directory
 
 
 def shard_checkpoint(directory: Path, shards: int = 2) -> Path:
