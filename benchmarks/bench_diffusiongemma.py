@@ -43,10 +43,10 @@ def build_checkpoint(directory: Path, canvas_length: int) -> Path:
         "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<pad>", "pad_token": "<pad>",
         "eos_token": "<eos>", "bos_token": "<bos>"}), encoding="utf-8")
     config = DiffusionGemmaConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=512, intermediate_size=1024, num_hidden_layers=6,
+        text_config=dict(vocab_size=len(vocab), hidden_size=512, intermediate_size=768, num_hidden_layers=6,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=64, global_head_dim=64,
                          layer_types=["sliding_attention"] * 5 + ["full_attention"], sliding_window=128,
-                         num_experts=4, top_k_experts=2, moe_intermediate_size=512, max_position_embeddings=4096,
+                         num_experts=4, top_k_experts=2, moe_intermediate_size=384, max_position_embeddings=4096,
                          pad_token_id=0, eos_token_id=1, bos_token_id=2),
         vision_config=dict(model_type="gemma4_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                            num_attention_heads=2, num_key_value_heads=2, head_dim=16),
