@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpu_parts import Budget, Context, Part, Skipped, gpu_memory_mib, release_memory, serve
+from gpu_parts import Budget, Context, Part, Skipped, gpu_memory_mib, millions, release_memory, serve
 
 #: The sizes and budgets of a real run and of the dry run.
 SIZES: dict[str, dict[str, Any]] = {
