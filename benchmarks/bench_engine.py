@@ -149,8 +149,9 @@ def timed_random_prompt(network: nn.Module, gen: int, prompt_tokens: int = 32) -
     `prompt_tokens`-token prompt and `gen` masks on the network's device; (timer, canvas, mask id)."""
     mask = network.config.mask_token_id
     ban(network, [mask])
-    prompt = torch.randint(0, mask, (prompt_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
-    canvas = torch.tensor([prompt + [mask] * gen], device=next(network.parameters()).device)
+    prompt = torch.randint(0, network.config.vocab_size - 1, (prompt_tokens,), generator=torch.Generator().manual_seed(0))
+    prompt += (prompt >= mask).long()  # any id but the mask's
+    canvas = torch.tensor([prompt.tolist() + [mask] * gen], device=next(network.parameters()).device)
     return ForwardTimer(network), canvas, mask
 
 

@@ -148,7 +148,7 @@ def diffusion_gemma(ctx: Context, budget: Budget, part: Part) -> None:
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - started)
     except Skipped as skipped:
-        part.note(f"{skipped}: its figure is the warm-up run's")
+        part.skip(Skipped(f"{skipped}: its figure is the warm-up run's"))
     setting = f"DiffusionGemma {millions(info.parameters)}, {tokens} tokens"
     part.row(f"{setting}: ours, a step event per pass", tokens_per_s=tokens / ours, ratio=1.0, peak_mib=gpu_memory_mib())
     part.row(f"{setting}: transformers generate", tokens_per_s=tokens / seconds[-1], ratio=ours / seconds[-1])
@@ -171,7 +171,7 @@ def block_families(ctx: Context, budget: Budget, part: Part) -> None:
                 budget.check(2 * results["none"][0], f"SDAR cache={cache}")
             results[cache] = timed(service, {"prompt": PROMPT, "max_new_tokens": tokens, "cache": cache, "seed": 0})
     except Skipped as skipped:
-        part.note(str(skipped))
+        part.skip(skipped)
     finally:
         manager.unload()
     for cache, (seconds, text) in results.items():

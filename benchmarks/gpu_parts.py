@@ -48,12 +48,19 @@ class Part:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    cut_short: bool = False  #: a budget check skipped some of it
+
     def row(self, setting: str, **figures: Any) -> None:
         self.rows.append({"part": self.name, "setting": setting, **figures})
 
     def note(self, line: str) -> None:
         print(f"  [{self.name}] {line}", flush=True)
         self.notes.append(line)
+
+    def skip(self, skipped: Skipped) -> None:
+        """Record that what `skipped` names did not run (the rest of the part goes on)."""
+        self.cut_short = True
+        self.note(str(skipped))
 
 
 class Context:

@@ -81,6 +81,7 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 WATCHDOG_GRACE_S = 30
 BLOCK_LENGTH = 32
+STEP_OVERHEAD_S = 0.002  # a sampler step's own time on a GPU, for budget estimates
 CACHE_CONTENDERS = ("plain", "prefix", "dual", "dual+t0.9")
 COLUMNS = {"part": "part", "setting": "setting", "tokens_per_s": "tok/s", "ms_per_pass": "ms/pass",
            "ratio": "vs first", "same": "same text", "first_step_ms": "1st step ms", "peak_mib": "peak MiB",
@@ -107,32 +108,31 @@ def batching(ctx: Context, budget: Budget, part: Part) -> None:
         timer = ForwardTimer(manager.loaded_model.network)
         setting = f"{label} ({millions(info.parameters)}, {info.dtype}), {s['batch_tokens']} tokens, " \
                   f"{s['batch_steps']} steps"
+        runs: dict[int, list] = {n: [] for n in levels}
+        per_pass: dict[int, list[float]] = {n: [] for n in levels}
         try:
             started = time.perf_counter()
             solo = [through_service(service, [body])[2][0] for body in requests(max(levels))]
             solo_s = time.perf_counter() - started
-            runs: dict[int, list] = {n: [] for n in levels}
-            per_pass: dict[int, list[float]] = {n: [] for n in levels}
             for round_number in range(s["batch_rounds"]):
+                # a round runs each N once; a batch of N takes a few solo runs' time
                 budget.check(solo_s / max(levels) * len(levels) * 2, f"{setting}: round {round_number + 1}")
                 for n in levels:
                     timer.reset()
                     runs[n].append(through_service(service, requests(n)))
                     per_pass[n].append(timer.seconds * 1000 / max(timer.calls, 1))
         except Skipped as skipped:
-            part.note(str(skipped))
-            if not any(runs.get(n) for n in levels):
-                continue
-            runs = {n: r for n, r in runs.items() if r}
+            part.skip(skipped)
         finally:
             peak = gpu_memory_mib()
             manager.unload()
+        runs = {n: r for n, r in runs.items() if r}
         for n, row in summary(runs, solo).items():
             part.row(f"{setting}, N={n}", tokens_per_s=row["tokens_per_s"], ratio=row["vs_first"],
                      same=row["same_as_solo"], first_step_ms=row["last_first_step_s"] * 1000,
                      ms_per_pass=sorted(per_pass[n])[len(per_pass[n]) // 2], peak_mib=peak,
                      note=f"first request's first step {row['first_step_s'] * 1000:.0f} ms")
-        part.details[label] = {"rounds": len(next(iter(runs.values()))), "solo_seconds": round(solo_s, 2)}
+        part.details[label] = {"rounds": len(runs.get(levels[0], [])), "solo_seconds": round(solo_s, 2)}
 
 
 # -- part 3: caches and thresholds ------------------------------------------------------------------------------
@@ -159,11 +159,12 @@ def caches(ctx: Context, budget: Budget, part: Part) -> None:
                 setting = f"{family} {params} {str(ctx.dtype).removeprefix('torch.')}, {gen} tokens"
                 window = canvas[:, : 32 + gen]
                 try:
-                    # a plain run is `gen` passes over the whole canvas; the four contenders, warm-up included,
-                    # cost about (runs + 1) x 2.2 plain runs
-                    budget.check(gen * one_pass_seconds(network, window) * (runs + 1) * 2.2, setting)
+                    # a plain run is `gen` passes over the whole canvas and a sampler step after each; the four
+                    # contenders, warm-up included, cost about (runs + 1) x 2.2 plain runs
+                    plain = gen * (one_pass_seconds(network, window) + STEP_OVERHEAD_S)
+                    budget.check(plain * (runs + 1) * 2.2, setting)
                 except Skipped as skipped:
-                    part.note(str(skipped))
+                    part.skip(skipped)
                     continue
                 release_memory()
                 results = compare(setting, sampler(family, network, window, mask, gen, BLOCK_LENGTH), timer,
@@ -215,7 +216,7 @@ def environment(ctx: Context) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
-    where = env.get("gpu") or "no GPU (dry run on the CPU: toy sizes, not figures to quote)"
+    where = "dry run on the CPU at toy sizes (not figures to quote)" if env["dry_run"] else env["gpu"]
     lines = [f"# GPU run, {env['date']}", "",
              f"{where}; torch {env['torch']}, CUDA {env['cuda']}, transformers {env['transformers']}, "
              f"{env['cpu_count']} CPUs; {report['seconds']:.0f} s in all.", "",
@@ -262,7 +263,7 @@ def run_part(name: str, work: Callable[[Context, Budget, Part], None], ctx: Cont
             raise Skipped("the run's time is spent")
         release_memory()
         work(ctx, budget, part)
-        if any("needs about" in note for note in part.notes):
+        if part.cut_short:
             status = "partial"
     except Skipped as skipped:
         status = "skipped"

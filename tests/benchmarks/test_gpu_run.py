@@ -45,7 +45,7 @@ def test_dry_run_writes_every_part(tmp_path: Path) -> None:
 
     oom = parts["out_of_memory"]["details"]
     assert oom["real_out_of_memory"] is False  # a CPU cannot run out of GPU memory, and the run says so
-    assert any("real out-of-memory needs CUDA" in note for note in parts["out_of_memory"]["notes"])
+    assert any("not measured: real out-of-memory needs CUDA" in n for n in parts["out_of_memory"]["notes"])
     assert oom["out_of_memory"]["end"] == "complete" and oom["following"]["end"] == "complete"
     assert oom["again"]["text"] == oom["out_of_memory"]["text"]
     assert oom["fit_auto"]["device"] == "cpu" and oom["fit_cuda"]["error_type"] == "validation"
