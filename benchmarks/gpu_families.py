@@ -128,7 +128,7 @@ def diffusion_gemma(ctx: Context, budget: Budget, part: Part) -> None:
     engine_knows(toy)
     directory = toy if ctx.dry_run else gemma_checkpoint(ctx.scratch / "gemma", GEMMA_TEXT["gpu"],
                                                          GEMMA_CANVAS["gpu"], ctx.device, ctx.dtype)
-    tokens = 2 * GEMMA_CANVAS[size(ctx)]
+    tokens = GEMMA_CANVAS[size(ctx)] * (1 if ctx.dry_run else 2)  # on the GPU, two canvases
     manager, service, info = serve(ctx, directory)
     try:
         ours, _ = timed(service, {"prompt": PROMPT, "max_new_tokens": tokens, "seed": 0})

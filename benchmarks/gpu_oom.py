@@ -109,7 +109,7 @@ def out_of_memory(ctx: Context, budget: Budget, part: Part) -> None:
             on = loaded.get("device")
             part.details["loaded"] = {k: loaded.get(k) for k in ("device", "dtype", "parameters")}
             first = generation(client, url, small)
-            part.row(f"32 tokens on {on} (before the GPU is filled)", tokens_per_s=32 / first["seconds"],
+            part.row(f"32 tokens on {on}, before any memory runs short", tokens_per_s=32 / first["seconds"],
                      note=f"{first['end']}, {first['step_frames']} step frames")
             free = ballast.fill(MARGIN)
             part.details["gpu_free_after_ballast_mib"] = None if free is None else round(free / 2**20)
@@ -133,6 +133,7 @@ def out_of_memory(ctx: Context, budget: Budget, part: Part) -> None:
                 "the next request was served": following["end"] == "complete",
             }
             free = ballast.fill(MARGIN)  # the model left the GPU: fill what it gave back
+            part.details["gpu_free_at_fit_check_mib"] = None if free is None else round(free / 2**20)
             by_auto = load(client, url, big_model, "auto")
             by_cuda = load(client, url, big_model, "cuda")
             part.row("fit check: ~1B model, device=auto", note=f"{by_auto['status_code']}: on {by_auto.get('device')}"
@@ -148,7 +149,7 @@ def out_of_memory(ctx: Context, budget: Budget, part: Part) -> None:
         server.terminate()
         server.wait(30)
         ctx.children.remove(server)
-    part.details["real_out_of_memory"] = ctx.device == "cuda" and on == "cuda"
+    part.details["real_out_of_memory"] = ctx.device == "cuda" and str(on).startswith("cuda")  # "cuda:0"
     if not part.details["real_out_of_memory"]:
         part.note(f"not measured: real out-of-memory needs CUDA and the full run (here the server ran the model on"
                   f" {on} and no GPU was filled); the same requests went through the same server routes and were"

@@ -35,6 +35,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -84,7 +86,7 @@ BLOCK_LENGTH = 32
 STEP_OVERHEAD_S = 0.002  # a sampler step's own time on a GPU, for budget estimates
 CACHE_CONTENDERS = ("plain", "prefix", "dual", "dual+t0.9")
 COLUMNS = {"part": "part", "setting": "setting", "tokens_per_s": "tok/s", "ms_per_pass": "ms/pass",
-           "ratio": "vs first", "same": "same text", "first_step_ms": "1st step ms", "peak_mib": "peak MiB",
+           "ratio": "vs first", "same": "same text", "first_step_ms": "last request's 1st step ms", "peak_mib": "peak MiB",
            "note": "note"}
 
 
@@ -208,17 +210,27 @@ def environment(ctx: Context) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                    gpu_count=torch.cuda.device_count(), cudnn=torch.backends.cudnn.version(),
-                   bf16=torch.cuda.is_bf16_supported())
+                   bf16=torch.cuda.is_bf16_supported(), driver=nvidia_driver())
     else:
         env["gpu"] = None
     return env
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver's version, from `nvidia-smi` where it is installed."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    answer = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True, timeout=30)
+    return answer.stdout.strip().splitlines()[0] if answer.returncode == 0 and answer.stdout.strip() else None
 
 
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     where = "dry run on the CPU at toy sizes (not figures to quote)" if env["dry_run"] else env["gpu"]
     lines = [f"# GPU run, {env['date']}", "",
-             f"{where}; torch {env['torch']}, CUDA {env['cuda']}, transformers {env['transformers']}, "
+             f"{where}; torch {env['torch']}, CUDA {env['cuda']} (driver {env.get('driver')}), "
+             f"transformers {env['transformers']}, "
              f"{env['cpu_count']} CPUs; {report['seconds']:.0f} s in all.", "",
              "| " + " | ".join(COLUMNS.values()) + " |", "|" + " --- |" * len(COLUMNS)]
     for part in report["parts"].values():
