@@ -6,7 +6,8 @@ Each part first asks whether its subject exists here, and otherwise is skipped w
   registry, which reads its `config.json` and names the family or refuses the `model_type`.
   Once the engine registers the family, the same check passes and the part runs, unedited.
 - Ray Serve: the `ray` package and `benchmarks/bench_serve.py`; the script is then run as it is,
-  within the part's budget, and its output kept.
+  within the part's budget, and the end of its output kept (so is `bench_block.py`'s, which the
+  block families' part runs on the device once the engine has them).
 """
 
 from __future__ import annotations
@@ -155,10 +156,13 @@ def diffusion_gemma(ctx: Context, budget: Budget, part: Part) -> None:
 
 
 def block_families(ctx: Context, budget: Budget, part: Part) -> None:
-    """The block families' exact cache (`cache="prefix"`) against their recomputing loop (`cache="none"`)."""
+    """The block families' exact cache (`cache="prefix"`) against their recomputing loop (`cache="none"`).
+
+    SDAR through the service on a random ~1B checkpoint; then `bench_block.py` (both families,
+    LLaDA 2.x included, at its own ~30M sizes) on this device, where that script exists.
+    """
     import torch
 
-    part.note("LLaDA 2.x: not measured here; a random llada2_moe checkpoint needs the family's own network to write")
     toy = sdar_checkpoint(ctx.scratch / "sdar-toy", SDAR_SHAPE["dry"], "cpu", torch.float32)
     engine_knows(toy)
     directory = toy if ctx.dry_run else sdar_checkpoint(ctx.scratch / "sdar", SDAR_SHAPE["gpu"], ctx.device, ctx.dtype)
@@ -177,29 +181,40 @@ def block_families(ctx: Context, budget: Budget, part: Part) -> None:
     for cache, (seconds, text) in results.items():
         part.row(f"SDAR {millions(info.parameters)}, {tokens} tokens: cache={cache}", tokens_per_s=tokens / seconds,
                  ratio=results["none"][0] / seconds, same=text == results["none"][1], peak_mib=gpu_memory_mib())
+    dtype = str(ctx.dtype).removeprefix("torch.")
+    lengths = ["16"] if ctx.dry_run else ["256", "1024"]
+    run_script("bench_block.py", ["--device", ctx.device, "--dtype", dtype, "--runs", "1", "--tokens", *lengths],
+               budget, ctx, part)
 
 
 def ray_serve(ctx: Context, budget: Budget, part: Part) -> None:
-    """`benchmarks/bench_serve.py` as it is, within the budget, where Ray and the script exist."""
+    """`benchmarks/bench_serve.py` as it is, where Ray and the script exist (the dry run only asks for its usage:
+    a Ray instance is not a toy)."""
     if importlib.util.find_spec("ray") is None:
         raise Skipped("Ray is not installed (pip install 'ray[serve]')")
-    script = BENCHMARKS / "bench_serve.py"
+    run_script("bench_serve.py", ["--help"] if ctx.dry_run else [], budget, ctx, part)
+
+
+def run_script(name: str, arguments: list[str], budget: Budget, ctx: Context, part: Part) -> None:
+    """Run `benchmarks/{name}` within the part's budget and keep the end of its output (skipped if it is absent)."""
+    script = BENCHMARKS / name
     if not script.is_file():
-        raise Skipped(f"no {script.name} in benchmarks/ yet")
-    process = subprocess.Popen([sys.executable, str(script)], cwd=BENCHMARKS, stdout=subprocess.PIPE,
+        raise Skipped(f"no {name} in benchmarks/ yet")
+    process = subprocess.Popen([sys.executable, str(script), *arguments], cwd=BENCHMARKS, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     ctx.children.append(process)
     try:
         output, _ = process.communicate(timeout=budget.left())
     except subprocess.TimeoutExpired:
-        process.terminate()  # lets the script shut its Ray instance down
+        process.terminate()  # lets the script stop what it started (a Ray instance)
         try:
             output, _ = process.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             output, _ = process.communicate()
-        part.note(f"{script.name} passed the part's budget and was stopped")
+        part.skip(Skipped(f"{name} passed the part's budget and was stopped"))
     finally:
         ctx.children.remove(process)
-    part.details["output"] = output[-4000:]
-    part.note(f"{script.name} exited {process.returncode}; its output is in the JSON (details.output)")
+    part.details[name] = {"arguments": arguments, "exit": process.returncode, "output": output[-4000:]}
+    part.note(f"{name} {' '.join(arguments)} exited {process.returncode}; its output is in the JSON"
+              f" (details[{name!r}])")

@@ -52,8 +52,8 @@ from gpu_parts import Budget, Context, Part, Skipped, gpu_memory_mib, millions, 
 SIZES: dict[str, dict[str, Any]] = {
     "gpu": {
         "total_s": 450,  # the watchdog stops the run 30 s later, inside the eight minutes
-        "budgets_s": {"out_of_memory": 110, "batching": 90, "caches": 150, "diffusion_gemma": 40,
-                      "block_families": 30, "ray_serve": 30},
+        "budgets_s": {"out_of_memory": 110, "batching": 80, "caches": 150, "diffusion_gemma": 35,
+                      "block_families": 45, "ray_serve": 30},
         # ~1.03B parameters each, the official families' vocabularies
         "llada": dict(d_model=2048, n_layers=10, n_heads=16, mlp_hidden_size=5632, vocab_size=126464,
                       max_sequence_length=4096),

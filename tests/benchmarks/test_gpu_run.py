@@ -36,12 +36,14 @@ def test_dry_run_writes_every_part(tmp_path: Path) -> None:
     parts = report["parts"]
     assert set(parts) == PARTS
     for name, part in parts.items():
-        assert part["status"] in ("ok", "skipped"), f"{name}: {part['notes']}\n{part['details'].get('traceback')}"
+        # partial: a busy machine may cut a part short at its budget, and the part then says so
+        assert part["status"] in ("ok", "partial", "skipped"), \
+            f"{name}: {part['notes']}\n{part['details'].get('traceback')}"
         assert part["seconds"] <= part["budget_s"] + 30, f"{name} overstayed its budget"
-        if part["status"] == "skipped":
-            assert part["notes"], f"{name} was skipped without saying why"
+        if part["status"] != "ok":
+            assert part["notes"], f"{name} was cut short or skipped without saying why"
     for name in ("out_of_memory", "batching", "caches"):  # what exists on every machine runs
-        assert parts[name]["status"] == "ok" and parts[name]["rows"], name
+        assert parts[name]["status"] != "skipped" and parts[name]["rows"], name
 
     oom = parts["out_of_memory"]["details"]
     assert oom["real_out_of_memory"] is False  # a CPU cannot run out of GPU memory, and the run says so
