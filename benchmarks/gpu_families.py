@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpu_parts import Budget, Context, Part, Skipped, gpu_memory_mib, millions, serve
+from gpu_parts import PROMPT, Budget, Context, Part, Skipped, gpu_memory_mib, millions, serve
 
-PROMPT = "once upon a time there was a cat"
 BENCHMARKS = Path(__file__).resolve().parent
 
 #: DiffusionGemma text shapes: toy (dry run) and ~0.8B (GPU), the released model's vocabulary.

@@ -20,12 +20,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from gpu_parts import Budget, Context, Part, release_memory
+from gpu_parts import PROMPT, Budget, Context, Part, release_memory
 from jupyter_process import start_server, stream_frames
 
 #: GPU memory left free by the ballast: less than the large generation's logits need.
 MARGIN = 64 * 2**20
-PROMPT = "once upon a time there was a cat"
 
 
 class Ballast:

@@ -18,6 +18,9 @@ from jupyter_process import REPO
 
 sys.path.insert(0, str(REPO / "tests"))  # `checkpoints`: the random checkpoint builders the tests use
 
+#: What the parts that go through the service ask for (words the random checkpoints' tokenizers know).
+PROMPT = "once upon a time there was a cat"
+
 
 class Skipped(Exception):
     """A part (or what is left of it) does not run here; the message says why."""

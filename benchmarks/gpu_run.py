@@ -20,12 +20,13 @@ and says so:
 4. `diffusion_gemma`, `block_families`, `ray_serve` (see `gpu_families.py`): measured where the
    engine (or Ray) has them, otherwise skipped with a line that says why.
 
-Every part records its peak GPU memory; the run records the GPU, torch and CUDA versions.
+Parts that run the model in this process record its peak GPU memory (the out-of-memory part
+records the GPU's free memory instead); the run records the GPU, driver, torch and CUDA versions.
 Random checkpoints are built on the machine (weights drawn on the GPU); nothing is downloaded.
 Results go to `--out DIR` as `gpu_run.json` and `gpu_run.md` (rewritten after every part, so a
 run cut short keeps what it measured), and the table is printed.
 
-    python benchmarks/gpu_run.py --out DIR              # on a CUDA machine: about 7.5 minutes
+    python benchmarks/gpu_run.py --out DIR              # on a CUDA machine: 7.5 minutes at most
     python benchmarks/gpu_run.py --dry-run --out DIR    # every part on the CPU at toy sizes
 """
 
