@@ -60,10 +60,11 @@ SIZES: dict[str, dict[str, Any]] = {
                       max_sequence_length=4096),
         "dream": dict(hidden_size=1536, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=2,
                       intermediate_size=8960, vocab_size=152064, max_position_embeddings=4096),
-        # the server's model in the out-of-memory part: ~30M parameters, quick on the CPU after the fallback
-        "oom_model": dict(d_model=512, n_layers=4, n_heads=8, mlp_hidden_size=1408, vocab_size=32768,
+        # the server's model in the out-of-memory part: ~18M parameters, so that the four passes it makes on the
+        # CPU after the fallback take seconds even where the CPU's bf16 is slow
+        "oom_model": dict(d_model=256, n_layers=2, n_heads=4, mlp_hidden_size=704, vocab_size=32768,
                           max_sequence_length=4096),
-        "oom_tokens": 2048,  # its logits alone need 256 MiB; the ballast leaves 64 MiB free
+        "oom_tokens": 2048,  # the vocabulary head's output alone is 128 MiB in bf16; the ballast leaves 64 MiB free
         "concurrency": (1, 4, 8, 16), "batch_tokens": 64, "batch_steps": 32, "batch_rounds": 3,
         "cache_lengths": (256, 1024), "cache_runs": 1,
     },
