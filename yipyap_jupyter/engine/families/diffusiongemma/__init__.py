@@ -98,8 +98,9 @@ def _load(directory: Path, device: torch.device | str, dtype: torch.dtype) -> nn
 
 
 def _local_spec(model_id: str, directory: Path) -> ModelSpec:
-    return ModelSpec(model_id, model_id, "diffusiongemma", GEMMA_TOKENS, checkpoint_defaults(directory), ("generate",),
-                     chat=True)
+    """A directory no registry entry names: its prompt is not wrapped in a chat template unless a request asks
+    (`chat=true`), as for every family's local directories."""
+    return ModelSpec(model_id, model_id, "diffusiongemma", GEMMA_TOKENS, checkpoint_defaults(directory), ("generate",))
 
 
 GEMMA_SAMPLER = Sampler("{family} models", (STEPS, ENTROPY_BOUND, T_MIN, T_MAX, STABILITY_THRESHOLD,
