@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from ...model import DiffusionModel
     from ...samplers.base import Program
 
-GEMMA_TOKENS = FamilyTokens(mask=None, eos="<eos>", eot="<end_of_turn>")
+#: No mask token; the end tokens are the tokenizer's `<eos>` and those the checkpoint's generation config names
+#: (what `generate` stops at), so the text ends where the library's output does.
+GEMMA_TOKENS = FamilyTokens(mask=None, eos="<eos>")
 
 ENTROPY_BOUND = Option("entropy_bound", float,
                        "DiffusionGemma: accept the lowest-entropy positions while their summed entropy, less the "
