@@ -121,6 +121,8 @@ DIFFUSIONGEMMA = Family(
     models=(
         ModelSpec("diffusiongemma-26b-a4b-it", "DiffusionGemma 26B A4B it (uniform-state diffusion, MoE)",
                   "diffusiongemma", GEMMA_TOKENS, SamplingOptions(), ("generate",), chat=True,
-                  repo_id="google/diffusiongemma-26B-A4B-it", parameters=26_000_000_000),
+                  repo_id="google/diffusiongemma-26B-A4B-it", parameters=26_000_000_000,
+                  # transformers' DiffusionGemmaTextConfig default, until the checkpoint's config.json is cached
+                  context_length=131_072),
     ),
 )
