@@ -1,0 +1,55 @@
+"""The Serve application: the board, the model replicas and the ingress, bound together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ray import serve
+from ray.serve import Application
+
+from .board import ReplicaBoard
+from .config import ServeConfig
+from .ingress import DiffusionIngress
+from .replica import DiffusionReplica
+
+#: The application's name in Serve (`serve status`, `serve.delete`).
+APP_NAME = "yipyap"
+#: Requests the ingress handles at once: it only relays, so every open stream is one of them.
+INGRESS_MAX_ONGOING = 1000
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How many model replicas, and what each asks of Ray.
+
+    `autoscale` (min, max) replaces the fixed `replicas` with Serve's autoscaling, which adds
+    replicas while each has more than `target_ongoing_requests` requests in flight.
+    """
+
+    replicas: int = 1
+    cpus_per_replica: float = 1.0
+    gpus_per_replica: float = 0.0
+    max_ongoing_requests: int = 16
+    autoscale: tuple[int, int] | None = None
+    target_ongoing_requests: float = 4.0
+
+
+def build_app(config: ServeConfig, placement: Placement) -> Application:
+    """The application `serve.run` deploys."""
+    board = serve.deployment(ReplicaBoard).options(
+        num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0},
+    ).bind(config.heartbeat_seconds)
+    scale: dict[str, object] = (
+        {"num_replicas": placement.replicas} if placement.autoscale is None else
+        {"autoscaling_config": {"min_replicas": placement.autoscale[0], "max_replicas": placement.autoscale[1],
+                                "target_ongoing_requests": placement.target_ongoing_requests}})
+    replicas = serve.deployment(DiffusionReplica).options(
+        **scale,
+        max_ongoing_requests=placement.max_ongoing_requests,
+        health_check_period_s=config.heartbeat_seconds,
+        ray_actor_options={"num_cpus": placement.cpus_per_replica, "num_gpus": placement.gpus_per_replica},
+    ).bind(config, board)
+    ingress = serve.deployment(serve.ingress()(DiffusionIngress)).options(
+        name="DiffusionIngress", max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0.1},
+    )
+    return ingress.bind(config, replicas, board)
