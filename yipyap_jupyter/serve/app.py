@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ray import serve
 from ray.serve import Application
@@ -36,20 +37,20 @@ class Placement:
 
 def build_app(config: ServeConfig, placement: Placement) -> Application:
     """The application `serve.run` deploys."""
-    board = serve.deployment(ReplicaBoard).options(
+    board = serve.deployment(
         num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0},
-    ).bind(config.heartbeat_seconds)
-    scale: dict[str, object] = (
+    )(ReplicaBoard).bind(config.heartbeat_seconds)
+    scale: dict[str, Any] = (
         {"num_replicas": placement.replicas} if placement.autoscale is None else
         {"autoscaling_config": {"min_replicas": placement.autoscale[0], "max_replicas": placement.autoscale[1],
                                 "target_ongoing_requests": placement.target_ongoing_requests}})
-    replicas = serve.deployment(DiffusionReplica).options(
+    replicas = serve.deployment(
         **scale,
         max_ongoing_requests=placement.max_ongoing_requests,
         health_check_period_s=config.heartbeat_seconds,
         ray_actor_options={"num_cpus": placement.cpus_per_replica, "num_gpus": placement.gpus_per_replica},
-    ).bind(config, board)
-    ingress = serve.deployment(serve.ingress()(DiffusionIngress)).options(
+    )(DiffusionReplica).bind(config, board)
+    ingress = serve.deployment(
         name="DiffusionIngress", max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0.1},
-    )
+    )(serve.ingress()(DiffusionIngress))
     return ingress.bind(config, replicas, board)

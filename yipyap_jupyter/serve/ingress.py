@@ -245,7 +245,9 @@ class DiffusionIngress:
         plan = self.catalog.plan(kind, body)
         record.model = plan.model
         handle = self.replicas.options(stream=True, multiplexed_model_id=plan.model)
-        return handle.events.remote(kind, body, correlation_id.get())
+        call = handle.events.remote(kind, body, correlation_id.get())
+        assert isinstance(call, DeploymentResponseGenerator)
+        return call
 
     async def _complete(self, request: Request, kind: Kind) -> Response:
         """The whole generation, answered with the `complete` fields (or the error's status and object)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -160,7 +160,7 @@ class EventStream:
 async def event_batches(
     events: Callable[[CancelToken], Iterator[Any]], cancel_token: CancelToken, executor: Executor,
     keepalive_seconds: float, frame_interval: float = 0.0,
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """The events of `events(cancel_token)`, run on `executor`, in the batches due for one write each.
 
     An empty batch means `keepalive_seconds` of silence. A batch holding steps is due at most

@@ -10,17 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import (
-    DiffusionError,
-    GenerationError,
-    GenerationTimeoutError,
-    ModelLoadingError,
-    ModelUnavailableError,
-    NetworkError,
-    NoModelLoadedError,
-    RateLimitedError,
-    ValidationError,
-)
+from .. import errors
+from ..errors import ValidationError
 from ..service.redaction import register_sensitive
 
 #: Largest request body accepted, in bytes: two texts of `MAX_TEXT_CHARS`, every character escaped, fit.
@@ -35,16 +26,16 @@ class BodyTooLargeError(ValidationError):
 
 #: The HTTP status of each error class; an error takes the entry of its nearest class.
 HTTP_STATUS: dict[type[BaseException], int] = {
-    DiffusionError: 500,
+    errors.DiffusionError: 500,
     ValidationError: 400,
     BodyTooLargeError: 413,
-    ModelUnavailableError: 404,
-    NoModelLoadedError: 409,
-    ModelLoadingError: 500,
-    GenerationError: 500,
-    GenerationTimeoutError: 504,
-    NetworkError: 502,
-    RateLimitedError: 429,
+    errors.ModelUnavailableError: 404,
+    errors.NoModelLoadedError: 409,
+    errors.ModelLoadingError: 500,
+    errors.GenerationError: 500,
+    errors.GenerationTimeoutError: 504,
+    errors.NetworkError: 502,
+    errors.RateLimitedError: 429,
 }
 
 
