@@ -1,7 +1,13 @@
-"""The Serve application: the board, the model replicas and the ingress, bound together."""
+"""The Serve application: the board, the model replicas and the ingress, bound together.
+
+`yipyap-serve` deploys `build_app`; `app_builder` is the same application for Serve's own
+tools: `serve run yipyap_jupyter.serve.app:app_builder model=tiny replicas=2`, or a Serve
+config file's `import_path` (KubeRay's RayService: docs/kuberay-rayservice.yaml).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,3 +60,21 @@ def build_app(config: ServeConfig, placement: Placement) -> Application:
         name="DiffusionIngress", max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0.1},
     )(serve.ingress()(DiffusionIngress))
     return ingress.bind(config, replicas, board)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """The application from Serve's key=value arguments: `yipyap-serve`'s option names (`gpus_per_replica`).
+
+    The token comes from `YIPYAP_SERVE_TOKEN` only, never from the arguments (a config file is
+    no place for it); where the proxy listens is Serve's `http_options`, not an argument here.
+    """
+    from .cli import COMMAND_OPTIONS, TOKEN_ENV, application_options, parse
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise ValueError(f"set {TOKEN_ENV} where the application is built: the API needs a token")
+    refused = sorted({"token", *COMMAND_OPTIONS} & set(args))
+    if refused:
+        raise ValueError(f"not application arguments: {', '.join(refused)} (use Serve's http_options and the environment)")
+    options = parse([f"--{key.replace('_', '-')}={value}" for key, value in args.items()])
+    return build_app(*application_options(options, token))

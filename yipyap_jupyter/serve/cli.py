@@ -15,9 +15,13 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..constants import DEFAULT_MODEL_ID
+
+if TYPE_CHECKING:
+    from .app import Placement
+    from .config import ServeConfig
 
 #: The token's environment variable, so it need not be on a command line (which `ps` shows).
 TOKEN_ENV = "YIPYAP_SERVE_TOKEN"
@@ -62,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options of the command itself (where Ray and the HTTP proxy run), not of the application.
+COMMAND_OPTIONS = ("host", "port", "address", "num_cpus")
+
+
+def application_options(args: argparse.Namespace, token: str) -> tuple[ServeConfig, Placement]:
+    """What the parsed options ask of the application: its settings and its replicas."""
+    from .app import Placement
+    from .config import ServeConfig
+
+    config = ServeConfig(token=token, default_model=args.model, models_per_replica=args.models_per_replica,
+                         settings_path=args.settings, metrics_db=args.metrics_db,
+                         rate_limit_per_minute=args.rate_limit_per_minute, rate_limit_burst=args.rate_limit_burst)
+    placement = Placement(replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
+                          gpus_per_replica=args.gpus_per_replica, max_ongoing_requests=args.max_ongoing_requests,
+                          autoscale=args.autoscale, target_ongoing_requests=args.target_ongoing_requests)
+    return config, placement
+
+
 def status_line(url: str, token_shown: str, ray_address: str, reports: list[dict[str, Any]]) -> str:
     """One line: where the API listens, how to authenticate, and what each replica loaded on which device."""
     held = []
@@ -76,26 +98,27 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, checked (argparse exits with status 2 on a bad option)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.autoscale is None and args.replicas < 1:
-        _parser().error("--replicas must be at least 1")
+        parser.error("--replicas must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
     try:
         import ray
         from ray import serve
     except ImportError:
         print("yipyap-serve needs Ray Serve: pip install 'yipyap-jupyter[serve]'", file=sys.stderr)
         return 1
-    from .app import APP_NAME, Placement, build_app
-    from .config import ServeConfig
+    from .app import APP_NAME, build_app
 
     token = args.token or secrets.token_hex(16)
-    config = ServeConfig(token=token, default_model=args.model, models_per_replica=args.models_per_replica,
-                         settings_path=args.settings, metrics_db=args.metrics_db,
-                         rate_limit_per_minute=args.rate_limit_per_minute, rate_limit_burst=args.rate_limit_burst)
-    placement = Placement(replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
-                          gpus_per_replica=args.gpus_per_replica, max_ongoing_requests=args.max_ongoing_requests,
-                          autoscale=args.autoscale, target_ongoing_requests=args.target_ongoing_requests)
+    config, placement = application_options(args, token)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine unless the operator asks
     signal.signal(signal.SIGTERM, _stop)
     if args.address:

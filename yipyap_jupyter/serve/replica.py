@@ -74,6 +74,7 @@ class DiffusionReplica:
         self.executor = ThreadPoolExecutor(max_workers=max(1, config.worker_threads), thread_name_prefix="yipyap")
         self.services: dict[str, DiffusionLLMService] = {}
         self._reported: dict[str, Any] | None = None
+        self._reporting: set[asyncio.Future[None]] = set()
 
         async def load(model_id: str) -> _HeldService:
             return self._new_service(model_id)
@@ -122,7 +123,8 @@ class DiffusionReplica:
                 items = [item for item in batch if item is not CANCELLED]
                 if items or not batch:
                     yield items
-        await self.report(always=False)
+        self._reporting.add(asyncio.ensure_future(self.report(always=False)))  # the stream ends without waiting
+        self._reporting = {task for task in self._reporting if not task.done()}
 
     async def load(self, model_id: str, body: Any, correlation: str) -> tuple[str, ModelInfo | ErrorEvent]:
         """Hold `model_id` and load it as `body` asks (device, dtype): the model's info, or why not."""
