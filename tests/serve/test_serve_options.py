@@ -7,7 +7,7 @@ import pytest
 from yipyap_jupyter.serve.cli import parse, status_line
 
 pytest.importorskip("starlette", reason="the serve extra is not installed: pip install 'yipyap-jupyter[serve]'")
-from yipyap_jupyter.serve.manners import token_of  # noqa: E402
+from yipyap_jupyter.serve.manners import token_of
 
 
 def test_options_are_checked_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
