@@ -124,6 +124,18 @@ def test_requests_without_the_token_are_refused(serve_app: Any) -> None:
     assert httpx.get(models, headers={"Authorization": f"Bearer {serve_app.token}"}).status_code == 200
 
 
+async def test_generations_are_rate_limited_per_client(serve_app: Any) -> None:
+    """The ingress's default bucket: bursts of 50, then 10 a second (refused bodies count: they asked)."""
+    async with httpx.AsyncClient(headers={"Authorization": f"token {serve_app.token}"}) as client:
+        answers = await asyncio.gather(*(client.post(f"{serve_app.url}/api/diffusion/generate", json={"nope": 1})
+                                         for _ in range(80)))
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and {a.status_code for a in answers} == {400, 429}
+    assert limited[0].json()["error_type"] == "network" and limited[0].json()["retryable"] is True
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    await asyncio.sleep(6)  # the bucket fills again for the tests after this one
+
+
 @pytest.fixture
 def ray_driver(serve_app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """This process joined to the application's Ray cluster (as an operator's `ray` session would be).

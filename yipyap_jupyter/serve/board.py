@@ -22,7 +22,10 @@ class ReplicaBoard:
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def report(self, replica: str, state: dict[str, Any]) -> None:
-        self._reports[replica] = (time.monotonic(), state)
+        """Keep `state` unless a later one of the same replica came first (reports may overtake each other)."""
+        kept = self._reports.get(replica)
+        if kept is None or kept[1]["sequence"] <= state["sequence"]:
+            self._reports[replica] = (time.monotonic(), state)
 
     def forget(self, replica: str) -> None:
         self._reports.pop(replica, None)

@@ -15,6 +15,7 @@ done them.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,18 @@ def error_response(error: BaseException, replica: str | None = None) -> JSONResp
     """The extension's answer to `error`: its status, the error object, `Retry-After` when rate limited."""
     headers = {REPLICA_HEADER: replica} if replica else {}
     if isinstance(error, RateLimitedError):
-        headers["Retry-After"] = str(max(1, round(error.retry_after + 0.5)))
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return JSONResponse(error_body(error), status_code=http_status(error), headers=headers)
 
 
 async def _diffusion_error(request: Request, error: Exception) -> JSONResponse:
     request.state.record.error_type = getattr(error, "error_type", None)
+    return error_response(error)
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    """A bug: logged (redacted, by correlation id) and answered as a generic `generation` error, never a traceback."""
+    log.error("unexpected failure in %s (%s)", request.url.path, type(error).__name__, exc_info=error)
     return error_response(error)
 
 
@@ -118,6 +125,7 @@ class DiffusionIngress:
             app.add_api_route(API + path, endpoint, methods=[method])
         app.add_exception_handler(DiffusionError, _diffusion_error)
         app.add_exception_handler(HTTPException, _http_error)
+        app.add_exception_handler(Exception, _unexpected)
         app.add_middleware(Manners, token=self.config.token, replica=self.name, metrics=self.metrics)
         return app
 

@@ -75,6 +75,7 @@ class DiffusionReplica:
         self.services: dict[str, DiffusionLLMService] = {}
         self._reported: dict[str, Any] | None = None
         self._reporting: set[asyncio.Future[None]] = set()
+        self._sequence = 0
 
         async def load(model_id: str) -> _HeldService:
             return self._new_service(model_id)
@@ -157,11 +158,16 @@ class DiffusionReplica:
         return {"replica": self.name, "node": self.node, "pid": os.getpid(), "models": models}
 
     async def report(self, always: bool = True) -> None:
-        """Tell the board this replica's state (a heartbeat when `always`, else only a change)."""
+        """Tell the board this replica's state (a heartbeat when `always`, else only a change).
+
+        Each report is numbered when its state is read, so one that arrives late cannot replace a newer one.
+        """
         state = self.state()
         if not always and state == self._reported:
             return
         self._reported = state
+        self._sequence += 1
+        state = {**state, "sequence": self._sequence}
         try:
             await asyncio.wait_for(self.board.report.remote(self.name, state), timeout=self.config.heartbeat_seconds)
         except (ray.exceptions.RayError, asyncio.TimeoutError) as error:  # the board restarts: the next beat tells it
