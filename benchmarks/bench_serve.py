@@ -47,6 +47,7 @@ class StreamTiming:
     total: float
     tokens: int
     replica: str
+    generation: float  # the replica's own generation_time: what the model took, without the transport
 
 
 def stream(client: httpx.Client, url: str, body: dict, started: float) -> StreamTiming:
@@ -61,7 +62,8 @@ def stream(client: httpx.Client, url: str, body: dict, started: float) -> Stream
                     first_step = time.perf_counter() - started
     if last.get("type") != "complete":
         raise SystemExit(f"stream ended with {last}")
-    return StreamTiming(first_step, time.perf_counter() - started, last["tokens"], response.headers.get("X-Replica", ""))
+    return StreamTiming(first_step, time.perf_counter() - started, last["tokens"], response.headers.get("X-Replica", ""),
+                        last["generation_time"])
 
 
 def concurrent_round(clients: list[httpx.Client], url: str, tokens: int, steps: int) -> tuple[float, list[StreamTiming]]:
@@ -107,6 +109,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["OMP_NUM_THREADS"] = "1"  # one torch thread per replica and in the Jupyter server
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as yipyap-serve starts Ray: replicas at the server's priority
     token = secrets.token_hex(12)
     headers = {"Authorization": f"token {token}"}
     with tempfile.TemporaryDirectory(prefix="yipyap-bench-serve-") as temporary:
@@ -138,10 +141,8 @@ def main() -> None:
             body = {"prompt": PROMPTS[0], "max_new_tokens": args.new_tokens, "steps": args.steps, "seed": 0}
             through_serve, through_jupyter = [], []
             for _ in range(args.pairs):
-                started = time.perf_counter()
-                through_jupyter.append(stream(jupyter, jupyter_url, body, started).total)
-                started = time.perf_counter()
-                through_serve.append(stream(clients[0], urls["one"], body, started).total)
+                through_jupyter.append(stream(jupyter, jupyter_url, body, time.perf_counter()))
+                through_serve.append(stream(clients[0], urls["one"], body, time.perf_counter()))
         finally:
             serve.shutdown()
             import ray
@@ -159,10 +160,13 @@ def main() -> None:
               f"{statistics.median(tails[name]) * 1000:6.0f} ms · replicas used {len(spread[name])}")
     gain = statistics.median(rates["two"]) / statistics.median(rates["one"])
     print(f"  2 replicas / 1 replica aggregate tok/s: {gain:.2f}x")
-    serve_median, jupyter_median = statistics.median(through_serve), statistics.median(through_jupyter)
-    paired = statistics.median(s / j for s, j in zip(through_serve, through_jupyter, strict=True))
+    serve_median = statistics.median(t.total for t in through_serve)
+    jupyter_median = statistics.median(t.total for t in through_jupyter)
+    paired = statistics.median(s.total / j.total for s, j in zip(through_serve, through_jupyter, strict=True))
     print(f"one stream, {args.pairs} pairs alternating: extension {jupyter_median * 1000:.1f} ms, "
-          f"Serve {serve_median * 1000:.1f} ms (medians)")
+          f"Serve {serve_median * 1000:.1f} ms (medians); of which the model's generation_time: extension "
+          f"{statistics.median(t.generation for t in through_jupyter) * 1000:.1f} ms, Serve replica "
+          f"{statistics.median(t.generation for t in through_serve) * 1000:.1f} ms")
     print(f"  Serve / extension, paired: {paired:.3f} (target <= {OVERHEAD_TARGET}: "
           f"{'met' if paired <= OVERHEAD_TARGET else 'MISSED'}); ratio of medians {serve_median / jupyter_median:.3f}")
 

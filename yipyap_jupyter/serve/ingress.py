@@ -55,7 +55,9 @@ REPLICA_FAILURES = (ray.exceptions.RayError, RayServeException)
 #: The category of HTTP errors Starlette raises itself (unknown route, wrong verb), as the extension names them.
 _HTTP_ERROR_TYPES = {404: "validation", 405: "validation"}
 
+
 def _record(request: Request, endpoint: str, stream: bool = False) -> RequestRecord:
+    """Name the request's route in its metrics row (the record `Manners` put in the scope)."""
     record: RequestRecord = request.state.record
     record.endpoint, record.stream = endpoint, stream
     return record
@@ -70,6 +72,7 @@ def error_response(error: BaseException, replica: str | None = None) -> JSONResp
 
 
 async def _diffusion_error(request: Request, error: Exception) -> JSONResponse:
+    """Our errors, raised anywhere in a route: the extension's status and error object."""
     request.state.record.error_type = getattr(error, "error_type", None)
     return error_response(error)
 
@@ -261,21 +264,26 @@ class DiffusionIngress:
         """The whole generation, answered with the `complete` fields (or the error's status and object)."""
         call = await self._start(request, kind, stream=False)
         replica = None
+        ended = False
         try:
             replica = await call.__anext__()
             async for batch in call:
                 for event in batch:
                     if isinstance(event, ErrorEvent):
-                        request.state.record.error_type = event.error_type
+                        ended, request.state.record.error_type = True, event.error_type
                         return error_response(event.to_error(), replica)
                     if isinstance(event, CompleteEvent):
+                        ended = True
                         return JSONResponse(event.model_dump(exclude={"type"}), headers={REPLICA_HEADER: replica})
+            ended = True
         except REPLICA_FAILURES as error:
+            ended = True
             await self._forget(replica)
             request.state.record.error_type = "network"
             return error_response(_failure(error), replica)
         finally:
-            call.cancel()
+            if not ended:
+                call.cancel()  # the client went away
         return error_response(NetworkError("the model replica ended the request without a result"), replica)
 
     async def _stream(self, request: Request, kind: Kind) -> Response:
@@ -290,6 +298,9 @@ class DiffusionIngress:
             await self._forget(replica)
             request.state.record.error_type = "network"
             return error_response(_failure(error), replica)
+        except asyncio.CancelledError:  # the client left before the first event
+            call.cancel()
+            raise
         if first and isinstance(first[0], ErrorEvent):
             call.cancel()
             request.state.record.error_type = first[0].error_type
@@ -300,31 +311,42 @@ class DiffusionIngress:
 
     async def _relay(self, record: RequestRecord, replica: str, first: list[Any],
                      call: DeploymentResponseGenerator[Any]) -> AsyncIterator[str]:
-        """SSE text of each batch as it comes; a replica that dies ends the stream with one `network` error frame."""
+        """SSE text of each batch as it comes; a replica that dies ends the stream with one `network` error frame.
+
+        The stream ends with its `complete` or `error` frame, without waiting for the replica's
+        generator to say it is done (one Ray message less per request).
+        """
+        ended = False
         try:
             batch = first
             while True:
-                for event in batch:
-                    if isinstance(event, ErrorEvent | CompleteEvent):
-                        record.error_type = getattr(event, "error_type", None)
+                ends = [event for event in batch if isinstance(event, ErrorEvent | CompleteEvent)]
+                if ends:
+                    ended, record.error_type = True, getattr(ends[0], "error_type", None)
                 yield _text(batch)
+                if ended:
+                    return
                 try:
                     batch = await call.__anext__()
                 except StopAsyncIteration:
                     return
                 except REPLICA_FAILURES as error:
+                    ended = True
                     await self._forget(replica)
                     record.error_type = "network"
                     yield frame(ErrorEvent.from_error(_failure(error)))
                     return
         finally:
-            call.cancel()  # a client that went away cancels the generation on the replica
+            if not ended:
+                call.cancel()  # a client that went away cancels the generation on the replica
 
     async def _reports(self) -> list[dict[str, Any]]:
+        """The live replicas' last reports, from the board."""
         reports: list[dict[str, Any]] = await self.board.replicas.remote()
         return reports
 
     async def _forget(self, replica: str | None) -> None:
+        """Take a replica seen dying off the board at once (its heartbeats would take three periods)."""
         if replica is not None:
             await self.board.forget.remote(replica)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -67,6 +68,8 @@ class DiffusionReplica:
     """
 
     async def __init__(self, config: ServeConfig, board: DeploymentHandle) -> None:  # type: ignore[misc]
+        if config.gil_switch_interval > 0:
+            sys.setswitchinterval(config.gil_switch_interval)  # this process is the replica's own
         self.config = config
         self.board = board
         self.name = replica_name()
