@@ -100,6 +100,30 @@ async def test_models_load_and_unload_reach_every_replica(jp_fetch: Any, serve_a
         await jp_fetch("api", "diffusion", "generate", **post(GENERATE)))["text"]
 
 
+async def test_a_request_naming_another_model_loads_it_on_the_replica_serving_it(
+    jp_fetch: Any, tiny_llada_dir: Any
+) -> None:
+    """Model multiplexing, one model per replica here: the replica that gets the request swaps, and says so."""
+    other = str(tiny_llada_dir)
+    body = {"prompt": "x = ", "max_new_tokens": 8, "steps": 4, "model": other}
+    first = await jp_fetch("api", "diffusion", "generate", "stream", **post(body))
+    events = sse_events(first.body)
+    assert any(e["type"] == "status" and e["message"].startswith("loading") for e in events), events[:3]
+    assert events[-1]["type"] == "complete" and events[-1]["model_used"] == other
+    current = as_json(await jp_fetch("api", "diffusion", "models", "current"))
+    assert replicas_holding(current, other) == [first.headers["X-Replica"]]
+    assert len(replicas_holding(current)) == 1  # the other replica still holds tiny
+
+    # Serve prefers a replica that holds the model (when its view is fresh); whichever serves it holds it after
+    again = await jp_fetch("api", "diffusion", "generate", **post(body))
+    holding = replicas_holding(as_json(await jp_fetch("api", "diffusion", "models", "current")), other)
+    assert first.headers["X-Replica"] in holding and again.headers["X-Replica"] in holding
+
+    restored = as_json(await jp_fetch("api", "diffusion", "models", "tiny", "load", **post({})))
+    assert len(restored["replicas"]) == 2
+    assert len(replicas_holding(as_json(await jp_fetch("api", "diffusion", "models", "current")))) == 2
+
+
 async def test_refusals_keep_the_extensions_statuses_and_categories(jp_fetch: Any, serve_app: Any) -> None:
     for parts, body, status, error_type in [
         (("generate",), {"prompt": "x", "nope": 1}, 400, "validation"),
