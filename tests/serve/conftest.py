@@ -42,6 +42,7 @@ class ServeApp:
     ray_token: str  # what a process joining its Ray cluster must show
     status_line: str
     settings_file: Path
+    log_dir: Path
 
 
 def free_port() -> int:
@@ -99,7 +100,7 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     process = subprocess.Popen(
         [sys.executable, "-m", "yipyap_jupyter.serve", "--model", "tiny", "--replicas", "2", "--port", str(port),
          "--token", token, "--num-cpus", "2", "--cpus-per-replica", "0.5", "--settings", str(settings_file),
-         "--metrics-db", str(root / "metrics.sqlite")],
+         "--metrics-db", str(root / "metrics.sqlite"), "--log-dir", str(root / "logs")],
         env=env, stdout=subprocess.PIPE, stderr=log, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
@@ -112,7 +113,8 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
         assert status.startswith("yipyap-serve: "), (status, (root / "serve.log").read_text()[-3000:])
         address = re.search(r"Ray (\S+)", status)
         assert address is not None, status
-        yield ServeApp(f"http://127.0.0.1:{port}", token, address.group(1), ray_token, status.strip(), settings_file)
+        yield ServeApp(f"http://127.0.0.1:{port}", token, address.group(1), ray_token, status.strip(), settings_file,
+                       root / "logs")
     finally:
         stop(process)
         log.close()

@@ -76,6 +76,25 @@ async def test_streams_through_the_proxy_are_a_local_runs_text_step_by_step(
     assert done["text"] == events[-1]["text"] and done["model_used"] == "tiny"
 
 
+async def test_the_ingress_and_the_replica_log_a_request_by_its_correlation_id_without_its_prompt(
+    jp_fetch: Any, serve_app: Any
+) -> None:
+    secret = "def secret_prompt_4711():"
+    correlation = "serve-test-0123456789abcdef"
+    await jp_fetch("api", "diffusion", "generate", **post({"prompt": secret, "max_new_tokens": 8, "steps": 4}),
+                   headers={"X-Correlation-ID": correlation})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in (serve_app.log_dir / "structured.log").read_text().splitlines()]
+        loggers = {line["logger"] for line in lines if line.get("correlation_id") == correlation}
+        if any(".service." in name for name in loggers) and any(".serve." in name for name in loggers):
+            break
+        await asyncio.sleep(0.2)
+    assert any(".service." in name for name in loggers) and any(".serve." in name for name in loggers), loggers
+    assert "secret_prompt_4711" not in (serve_app.log_dir / "structured.log").read_text()
+    assert "secret_prompt_4711" not in (serve_app.log_dir / "backend.log").read_text()
+
+
 async def test_concurrent_requests_spread_over_both_replicas(jp_fetch: Any) -> None:
     current = as_json(await jp_fetch("api", "diffusion", "models", "current"))
     assert len(replicas_holding(current)) == 2, current

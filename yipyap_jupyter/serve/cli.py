@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="models one replica holds at most (the least recently used is freed first)")
     p.add_argument("--settings", help="user-settings file of the ingress and every replica (a shared path on a cluster)")
     p.add_argument("--metrics-db", help="the ingress's SQLite request log (default under the Jupyter data dir)")
+    p.add_argument("--log-dir", help="structured.log and backend.log of the ingress and every replica, on each node"
+                   " (default <Jupyter data dir>/yipyap_jupyter/logs)")
     p.add_argument("--rate-limit-per-minute", type=float, default=600.0,
                    help="generation requests per minute per client address (0 turns it off)")
     p.add_argument("--rate-limit-burst", type=int, default=50)
@@ -76,7 +78,7 @@ def application_options(args: argparse.Namespace, token: str) -> tuple[ServeConf
     from .config import ServeConfig
 
     config = ServeConfig(token=token, default_model=args.model, models_per_replica=args.models_per_replica,
-                         settings_path=args.settings, metrics_db=args.metrics_db,
+                         settings_path=args.settings, metrics_db=args.metrics_db, log_dir=args.log_dir,
                          rate_limit_per_minute=args.rate_limit_per_minute, rate_limit_burst=args.rate_limit_burst)
     placement = Placement(replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
                           gpus_per_replica=args.gpus_per_replica, max_ongoing_requests=args.max_ongoing_requests,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -41,7 +40,7 @@ from ..service.schemas import LoadRequest, ModelInfo
 from ..service.service import DiffusionLLMService
 from ..service.validation import validate
 from ..settings import SettingsStore
-from .config import ServeConfig
+from .config import ServeConfig, data_dir, open_log_files
 from .manners import REPLICA_HEADER, Manners, RequestRecord
 from .replica import replica_name
 
@@ -109,8 +108,7 @@ class DiffusionIngress:
     """
 
     def __init__(self, config: ServeConfig, replicas: DeploymentHandle, board: DeploymentHandle) -> None:
-        from jupyter_core.paths import jupyter_data_dir
-
+        open_log_files(config)
         self.config = config
         self.replicas = replicas
         self.board = board
@@ -118,8 +116,7 @@ class DiffusionIngress:
         self.catalog = DiffusionLLMService(settings_store=SettingsStore(config.settings_path),
                                            default_model=config.default_model)
         self.limiter = RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst)
-        data = Path(jupyter_data_dir()) / "yipyap_jupyter"
-        self.metrics = MetricsStore(config.metrics_db or data / "serve-metrics.sqlite")
+        self.metrics = MetricsStore(config.metrics_db or data_dir() / "serve-metrics.sqlite")
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """The API: this replica's routes, the house rules (`Manners`), our error objects for every failure."""

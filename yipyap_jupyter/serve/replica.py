@@ -35,7 +35,7 @@ from ..service.plan import Kind
 from ..service.schemas import ModelInfo
 from ..service.service import DiffusionLLMService
 from ..settings import SettingsStore
-from .config import ServeConfig
+from .config import ServeConfig, open_log_files
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -68,6 +68,7 @@ class DiffusionReplica:
     """
 
     async def __init__(self, config: ServeConfig, board: DeploymentHandle) -> None:  # type: ignore[misc]
+        open_log_files(config)
         if config.gil_switch_interval > 0:
             sys.setswitchinterval(config.gil_switch_interval)  # this process is the replica's own
         self.config = config
