@@ -2,7 +2,7 @@
 
 The base handler gives every route the same manners: Jupyter authentication on
 every verb, a correlation id, bounded JSON bodies parsed without logging them, our
-errors as their HTTP status (`HTTP_STATUS`) with the error object as the body, and
+errors as their HTTP status (`wire.HTTP_STATUS`) with the error object as the body, and
 one metrics row per authenticated request.
 """
 
@@ -26,11 +26,6 @@ from ..errors import (
     DiffusionError,
     GenerationCancelled,
     GenerationError,
-    GenerationTimeoutError,
-    ModelLoadingError,
-    ModelUnavailableError,
-    NetworkError,
-    NoModelLoadedError,
     RateLimitedError,
     ValidationError,
     error_body,
@@ -42,61 +37,18 @@ from ..service.correlation import (
     in_current_context,
 )
 from ..service.logs import get_logger
-from ..service.redaction import register_sensitive
 from ..service.service import DiffusionLLMService
 from .openapi import openapi_document
 from .sse import EventStream
 from .state import SETTINGS_KEY, ExtensionState
+from .wire import http_status, parse_body
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-#: Largest request body accepted, in bytes: two texts of `MAX_TEXT_CHARS`, every character escaped, fit.
-MAX_BODY_BYTES = 1 << 20
-#: Deepest JSON nesting accepted; our bodies are flat objects (depth 1).
-MAX_JSON_DEPTH = 16
-
-
-class BodyTooLargeError(ValidationError):
-    """The request body is over `MAX_BODY_BYTES` (413)."""
-
-
-#: The HTTP status of each error class; an error takes the entry of its nearest class.
-HTTP_STATUS: dict[type[BaseException], int] = {
-    DiffusionError: 500,
-    ValidationError: 400,
-    AuthenticationError: 403,
-    BodyTooLargeError: 413,
-    ModelUnavailableError: 404,
-    NoModelLoadedError: 409,
-    ModelLoadingError: 500,
-    GenerationError: 500,
-    GenerationTimeoutError: 504,
-    NetworkError: 502,
-    RateLimitedError: 429,
-}
-
 #: What a request that Jupyter refuses before our code runs (no token, a wrong token, no XSRF value) is told.
 NOT_AUTHENTICATED = ("not authenticated: send a valid Jupyter token (`Authorization: token ...`), or, from a browser,"
                      " the login cookie with its _xsrf value")
-
-
-def http_status(error: BaseException) -> int:
-    """The status `error` is answered with (500 for anything not in `HTTP_STATUS`)."""
-    return next((HTTP_STATUS[cls] for cls in type(error).__mro__ if cls in HTTP_STATUS), 500)
-
-
-def json_depth(data: Any) -> int:
-    """How deeply `data` nests lists and objects (a scalar is 0), counted without recursion up to one past the limit."""
-    deepest, pending = 0, [(data, 0)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict | list):
-            depth += 1
-            deepest = max(deepest, depth)
-            if depth <= MAX_JSON_DEPTH:
-                pending.extend((item, depth) for item in (value.values() if isinstance(value, dict) else value))
-    return deepest
 
 
 class DiffusionHandler(APIHandler):
@@ -142,22 +94,7 @@ class DiffusionHandler(APIHandler):
 
     def json_body(self) -> Any:
         """The parsed body (`{}` when empty), bounded in size and depth; its texts are registered for redaction."""
-        raw = self.request.body or b""
-        if len(raw) > MAX_BODY_BYTES:
-            raise BodyTooLargeError(f"the request body is larger than {MAX_BODY_BYTES} bytes")
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationError("the request body is not valid JSON") from None
-        except RecursionError:
-            data = None  # nested far deeper than the limit
-        if data is None or json_depth(data) > MAX_JSON_DEPTH:
-            raise ValidationError(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(data, dict):
-            register_sensitive(str(data.get(key, "")) for key in ("prompt", "prefix", "suffix"))
-        return data
+        return parse_body(self.request.body or b"")
 
     async def blocking(self, function: Callable[..., T], *args: Any) -> T:
         """Run `function` off the IOLoop, in this request's context (quick routes on their own executor)."""

@@ -30,8 +30,8 @@ log = get_logger(__name__)
 STREAM_PATHS = frozenset({"generate/stream", "infill/stream"})
 #: Routes that generate, and so spend rate-limit tokens here as they do upstream.
 GENERATION_PATHS = STREAM_PATHS | {"generate", "infill"}
-#: Response headers worth passing back to the client.
-RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "X-Accel-Buffering")
+#: Response headers worth passing back to the client (`X-Replica`: which replica of a Serve upstream ran it).
+RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "X-Accel-Buffering", "X-Replica")
 #: Routes that wait for the model without a stream: a generation or a load may take this long.
 MODEL_PATHS = frozenset({"generate", "infill", "models/current/unload"})
 #: Seconds to connect to the upstream, on every route.

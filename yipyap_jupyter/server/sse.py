@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,8 @@ KEEPALIVE_FRAME = ": keep-alive\n\n"
 DEFAULT_FRAME_INTERVAL = 0.05
 
 _END = object()
-_CANCELLED = object()
+#: In a batch of `event_batches`: the generation was cancelled (its consumer went away).
+CANCELLED = object()
 
 
 def frame(event: Any) -> str:
@@ -106,56 +108,32 @@ class EventStream:
             DiffusionError: the first event was an error, so no response has started.
         """
         loop = asyncio.get_running_loop()
-        mailbox = _Mailbox(loop, self.frame_interval)
-
-        def work() -> None:
-            try:
-                for event in events(self.cancel_token):
-                    mailbox.post(event)
-            except GenerationCancelled:
-                mailbox.post(_CANCELLED)
-            except Exception as error:  # the service maps its own failures; this is a last resort
-                if not isinstance(error, DiffusionError):
-                    log.exception("event stream failed (%s)", type(error).__name__)
-                mailbox.post(ErrorEvent(**error_body(error)))
-            finally:
-                mailbox.post(_END)
-
         handler = self.handler
         handler.set_header("Content-Type", CONTENT_TYPE)
         handler.set_header("Cache-Control", "no-cache, no-store")
         handler.set_header("X-Accel-Buffering", "no")
-        worker = loop.run_in_executor(self.executor, in_current_context(work))
         refusal: ErrorEvent | None = None
         slow = True  # the last write took longer than a frame interval (or none went yet): merge what queued
-        try:
-            ended = False
-            while not ended:
-                batch = await mailbox.take(self.keepalive_seconds)
+        batches = event_batches(events, self.cancel_token, self.executor, self.keepalive_seconds, self.frame_interval)
+        async with aclosing(batches):
+            async for batch in batches:
                 if not batch:
                     await self._send(KEEPALIVE_FRAME)
                     continue
                 if not self.opened and isinstance(batch[0], ErrorEvent):
                     refusal = batch[0]
                     break
-                ended = _END in batch
-                if _CANCELLED in batch:
+                if CANCELLED in batch:
                     self.outcome.end = "cancelled"
-                frames = [item for item in batch if item is not _END and item is not _CANCELLED]
+                frames = [item for item in batch if item is not CANCELLED]
                 if slow:
                     frames = coalesce(frames)
                 for event in frames:
                     self._note(event)
                 if frames:
                     started = loop.time()
-                    if any(isinstance(event, StepEvent) for event in frames):
-                        mailbox.wrote_steps()
                     await self._send("".join(frame(event) for event in frames))
                     slow = loop.time() - started > self.frame_interval
-        finally:
-            if self.outcome.end not in ("complete", "error"):
-                self.cancel_token.cancel()
-            await worker
         if refusal is not None:
             raise refusal.to_error()
         return self.outcome
@@ -177,6 +155,51 @@ class EventStream:
             await self.handler.flush()
         except StreamClosedError:
             self.cancel()
+
+
+async def event_batches(
+    events: Callable[[CancelToken], Iterator[Any]], cancel_token: CancelToken, executor: Executor,
+    keepalive_seconds: float, frame_interval: float = 0.0,
+) -> AsyncGenerator[list[Any], None]:
+    """The events of `events(cancel_token)`, run on `executor`, in the batches due for one write each.
+
+    An empty batch means `keepalive_seconds` of silence. A batch holding steps is due at most
+    every `frame_interval`; any other event makes it due at once. Failures come as an
+    `ErrorEvent` (the service maps its own; anything else is a last resort), a cancelled
+    generation as `CANCELLED`. Iterate it inside `contextlib.aclosing`: leaving early
+    cancels the token, and closing waits for the worker, so no work outlives its consumer.
+    """
+    loop = asyncio.get_running_loop()
+    mailbox = _Mailbox(loop, frame_interval)
+
+    def work() -> None:
+        try:
+            for event in events(cancel_token):
+                mailbox.post(event)
+        except GenerationCancelled:
+            mailbox.post(CANCELLED)
+        except Exception as error:  # the service maps its own failures; this is a last resort
+            if not isinstance(error, DiffusionError):
+                log.exception("event stream failed (%s)", type(error).__name__)
+            mailbox.post(ErrorEvent(**error_body(error)))
+        finally:
+            mailbox.post(_END)
+
+    worker = loop.run_in_executor(executor, in_current_context(work))
+    ended = False
+    try:
+        while not ended:
+            batch = await mailbox.take(keepalive_seconds)
+            ended = _END in batch
+            items = [item for item in batch if item is not _END]
+            if items or not ended:
+                if any(isinstance(item, StepEvent) for item in items):
+                    mailbox.wrote_steps()
+                yield items
+    finally:
+        if not ended:
+            cancel_token.cancel()
+        await worker
 
 
 class _Mailbox:
