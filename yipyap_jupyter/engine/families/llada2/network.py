@@ -14,7 +14,7 @@ sum of its two best, the best `topk_group` groups are kept, and the best
 `num_experts_per_tok` experts of those are chosen. Their weights are the chosen sigmoid
 scores (without the bias) normalised to sum to one, times `routed_scaling_factor`. Each
 expert runs once over the tokens routed to it; the shared experts run over every token.
-Logits are returned in float32, as the official model returns them.
+Logits are returned in float32 (float64 for a float64 network), as the official model returns them.
 """
 
 from __future__ import annotations
@@ -203,4 +203,5 @@ class LLaDA2Model(nn.Module):
             x = layer(x, rope, layout, index)
         x = self.model.norm(layout.logit_positions(x))
         head = self.model.word_embeddings.weight if self.config.tie_word_embeddings else self.lm_head.weight
-        return nn.functional.linear(x, head).float()
+        logits = nn.functional.linear(x, head)
+        return logits.to(torch.promote_types(logits.dtype, torch.float32))  # float32, or float64 for a float64 network
