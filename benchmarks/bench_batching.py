@@ -52,8 +52,8 @@ def random_checkpoint(directory: Path) -> Path:
 
     from yipyap_jupyter.constants import TINY_MODEL_DIR
     from yipyap_jupyter.engine.checkpoint import save_checkpoint
-    from yipyap_jupyter.engine.config import LLaDAConfig
-    from yipyap_jupyter.engine.llada import LLaDAModel
+    from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+    from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
     raw = json.loads((TINY_MODEL_DIR / "config.json").read_text())
     raw.update(d_model=384, n_heads=6, n_kv_heads=6, n_layers=12, mlp_hidden_size=1280, mlp_ratio=4)

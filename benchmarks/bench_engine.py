@@ -111,9 +111,10 @@ def speed_up(results: dict[str, Runs], label: str) -> float:
 def random_checkpoint(directory: Path, family: str) -> Path:
     """A random ~29M-parameter checkpoint in the official layout of `family`."""
     from yipyap_jupyter.engine.checkpoint import save_checkpoint
-    from yipyap_jupyter.engine.config import DreamConfig, LLaDAConfig
-    from yipyap_jupyter.engine.dream import DreamModel
-    from yipyap_jupyter.engine.llada import LLaDAModel
+    from yipyap_jupyter.engine.families.dream.config import DreamConfig
+    from yipyap_jupyter.engine.families.dream.network import DreamModel
+    from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+    from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
     torch.manual_seed(0)
     if family == "llada":
@@ -140,9 +141,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from yipyap_jupyter.engine.checkpoint import load_network
+    from yipyap_jupyter.engine.families.dream.sampler import dream_sample
+    from yipyap_jupyter.engine.families.llada.sampler import llada_sample
     from yipyap_jupyter.engine.manager import DiffusionModelManager
-    from yipyap_jupyter.engine.samplers.dream import dream_sample
-    from yipyap_jupyter.engine.samplers.llada import llada_sample
 
     gen = 1024 if args.long else 256
     block = args.block_length

@@ -18,7 +18,7 @@ import torch
 
 from yipyap_jupyter.constants import TINY_MODEL_DIR
 from yipyap_jupyter.engine.checkpoint import load_network
-from yipyap_jupyter.engine.samplers.llada import llada_sample
+from yipyap_jupyter.engine.families.llada.sampler import llada_sample
 from yipyap_jupyter.engine.tokenizer import load_tokenizer
 
 PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'

@@ -50,8 +50,8 @@ INFILL_PROMPTS = [  # (prefix, suffix, initial number of masks)
 
 def load(model_dir: Path):
     """The checkpoint as the package runs it (`tiny`'s spec), in fp32 as on a CPU."""
+    from yipyap_jupyter.engine.families import KNOWN_MODELS
     from yipyap_jupyter.engine.model import DiffusionModel
-    from yipyap_jupyter.engine.specs import KNOWN_MODELS
 
     return DiffusionModel.load(KNOWN_MODELS["tiny"], model_dir, dtype=torch.float32)
 
@@ -130,7 +130,7 @@ def variable_infill_eval(
     model, n_functions: int, seed: int, alg: str = "entropy", max_new_tokens: int = 96
 ) -> dict:
     """Remove 1-3 body lines, start from half or 1.5x the true number of masks, let the sampler resize."""
-    from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
+    from yipyap_jupyter.engine.families.dreamon.sampler import variable_infill
 
     network, tokenizer, ids = model.network, model.tokenizer, model.ids
     gen = torch.Generator().manual_seed(seed)
@@ -181,8 +181,8 @@ def variable_infill_eval(
 @torch.no_grad()
 def examples(model, seed: int) -> list[dict]:
     """The fixed prompts: generations as `%%diffuse` makes them (the model's defaults), then DreamOn-style infills."""
+    from yipyap_jupyter.engine.families.dreamon.sampler import variable_infill
     from yipyap_jupyter.engine.model import SamplingOptions
-    from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
 
     network, tokenizer, ids = model.network, model.tokenizer, model.ids
     out = []

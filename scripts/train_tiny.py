@@ -96,8 +96,8 @@ def build_data(args: argparse.Namespace, run_dir: Path):
 
 
 def build_network(args: argparse.Namespace, vocab_size: int, ids: SpecialIds):
-    from yipyap_jupyter.engine.config import LLaDAConfig
-    from yipyap_jupyter.engine.llada import LLaDAModel
+    from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+    from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
     config = LLaDAConfig(
         d_model=args.d_model,

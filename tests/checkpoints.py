@@ -25,10 +25,14 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from yipyap_jupyter.engine.checkpoint import save_checkpoint
-from yipyap_jupyter.engine.config import DreamConfig, LLaDAConfig
-from yipyap_jupyter.engine.dream import DreamModel
-from yipyap_jupyter.engine.llada import LLaDAModel
-from yipyap_jupyter.engine.specs import DREAM_TOKENS, DREAMON_TOKENS, TINY_TOKENS, FamilyTokens
+from yipyap_jupyter.engine.families.dream import DREAM_TOKENS
+from yipyap_jupyter.engine.families.dream.config import DreamConfig
+from yipyap_jupyter.engine.families.dream.network import DreamModel
+from yipyap_jupyter.engine.families.dreamon import DREAMON_TOKENS
+from yipyap_jupyter.engine.families.llada import TINY_TOKENS
+from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+from yipyap_jupyter.engine.families.llada.network import LLaDAModel
+from yipyap_jupyter.engine.specs import FamilyTokens
 
 WORDS = (
     "the a of to in and is it for def return if else while import class self print None True False "

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +45,25 @@ def test_a_failure_is_one_line_with_its_category(tmp_path: Path) -> None:
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1 and out == ""
     assert err.splitlines()[-1].startswith("error · model_unavailable error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["--block-length", "7"],
+    ["--alg", "entropy"],  # a Dream option, and tiny is a LLaDA model
+    ["--max-new-tokens", "8", "--steps", "16"],
+    ["--suffix", "x", "--variable", "--cache", "dual"],
+    ["--max-new-tokens", "1024"],  # past tiny's context, found only once the model is loaded
+])
+def test_every_validation_error_is_a_usage_error(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whoever refuses a value (the arguments, the request type, the plan, the model), the CLI exits 2."""
+    from yipyap_jupyter.__main__ import main
+
+    monkeypatch.setenv("YIPYAP_SETTINGS_PATH", str(tmp_path / "settings.json"))
+    with pytest.raises(SystemExit) as exited:
+        main(["def main():", *args])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert err.splitlines()[-1].startswith("yipyap-diffuse: error: ") and "usage: yipyap-diffuse" in err
+    assert "Traceback" not in err

@@ -15,26 +15,18 @@ from collections.abc import Sequence
 
 from .constants import DEFAULT_MODEL_ID
 
-#: Exit statuses: a failure, a usage or validation error (argparse's own), a stop by Ctrl+C (128 + SIGINT).
+#: Exit statuses: a failure, a usage or validation error (argparse's, whoever refused the value), a stop by Ctrl+C.
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .service.schemas import CACHES, DREAM_ALGS, REMASKING
+    from .kernel.arguments import add_sampler_arguments
 
     p = argparse.ArgumentParser(prog="yipyap-diffuse", description=__doc__.splitlines()[0])
     p.add_argument("prompt", help="text to continue (with --suffix: the prefix to infill after)")
     p.add_argument("--model", help="model id or local checkpoint directory (default: tiny)")
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="load the model onto this device first")
-    p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--block-length", type=int)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threshold", type=float, help="parallel decoding: commit every position at least this confident")
-    p.add_argument("--cache", choices=CACHES, help="block-wise key/value cache (Fast-dLLM)")
-    p.add_argument("--remasking", choices=REMASKING, help="LLaDA: which predictions to commit first")
-    p.add_argument("--alg", choices=DREAM_ALGS, help="Dream and variable-length infill: how positions are ranked")
+    add_sampler_arguments(p)
     p.add_argument("--suffix", help="infill between PROMPT and this suffix")
     p.add_argument("--variable", action="store_true", help="variable-length infill (needs --suffix)")
     p.add_argument("--quiet", action="store_true", help="print only the final text")
@@ -45,15 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     from .errors import DiffusionError, error_body
+    from .kernel.arguments import sampler_values
     from .kernel.client import context_of, generate_request, infill_request
     from .kernel.live import GenerationStopped, LiveGeneration, drive
     from .kernel.render import error_line, shown, stopped_line
     from .service.schemas import GenerateRequest, InfillRequest
     from .service.service import DiffusionLLMService
 
-    options = {"model": args.model, "max_new_tokens": args.max_new_tokens, "steps": args.steps,
-               "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
-               "threshold": args.threshold, "cache": args.cache, "remasking": args.remasking, "alg": args.alg}
+    options = {"model": args.model, **sampler_values(args)}
     request: GenerateRequest | InfillRequest
     try:
         if args.suffix is None and not args.variable:
@@ -71,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     generation = LiveGeneration()
     generation.observe(lambda change: say(f"· {change['new']}"), names="status")
     generation.observe(lambda change: say(f"{generation.step:>4}/{generation.total_steps:<4} "
-                                          f"{shown(generation.pieces).replace(chr(10), '⏎')}"), names="step")
+                                          f"{shown(generation.pieces, generation.states).replace(chr(10), '⏎')}"),
+                       names="step")
     events = service.infill_events if isinstance(request, InfillRequest) else service.generate_events
     try:
         if args.device:
@@ -86,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STOPPED
     except Exception as error:  # noqa: BLE001 - any failure: one line with its category (error_body maps bugs too)
         body = error_body(error)
+        if body["error_type"] == "validation":  # refused by the model or its sampler: a usage error all the same
+            parser.error(body["message"])
         print(f"error · {error_line(body['error_type'], body['message'], body['retryable'])}", file=sys.stderr)
         return EXIT_FAILED
     print(result.text)

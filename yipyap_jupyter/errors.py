@@ -31,6 +31,13 @@ class ValidationError(DiffusionError, ValueError):
     retryable = False
 
 
+class AuthenticationError(DiffusionError, PermissionError):
+    """The request carries no valid credentials (Jupyter token or login cookie with its XSRF value)."""
+
+    error_type = "auth"
+    retryable = False
+
+
 class ModelUnavailableError(DiffusionError, LookupError):
     """Unknown model id or weights not in the cache."""
 

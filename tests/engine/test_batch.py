@@ -87,6 +87,35 @@ def test_dream_rows_whole_span_and_blocks_are_their_solo_runs(dream: DiffusionMo
     assert [_canvases(steps) for steps in together] == alone
 
 
+class OnePassPerRow(torch.nn.Module):
+    """A network that cannot pack (like a library's class): it takes one row's ids, and counts its passes."""
+
+    packs = False
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.passes: list[int] = []
+
+    def forward(self, ids: torch.Tensor, logits_at: tuple[int, int] | None = None, **inputs: object) -> torch.Tensor:
+        assert not inputs and ids.shape[0] == 1, "one row, no packing"
+        self.passes.append(ids.shape[1])
+        return self.network(ids, logits_at=logits_at)
+
+
+def test_a_network_that_cannot_pack_runs_each_row_on_its_own_pass(tiny: DiffusionModel) -> None:
+    options = [SamplingOptions(max_new_tokens=16, steps=8, seed=i) for i in range(3)]
+    runs = lambda: [tiny.prepare_generate(p, o) for p, o in zip(PROMPTS, options, strict=False)]
+    alone = [_canvases(_alone(tiny, run)) for run in runs()]
+    network = OnePassPerRow(tiny.fixed_length_network)
+    decoding = DecodingBatch(network)
+    rows = [decoding.add(run.program, tokens=run.tokens) for run in runs()]
+    while decoding.rows:
+        decoding.step()
+    assert [_canvases([s for s in row.take() if isinstance(s, SamplerStep)]) for row in rows] == alone
+    assert len(network.passes) == 3 * 8  # one pass per row per step
+
+
 def test_infilling_rows_join_generation_rows(tiny: DiffusionModel) -> None:
     runs = lambda: [tiny.prepare_infill("def f(x):\n", "\n    return y", SamplingOptions(steps=8, seed=0), length=16),
                     tiny.prepare_generate("import sys", SamplingOptions(max_new_tokens=16, steps=8, seed=1))]

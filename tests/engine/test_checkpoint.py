@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from yipyap_jupyter.engine.checkpoint import load_network, save_checkpoint
-from yipyap_jupyter.engine.config import LLaDAConfig
-from yipyap_jupyter.engine.llada import LLaDAModel
+from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
 # Runs in a fresh process: reset the peak resident size (Linux `clear_refs`), load, report the growth.
 # The first network build maps torch code pages the process keeps whatever it loads, so it comes first.

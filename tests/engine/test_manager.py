@@ -24,7 +24,7 @@ from pretend_gpu import PretendGpu, fail_forward, full_while_on_gpu
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine import batch as batch_module
-from yipyap_jupyter.engine import specs
+from yipyap_jupyter.engine import families
 from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.engine.shared_batch import SharedBatch
@@ -105,7 +105,7 @@ def test_known_model_loads_from_the_cache_by_id(
     )
     listed = {m.id: m for m in manager.models()}
     assert listed["llada-8b-base"].loaded and not listed["llada-8b-instruct"].loaded
-    assert set(listed) == set(specs.KNOWN_MODELS)
+    assert set(listed) == set(families.KNOWN_MODELS)
 
 
 def test_download_then_load(
@@ -128,7 +128,7 @@ def test_models_marks_a_loaded_local_directory(manager: DiffusionModelManager, t
     manager.load(str(tiny_dream_dir), device="cpu")
     listed = manager.models()
     assert [m.id for m in listed if m.loaded] == [str(tiny_dream_dir.resolve())]
-    assert len(listed) == len(specs.KNOWN_MODELS) + 1
+    assert len(listed) == len(families.KNOWN_MODELS) + 1
 
 
 def test_generating_with_nothing_loaded(manager: DiffusionModelManager) -> None:
@@ -255,6 +255,8 @@ def test_out_of_memory_mid_generation_continues_on_cpu(
 
     numbers = [s.step for s in steps]
     assert numbers[0] == 1 and numbers[-4:] == [1, 2, 3, 4] and len(numbers) > 4  # restarted from step 1
+    restart = next(i for i, item in enumerate(items) if isinstance(item, Status) and item.restart)
+    assert [s.step for s in items[restart + 1:]] == [1, 2, 3, 4]  # announced right before the new run
     assert final_tokens(steps) == expected  # same seed, same result
     assert statuses == ["out of memory on cuda:0; continuing on cpu"]
     current = manager.current()

@@ -9,21 +9,21 @@ import torch
 from checkpoints import make_dream_checkpoint, make_llada_checkpoint
 
 from yipyap_jupyter.constants import MASK_GLYPH
+from yipyap_jupyter.engine.families import KNOWN_MODELS, family
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
-from yipyap_jupyter.engine.specs import KNOWN_MODELS, spec_for_local
 from yipyap_jupyter.errors import ValidationError
 
 
 @pytest.fixture(scope="module")
 def llada(tmp_path_factory: pytest.TempPathFactory) -> DiffusionModel:
     directory = make_llada_checkpoint(tmp_path_factory.mktemp("llada") / "ckpt")
-    return DiffusionModel.load(spec_for_local("local", "llada", has_expand=True), directory)
+    return DiffusionModel.load(family("llada").local_spec("local", directory), directory)
 
 
 @pytest.fixture(scope="module")
 def dream(tmp_path_factory: pytest.TempPathFactory) -> DiffusionModel:
     directory = make_dream_checkpoint(tmp_path_factory.mktemp("dream") / "ckpt")
-    return DiffusionModel.load(spec_for_local("local-dream", "dream", has_expand=False), directory)
+    return DiffusionModel.load(family("dream").local_spec("local-dream", directory), directory)
 
 
 def test_generate_runs_the_requested_steps_and_ends_unmasked(llada: DiffusionModel) -> None:

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from yipyap_jupyter.engine.config import DreamConfig, LLaDAConfig
-from yipyap_jupyter.engine.dream import DreamModel
-from yipyap_jupyter.engine.llada import LLaDAModel
+from yipyap_jupyter.engine.families.dream.config import DreamConfig
+from yipyap_jupyter.engine.families.dream.network import DreamModel
+from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
 VOCAB = 32
 #: MLP widths are not a multiple of the CPU kernels' vector loop (32 floats), so every row's SiLU has a scalar tail

@@ -9,8 +9,8 @@ import pytest
 from checkpoints import add_to_hub_cache, serve_as_hub, shard_checkpoint
 from safetensors import safe_open
 
+from yipyap_jupyter.engine import families, specs
 from yipyap_jupyter.engine import registry as registry_module
-from yipyap_jupyter.engine import specs
 from yipyap_jupyter.engine.registry import ModelRegistry, hub_cache_dir
 from yipyap_jupyter.errors import ModelUnavailableError, NetworkError
 
@@ -62,7 +62,7 @@ def test_partly_downloaded_model_is_unavailable(hub_cache: Path, tiny_llada_dir:
     registry = ModelRegistry()
     with pytest.raises(ModelUnavailableError, match="partly on disk.*model.safetensors"):
         registry.resolve("llada-8b-instruct")
-    info = registry.info(specs.KNOWN_MODELS["llada-8b-instruct"])
+    info = registry.info(families.KNOWN_MODELS["llada-8b-instruct"])
     assert not info.cached and info.parameters is None and info.size_on_disk > 0
 
 
@@ -108,7 +108,7 @@ def test_tiny_resolves_to_the_package_directory(
 
 def test_info_reports_size_and_parameters_without_loading(hub_cache: Path, tiny_llada_dir: Path) -> None:
     snapshot = add_to_hub_cache(hub_cache, LLADA_REPO, tiny_llada_dir)
-    info = ModelRegistry().info(specs.KNOWN_MODELS["llada-8b-instruct"])
+    info = ModelRegistry().info(families.KNOWN_MODELS["llada-8b-instruct"])
     assert info.cached and info.path == str(snapshot)
     assert info.size_on_disk == sum(p.stat().st_size for p in tiny_llada_dir.iterdir())
     assert info.parameters == tensor_count(tiny_llada_dir) > 0
@@ -127,7 +127,7 @@ def test_parameters_of_a_sharded_checkpoint(tmp_path: Path, tiny_dream_dir: Path
 
 
 def test_uncached_model_info(hub_cache: Path) -> None:
-    info = ModelRegistry().info(specs.KNOWN_MODELS["dreamon-v0-7b"])
+    info = ModelRegistry().info(families.KNOWN_MODELS["dreamon-v0-7b"])
     assert (info.cached, info.size_on_disk, info.parameters, info.path) == (False, 0, None, None)
     assert info.capabilities == ["infill", "variable_infill"]
 
@@ -178,3 +178,9 @@ def test_progress_class_reports_bytes_written(tmp_path: Path) -> None:
         bar.update(100)
     written.update(200)
     assert reports == [(100, 300), (300, 300)]
+
+
+def test_an_id_naming_an_unknown_home_directory_is_an_unknown_model() -> None:
+    """`~nosuchuser` cannot be expanded: it is an unknown model (404), not a crash (the fuzzer found it)."""
+    with pytest.raises(ModelUnavailableError, match="unknown model"):
+        ModelRegistry().resolve("~nosuchuser-0f3c")

@@ -11,10 +11,10 @@ import torch
 
 from yipyap_jupyter.constants import MASK_GLYPH, TINY_MODEL_DIR
 from yipyap_jupyter.engine.checkpoint import load_network
-from yipyap_jupyter.engine.layout import detect_family
-from yipyap_jupyter.engine.llada import LLaDAModel
-from yipyap_jupyter.engine.samplers.llada import llada_sample
-from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
+from yipyap_jupyter.engine.families import detect
+from yipyap_jupyter.engine.families.dreamon.sampler import variable_infill
+from yipyap_jupyter.engine.families.llada.network import LLaDAModel
+from yipyap_jupyter.engine.families.llada.sampler import llada_sample
 
 # scripts/tiny_data.py puts `pprint` in the held-out split (a hash of the module name), so
 # the tokenizer never saw this file while it was trained.
@@ -46,7 +46,7 @@ def _last(steps):
 
 
 def test_loads_offline_as_llada_with_its_special_tokens(network: LLaDAModel, tokenizer) -> None:
-    assert detect_family(TINY_MODEL_DIR) == "llada"
+    assert detect(TINY_MODEL_DIR).name == "llada"
     assert isinstance(network, LLaDAModel)
     assert network.config.mask_token_id == tokenizer.mask_token_id == tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
     assert network.config.eos_token_id == tokenizer.eos_token_id == tokenizer.pad_token_id
@@ -66,8 +66,8 @@ def test_tokenizer_round_trips_held_out_source(tokenizer) -> None:
 
 
 def test_generation_returns_decodable_text() -> None:
+    from yipyap_jupyter.engine.families import KNOWN_MODELS
     from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
-    from yipyap_jupyter.engine.specs import KNOWN_MODELS
 
     model = DiffusionModel.load(KNOWN_MODELS["tiny"], TINY_MODEL_DIR)
     options = SamplingOptions(max_new_tokens=48, steps=48, block_length=16, seed=0)  # notebook 01's cell

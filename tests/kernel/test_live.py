@@ -81,6 +81,21 @@ def test_status_follows_the_run_and_the_rate_counts_committed_tokens() -> None:
     assert live.line == "step 2/4 · 2.0 tok/s · out of memory on cuda; continuing on cpu"
 
 
+def test_a_restart_drops_the_abandoned_runs_steps() -> None:
+    live = LiveGeneration()
+    live.begin(Context())
+    for event in steps(3)[:2]:
+        live.feed(event)
+    live.feed(StatusEvent(message="out of memory on cuda; continuing on cpu", restart=True))
+    assert (live.frames, live.pieces, live.step, live.committed) == ([], [], 0, 0)
+    assert live.line == "out of memory on cuda; continuing on cpu"
+    for event in steps(3):
+        live.feed(event)
+    live.feed(complete(3))
+    live.finish(None)
+    assert [frame.step for frame in live.outcome().frames] == [1, 2, 3]
+
+
 def test_observers_see_each_step_with_its_pieces() -> None:
     live = LiveGeneration()
     seen = []
@@ -124,6 +139,17 @@ def test_stream_ending_early_is_a_stop_with_the_partial_text() -> None:
     partial = stopped.value.result
     assert (partial.text, partial.steps, partial.stopped_of) == ("w0 w1 ", 2, 3)
     assert partial.summary.startswith("stopped at step 2 of 3 · ")
+
+
+def test_a_stopped_run_keeps_the_name_of_its_model() -> None:
+    """The service's first status names the model, so a replay after an interrupt says whose steps it shows."""
+    from yipyap_jupyter.kernel.panels import ReplayPanel
+
+    events = [StatusEvent(message="Starting text generation...", model="tiny"), *steps(3)[:2]]
+    with pytest.raises(GenerationStopped) as stopped:
+        run_live(lambda cancel: iter(events), Context(before="p"), live=False)
+    assert stopped.value.result.model == "tiny"
+    assert repr(ReplayPanel(stopped.value.result)) == "<ReplayPanel: 2 steps of tiny>"
 
 
 def test_interrupt_cancels_the_one_worker_and_keeps_the_partial_result() -> None:

@@ -100,3 +100,9 @@ def test_parsers_read_every_option() -> None:
 def test_split_and_settings_words() -> None:
     assert split_infill(f"a {DEFAULT_MARKER} b", DEFAULT_MARKER) == ("a ", " b")
     assert parse_changes(["auto_trim=false", "max_new_tokens = 8"]) == {"auto_trim": "false", "max_new_tokens": "8"}
+
+
+@pytest.mark.parametrize("word", ["", "None", "null", "default"])
+def test_a_setting_resets_to_its_default(word: str) -> None:
+    assert parse_changes([f"max_new_tokens={word}", f"auto_trim={word}", f"request_timeout={word}"]) == {
+        "max_new_tokens": None, "auto_trim": True, "request_timeout": 300.0}

@@ -77,7 +77,8 @@ def test_settings_round_trip(ipython, magics, service) -> None:
     assert service.settings().max_new_tokens == 12
     value, _ = run(ipython, "%diffuse settings")
     assert not value.saved and ("max_new_tokens", "12") in value.rows()
-    run(ipython, "%diffuse settings max_new_tokens=64 auto_trim=true")
+    _, error = run(ipython, "%diffuse settings max_new_tokens= auto_trim=default")
+    assert error is None and service.settings().max_new_tokens is None and service.settings().auto_trim is True
 
 
 def test_replay_and_panel(ipython, magics) -> None:

@@ -7,6 +7,7 @@ from yipyap_jupyter.kernel.render import (
     CHANGED_STYLE,
     CONTEXT_STYLE,
     MASK_STYLE,
+    UNSETTLED_STYLE,
     Context,
     canvas_html,
     canvas_text,
@@ -25,6 +26,16 @@ def test_canvas_marks_masks_changed_and_plain_tokens() -> None:
     assert html.count(f'<span style="{MASK_STYLE}">{MASK_GLYPH}</span>') == 2
     assert f'<span style="{CHANGED_STYLE}"> f</span>' in html
     assert f'<span style="{CONTEXT_STYLE}">prompt </span>def<span' in html
+
+
+def test_canvas_draws_each_position_by_its_state_not_by_comparing_pieces() -> None:
+    # uniform-state diffusion: real tokens that may still change, even one that looks like the mask glyph
+    pieces = ["def", " f", MASK_GLYPH, "(x)"]
+    states = ["settled", "unsettled", "unsettled", "masked"]
+    html = canvas_html(Context(), pieces, changed=[0], states=states)
+    assert html.count(f'style="{UNSETTLED_STYLE}"') == 2 and html.count(f'<span style="{MASK_STYLE}">') == 1
+    assert canvas_text(pieces, states=states) == f"def f{MASK_GLYPH}{MASK_GLYPH}"
+    assert canvas_text(["a", "b"], states=["unsettled", "settled"]) == "ab"
 
 
 def test_canvas_sets_prefix_and_suffix_apart_and_escapes() -> None:

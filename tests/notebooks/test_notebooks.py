@@ -26,3 +26,5 @@ def test_notebooks_reproduce_their_outputs(tmp_path: Path) -> None:
         cwd=tmp_path, env=notebook_env(tmp_path), capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert not (tmp_path / "config" / "yipyap_jupyter" / "settings.json").exists(), "a notebook wrote the user's settings"
+    assert not list((tmp_path / "tmp").glob("yipyap-*")), "a notebook left its files in the temp directory"

@@ -12,6 +12,8 @@ import torch
 from server_helpers import as_json
 from tornado.httpclient import HTTPClientError
 
+from yipyap_jupyter.server.app import DiffusionLLMApp
+
 
 async def refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict]:
     with pytest.raises(HTTPClientError) as raised:
@@ -41,6 +43,9 @@ async def test_validation_is_400(jp_fetch) -> None:
         code, body = await refused(jp_fetch, *parts, **kwargs)
         assert (code, body["error_type"], body["retryable"]) == (400, "validation", False), (parts, body)
         assert set(body) == {"error_type", "message", "retryable"}
+        assert not body["message"].startswith("body:") and "Value error" not in body["message"], body
+    _, body = await refused(jp_fetch, "generate", **post({"prompt": "   "}))
+    assert body["message"] == "prompt must not be empty"
 
 
 async def test_unknown_model_is_404(jp_fetch) -> None:
@@ -51,9 +56,10 @@ async def test_unknown_model_is_404(jp_fetch) -> None:
     assert code == 404 and "not in" in body["message"]  # known, but not in the cache
 
 
-async def test_a_model_name_too_long_for_a_path_is_404(jp_fetch) -> None:
-    """Found by the schemathesis run: a 300-character model id was a 500."""
-    for parts, body in ((("models", "x" * 300, "load"), {}), (("generate",), {"prompt": "x", "model": "x" * 300})):
+@pytest.mark.parametrize("name", ["x" * 300, "~nosuchuser"])
+async def test_a_model_name_that_is_no_path_is_404(jp_fetch, name: str) -> None:
+    """Found by the schemathesis runs: a 300-character model id, and one naming an unknown home (`~x`), were 500s."""
+    for parts, body in ((("models", quote(name), "load"), {}), (("generate",), {"prompt": "x", "model": name})):
         code, answer = await refused(jp_fetch, *parts, **post(body))
         assert (code, answer["error_type"]) == (404, "model_unavailable"), parts
 
@@ -117,13 +123,28 @@ async def test_generation_failure_is_500_generation(jp_fetch, jp_serverapp) -> N
 @pytest.mark.parametrize("yipyap_traits", [{"rate_limit_per_minute": 1.0, "rate_limit_burst": 2}], indirect=True)
 async def test_rate_limit_is_429_with_retry_after_on_every_generation_route(jp_fetch) -> None:
     quick = post({"prompt": "x", "max_new_tokens": 2, "steps": 1})
+    for parts in (("generate",), ("generate", "stream"), ("infill",)) * 2:  # refused requests spend nothing
+        code, answer = await refused(jp_fetch, *parts, **post({"prompt": "x", "prefix": "x", "steps": 0}))
+        assert (code, answer["error_type"]) == (400, "validation"), parts
     await jp_fetch("api", "diffusion", "generate", "stream", **quick)
     await jp_fetch("api", "diffusion", "generate", **quick)  # one bucket for streaming and non-streaming routes
     for parts, body in ((("generate",), quick), (("generate", "stream"), quick),
                         (("infill",), post({"prefix": "x"})), (("infill", "stream"), post({"prefix": "x"}))):
-        with pytest.raises(HTTPClientError) as refused:
+        with pytest.raises(HTTPClientError) as limited:
             await jp_fetch("api", "diffusion", *parts, **body)
-        answer = json.loads(refused.value.response.body)
-        assert (refused.value.code, answer["error_type"], answer["retryable"]) == (429, "network", True), parts
-        assert int(refused.value.response.headers["Retry-After"]) >= 1
+        answer = json.loads(limited.value.response.body)
+        assert (limited.value.code, answer["error_type"], answer["retryable"]) == (429, "network", True), parts
+        assert answer["message"].startswith("rate limit: more than 1 generation requests a minute"), answer
+        assert int(limited.value.response.headers["Retry-After"]) >= 1
     assert (await jp_fetch("api", "diffusion", "models")).code == 200  # quick routes are not limited
+
+
+@pytest.mark.parametrize("yipyap_traits", [{"rate_limit_per_minute": DiffusionLLMApp.rate_limit_per_minute.default_value}],
+                         indirect=True)
+async def test_the_default_rate_limit_lets_a_person_work(jp_fetch) -> None:
+    """The README's requests and more, as fast as one client can send them: none is refused by the default limit."""
+    quick = {"max_new_tokens": 2, "steps": 1}
+    for parts, body in [(("generate",), {"prompt": "x", **quick}), (("generate", "stream"), {"prompt": "x", **quick}),
+                        (("infill",), {"prefix": "x", "suffix": "y", "length": 2}),
+                        (("infill", "stream"), {"prefix": "x", "suffix": "y", "length": 2})] * 5:
+        assert (await jp_fetch("api", "diffusion", *parts, **post(body))).code == 200, parts

@@ -53,6 +53,8 @@ async def test_unknown_paths_are_json_404_and_wrong_verbs_say_what_is_allowed(jp
         code, body, headers = await refused(jp_fetch, *parts, method=method,
                                             body=None if method in ("GET", "DELETE") else "{}")
         assert (code, body["error_type"], headers["Allow"]) == (405, "validation", allowed), parts
+        verbs = allowed.removesuffix(", OPTIONS")
+        assert body["message"] == f"{method} is not allowed here: this route answers {verbs}", parts
 
 
 async def test_strangers_leave_no_metrics_rows(jp_fetch, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from checkpoints import add_to_hub_cache
 from server_helpers import TOKENLESS, as_json, check_steps, sse_events
 from tornado.httpclient import HTTPClientError
 
-from yipyap_jupyter.engine.specs import KNOWN_MODELS
+from yipyap_jupyter.engine.families import KNOWN_MODELS
 
 ROUTES = [
     ("GET", "models"), ("POST", "models/tiny/load"), ("GET", "models/current"), ("POST", "models/current/unload"),
@@ -25,12 +25,16 @@ def body_for(method: str) -> str | None:
     return json.dumps({"prompt": "x"}) if method in ("POST", "PUT") else None
 
 
-async def test_every_route_needs_authentication(jp_fetch) -> None:
+@pytest.mark.parametrize("headers", [TOKENLESS, {"Authorization": "token not-the-token"}], ids=["no token", "wrong token"])
+async def test_every_route_needs_authentication(jp_fetch, headers: dict[str, str]) -> None:
+    """Refused as `auth` in our words, for GET and POST alike (a wrong token on POST is not an XSRF riddle)."""
     for method, route in ROUTES:
         with pytest.raises(HTTPClientError) as refused:
             await jp_fetch("api", "diffusion", *route.split("/"), method=method, body=body_for(method),
-                           headers=TOKENLESS)
-        assert refused.value.code == 403, route
+                           headers=headers)
+        body = json.loads(refused.value.response.body)
+        assert (refused.value.code, body["error_type"], body["retryable"]) == (403, "auth", False), route
+        assert body["message"].startswith("not authenticated: send a valid Jupyter token"), (route, body)
 
 
 async def test_model_lifecycle(jp_fetch, hub_cache: Path, tiny_llada_dir: Path, other_llada_dir: Path) -> None:

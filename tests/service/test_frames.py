@@ -9,7 +9,9 @@ from yipyap_jupyter.service.frames import StepFrames
 
 def step(n: int, total: int, settled: str, text: str, masks: int) -> GenerationStep:
     pieces = tuple(["w"] * (total - masks) + [M] * masks)
-    return GenerationStep(step=n, total_steps=total, tokens=tuple(range(total)), pieces=pieces, changed=(n - 1,),
+    states = tuple(["settled"] * (total - masks) + ["masked"] * masks)
+    return GenerationStep(step=n, total_steps=total, tokens=tuple(range(total)), pieces=pieces, states=states,
+                          changed=(n - 1,),
                           confidences=(0.5,), settled_text=settled, canvas=text + M * masks, text=text, progress=n / total,
                           text_tokens=total - masks, ended=False)
 
@@ -35,5 +37,11 @@ def test_closing_frame_sends_what_the_last_step_left() -> None:
 def test_a_restarted_run_starts_over() -> None:
     frames = StepFrames()
     frames.frame(step(1, 2, "abc", "abc", 1))
+    frames.restart()
     restarted = frames.frame(step(1, 2, "xy", "xy", 1))
     assert restarted.text == "xy" and frames.history == ["xy" + M]
+
+
+def test_steps_carry_each_positions_state() -> None:
+    event = StepFrames().frame(step(1, 3, "w", "ww", 1))
+    assert event.states == ["settled", "settled", "masked"]

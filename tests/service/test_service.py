@@ -226,3 +226,44 @@ def wait_until(condition, seconds: float = 30.0) -> None:  # type: ignore[no-unt
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("load_as", ["tiny", "package directory"])
+def test_defaults_are_the_same_loaded_or_not(tmp_path: Path, load_as: str) -> None:
+    """A request with defaults only runs the model's own spec whether or not (and however) the model was loaded."""
+    from yipyap_jupyter.constants import TINY_MODEL_DIR
+
+    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "settings.json"))
+    fresh = service.generate({"prompt": "def add(a, b):", "seed": 0})
+    service.load_model("tiny" if load_as == "tiny" else str(TINY_MODEL_DIR), {"device": "cpu"})
+    loaded = service.generate({"prompt": "def add(a, b):", "seed": 0})
+    service.unload_model()
+    again = service.generate({"prompt": "def add(a, b):", "seed": 0})
+    assert fresh.options["max_new_tokens"] == 64 and fresh.options["steps"] == 32  # tiny's own defaults
+    assert fresh.options == loaded.options == again.options
+    assert fresh.text == loaded.text == again.text and fresh.model_used == loaded.model_used == "tiny"
+
+
+def test_a_registry_model_loaded_by_its_directory_keeps_its_spec(
+    tmp_path: Path, hub_cache: Path, tiny_llada_dir: Path
+) -> None:
+    """LLaDA-8B-Instruct's snapshot named by its path still gets its own defaults (dual cache, threshold)."""
+    from checkpoints import add_to_hub_cache
+
+    snapshot = add_to_hub_cache(hub_cache, "GSAI-ML/LLaDA-8B-Instruct", tiny_llada_dir)
+    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "settings.json"), default_model=None)
+    service.load_model(str(snapshot), {"device": "cpu"})
+    plan = service.plan("generate", {"prompt": "hello", "max_new_tokens": 32})
+    assert plan.model == "llada-8b-instruct"
+    assert (plan.options.cache, plan.options.threshold) == ("dual", 0.9)
+
+
+def test_progress_never_decreases_while_a_variable_gap_grows(tmp_path: Path) -> None:
+    """Variable-length infill adds masks as the gap grows; the share shown as progress still only rises."""
+    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "settings.json"))
+    events = list(service.infill_events({"prefix": "def add(a, b):\n", "suffix": "\n\nprint(add(1, 2))\n",
+                                         "variable": True, "max_new_tokens": 32, "seed": 0}))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert len({len(s.pieces) for s in steps}) > 1, "the gap never changed size: the test shows nothing"
+    progress = [s.progress for s in steps]
+    assert progress == sorted(progress) and progress[-1] == 1.0

@@ -3,7 +3,9 @@
 Each row is a sampler `Program` (see `samplers.base`) with its own canvas, schedule,
 generator and cancel token. A step asks every row for its next `Forward`, runs them
 all as one `Packing` (or as a plain pass when one row without a cache is alone, the
-official code's pass), and gives each program its logits back. Rows join between
+official code's pass), and gives each program its logits back. A network that cannot
+pack (a library's class: its `packs` attribute is False) runs one pass per row instead,
+each the row's solo pass. Rows join between
 steps and leave when they finish, fail or are cancelled, without disturbing the
 others; each row computes exactly what it would alone (see `packing`).
 
@@ -176,11 +178,18 @@ class DecodingBatch:
         return self._fitting(group[:half]) + self._fitting(group[half:])
 
     def _pass(self, group: list[Forward]) -> list[torch.Tensor]:
+        if not packs(self.network):
+            return [self.network(f.ids, logits_at=f.logits_at, **f.inputs) for f in group]
         if len(group) == 1 and group[0].cache is None:
             return [self.network(group[0].ids, logits_at=group[0].logits_at)]
         packing = Packing([Segment(f.ids.shape[1], f.start, f.ids.shape[0], f.cache, f.logits_at) for f in group])
         ids = torch.cat([f.ids.reshape(1, -1) for f in group], dim=1)
         return packing.split(self.network(ids, packing=packing))
+
+
+def packs(network: nn.Module) -> bool:
+    """Whether `network` runs several rows' windows as one packed pass (our own networks do)."""
+    return bool(getattr(network, "packs", True))
 
 
 def run_alone(network: nn.Module, program: Program, cancel: CancelToken | None = None) -> Iterator[SamplerStep]:

@@ -1,4 +1,4 @@
-"""Read and write checkpoints in the official LLaDA / Dream layouts.
+"""Read and write checkpoints in the official layouts of our own networks (LLaDA, Dream).
 
 A checkpoint directory holds `config.json` and either `model.safetensors` or
 shards listed in `model.safetensors.index.json`. The network is built on the
@@ -21,10 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ModelLoadingError
-from .config import DreamConfig, LLaDAConfig
-from .dream import DreamModel
 from .layout import CONFIG_FILE, WEIGHTS_FILE, read_config, weight_files
-from .llada import LLaDAModel
 
 #: safetensors dtype names
 _DTYPES = {
@@ -61,11 +58,19 @@ def _read_tensors(path: Path, device: torch.device | str, dtype: torch.dtype) ->
             yield name, stored.to(device=device, dtype=dtype, copy=True)
 
 
-def build_network(config: dict[str, Any]) -> nn.Module:
-    """An uninitialised network for a raw config dict (parameters on the current default device)."""
-    if str(config.get("model_type", "")).lower() == "llada":
-        return LLaDAModel(LLaDAConfig.from_dict(config))
-    return DreamModel(DreamConfig.from_dict(config))
+def build_network(config: dict[str, Any], directory: Path | str = ".") -> nn.Module:
+    """An uninitialised network for a raw config dict of a checkpoint in `directory` (on the current default device).
+
+    Raises:
+        ModelLoadingError: no family recognises the config, or its family refuses it.
+    """
+    from .families import FAMILIES
+
+    directory = Path(directory)
+    family = next((f for f in FAMILIES if f.recognises(config, directory)), None)
+    if family is None:
+        raise ModelLoadingError(f"unsupported model_type {config.get('model_type', '')!r}")
+    return family.network(config)
 
 
 def _dtype_of(config: dict[str, Any]) -> torch.dtype:
@@ -82,11 +87,16 @@ def load_network(
         ModelUnavailableError: the directory lacks config or weight files.
         ModelLoadingError: corrupt files, missing or unexpected tensors, or shape mismatches.
     """
+    from .families import detect
+
     directory = Path(directory)
     config = read_config(directory)
     dtype = dtype or _dtype_of(config)
+    family = detect(directory)
+    if family.load is not None:
+        return family.load(directory, device, dtype)
     with torch.device("meta"):
-        network = build_network(config)
+        network = family.network(config)
     expected = {name: tensor.shape for name, tensor in network.state_dict().items()}
     state: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []

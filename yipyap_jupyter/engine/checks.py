@@ -31,6 +31,12 @@ FINITE_CHUNK = 1 << 24
 SMOKE_TOKENS = 8
 
 
+def known_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a raw `config.json` that the config dataclass `cls` has a field for (None left out)."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    return {key: value for key, value in raw.items() if key in names and value is not None}
+
+
 def check_config(config: Any) -> None:
     """Validate a parsed `config.json` dataclass (`LLaDAConfig`, `DreamConfig`) against its fields' types.
 

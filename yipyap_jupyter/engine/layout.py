@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import ModelLoadingError, ModelUnavailableError
-
-Family = Literal["llada", "dream", "dreamon"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -52,17 +50,6 @@ def has_expand_token(directory: Path) -> bool:
         if path.is_file() and EXPAND_TOKEN in path.read_text(encoding="utf-8", errors="ignore"):
             return True
     return False
-
-
-def detect_family(directory: Path | str) -> Family:
-    """LLaDA or Dream from `model_type`; DreamOn is a Dream checkpoint whose tokenizer has `<|expand|>`."""
-    directory = Path(directory)
-    model_type = str(read_config(directory).get("model_type", "")).lower()
-    if model_type == "llada":
-        return "llada"
-    if model_type == "dream":
-        return "dreamon" if has_expand_token(directory) else "dream"
-    raise ModelLoadingError(f"unsupported model_type {model_type!r} in {directory} (expected 'llada' or 'Dream')")
 
 
 def checkpoint_files(directory: Path) -> tuple[list[Path], list[str]]:

@@ -60,9 +60,13 @@ def _quiet(message: str) -> None:
 
 @dataclass(frozen=True)
 class Status:
-    """Where a request stands before or around its steps: queued, loading, fell back to CPU."""
+    """Where a request stands before or around its steps: queued, loading, fell back to CPU.
+
+    `restart`: the steps so far are abandoned and the request starts over from its first step.
+    """
 
     message: str
+    restart: bool = False
 
 
 class RequestQueue:
@@ -338,9 +342,8 @@ class DiffusionModelManager:
     ) -> Generator[Status | GenerationStep, None, None]:
         """Load `model_id` if it is not resident, then decode `prepare`'s run in a shared batch (or `alone`).
 
-        On accelerator out-of-memory the model moves to CPU and the request starts over; the steps
-        then count from 1 again, so consumers that accumulate per-step text must treat a step
-        number that does not increase as a fresh run.
+        On accelerator out-of-memory the model moves to CPU and the request starts over, announced
+        by a `Status` with `restart`: consumers that accumulate per-step text drop it there.
         """
         from .devices import is_out_of_memory
 
@@ -363,7 +366,7 @@ class DiffusionModelManager:
                 model = self._model
                 if model is not None and self._device == on:
                     self._move_to_cpu(model, f"out of memory on {on} during generation; running on cpu")
-            yield Status(f"out of memory on {on}; continuing on cpu")
+            yield Status(f"out of memory on {on}; continuing on cpu", restart=True)
 
     def _attempt(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -21,20 +21,12 @@ from .checkpoint import load_network
 from .checks import check_model
 from .decoder import GenerationStep, IncrementalDecoder
 from .layout import context_length, read_config
-from .options import VARIABLE_INFILL_START_FRACTION, SamplingOptions, resolve
-from .samplers.base import Program, SamplerStep, make_generator
+from .options import Job, SamplingOptions, resolve, sampler_for
+from .samplers.base import Program
 from .specs import ModelSpec
 from .tokenizer import SpecialIds, load_tokenizer, special_ids
 
 __all__ = ["DiffusionModel", "GenerationStep", "PreparedRun", "SamplingOptions"]
-
-_T = TypeVar("_T")
-
-
-def _resolved(value: _T | None) -> _T:
-    """An option after `resolve`, which sets every option the sampler that runs reads."""
-    assert value is not None, "a sampler read an option resolve left unset"
-    return value
 
 
 class _WithoutTokens(torch.nn.Module):
@@ -50,6 +42,11 @@ class _WithoutTokens(torch.nn.Module):
         super().__init__()
         self.network = network
         self.banned = banned
+
+    @property
+    def packs(self) -> bool:
+        """Whether the network packs rows into one pass (see `engine.batch`)."""
+        return bool(getattr(self.network, "packs", True))
 
     def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         logits = self.network(input_ids, **kwargs)
@@ -135,8 +132,7 @@ class DiffusionModel:
             prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         else:
             prompt_ids = self.tokenizer(prompt)["input_ids"]
-        canvas = self._checked(list(prompt_ids) + [self.ids.mask] * _resolved(opts.max_new_tokens))
-        return self._prepared(canvas, opts, cut_at_stop=True, mask_glyph=mask_glyph)
+        return self._prepared("generate", list(prompt_ids), [], opts, cut_at_stop=True, mask_glyph=mask_glyph)
 
     def infill(
         self,
@@ -151,23 +147,19 @@ class DiffusionModel:
     ) -> Iterator[GenerationStep]:
         """Fill between `prefix` and `suffix`, which are kept verbatim.
 
-        Fixed length: exactly `length` tokens (default `max_new_tokens`), every family. With
-        `variable`, the model may expand a mask into two or delete it, up to `max_new_tokens`.
+        Fixed length: exactly `length` tokens (default `max_new_tokens`). With `variable`, the
+        model may expand a mask into two or delete it, up to `max_new_tokens`.
         """
         if not variable:
             return self._alone(self.prepare_infill(prefix, suffix, options, length, mask_glyph=mask_glyph), cancel)
         if length is not None:
             raise ValidationError("give either length or variable, not both")
         opts = resolve(options, self.spec, "variable_infill")
-        n = _resolved(opts.max_new_tokens)
         head, encode = self._infill_parts()
-        start = max(1, n // VARIABLE_INFILL_START_FRACTION)
-        middle = [self.ids.mask] * start
-        # the middle may grow up to max_new_tokens: that length must fit too
-        canvas = self._checked(head + encode(prefix) + middle + encode(suffix) + [self.ids.eos],
-                               growth=n - start)
-        decoder = self._decoder(mask_glyph, cut_at_stop=False, exact_total=False)
-        return decoder.decode(self._variable_steps(canvas, opts, cancel))
+        sampler = sampler_for(self.spec, "variable_infill")
+        assert sampler.alone is not None, "variable-length infilling runs alone"
+        steps = sampler.alone(self, head + encode(prefix), encode(suffix), opts, cancel)
+        return self._decoder(mask_glyph, cut_at_stop=False, exact_total=False).decode(steps)
 
     def prepare_infill(
         self, prefix: str, suffix: str, options: SamplingOptions, length: int | None = None, *,
@@ -178,8 +170,22 @@ class DiffusionModel:
             raise ValidationError("length must be at least 1")
         opts = resolve(options, self.spec, "infill", length)
         head, encode = self._infill_parts()
-        canvas = self._checked(head + encode(prefix) + [self.ids.mask] * _resolved(opts.max_new_tokens) + encode(suffix))
-        return self._prepared(canvas, opts, cut_at_stop=False, mask_glyph=mask_glyph)
+        return self._prepared("infill", head + encode(prefix), encode(suffix), opts, cut_at_stop=False,
+                              mask_glyph=mask_glyph)
+
+    def canvas(self, ids: list[int], growth: int = 0) -> torch.Tensor:
+        """`ids` as a (1, L) tensor on the model's device, refused when it (grown by `growth`) exceeds the context.
+
+        Raises:
+            ValidationError: longer than the model's context length.
+        """
+        needed = len(ids) + growth
+        if self.context_length is not None and needed > self.context_length:
+            raise ValidationError(
+                f"the text and the tokens to generate ({needed} tokens) exceed the context length of "
+                f"{self.spec.id} ({self.context_length} tokens): shorten the text or ask for fewer tokens"
+            )
+        return torch.tensor([ids], dtype=torch.long, device=self.device)
 
     # -- internals ----------------------------------------------------------------
 
@@ -193,58 +199,15 @@ class DiffusionModel:
 
         return run.decoder.decode(run_alone(self.fixed_length_network, run.program, cancel))
 
-    def _checked(self, canvas: list[int], growth: int = 0) -> torch.Tensor:
-        """The canvas as a (1, L) tensor, refused when it (grown by `growth`) is longer than the model's context."""
-        needed = len(canvas) + growth
-        if self.context_length is not None and needed > self.context_length:
-            raise ValidationError(
-                f"the text and the tokens to generate ({needed} tokens) exceed the context length of "
-                f"{self.spec.id} ({self.context_length} tokens): shorten the text or ask for fewer tokens"
-            )
-        return torch.tensor([canvas], dtype=torch.long, device=self.device)
-
     def _decoder(self, mask_glyph: str, *, cut_at_stop: bool, exact_total: bool) -> IncrementalDecoder:
         return IncrementalDecoder(self.tokenizer, self.ids, mask_glyph=mask_glyph, cut_at_stop=cut_at_stop,
                                   exact_total=exact_total)
 
-    def _prepared(self, canvas: torch.Tensor, opts: SamplingOptions, *, cut_at_stop: bool, mask_glyph: str) -> PreparedRun:
+    def _prepared(self, job: Job, before: list[int], after: list[int], opts: SamplingOptions, *, cut_at_stop: bool,
+                  mask_glyph: str) -> PreparedRun:
+        sampler = sampler_for(self.spec, job)
+        assert sampler.program is not None, f"{job} runs in a decoding batch"
+        program = sampler.program(self, before, after, opts)
         decoder = self._decoder(mask_glyph, cut_at_stop=cut_at_stop, exact_total=opts.threshold is None)
         sequences = 2 if opts.cfg_scale else 1
-        return PreparedRun(self._program(canvas, opts), decoder, canvas.numel() * sequences)
-
-    def _program(self, canvas: torch.Tensor, opts: SamplingOptions) -> Program:
-        generator = make_generator(opts.seed, self.device)
-        if self.spec.family == "llada":
-            from .samplers.llada import llada_program
-
-            return llada_program(
-                canvas, mask_id=self.ids.mask, steps=_resolved(opts.steps),
-                block_length=_resolved(opts.block_length), temperature=_resolved(opts.temperature),
-                cfg_scale=_resolved(opts.cfg_scale), remasking=_resolved(opts.remasking),
-                threshold=opts.threshold, cache=_resolved(opts.cache), generator=generator,
-            )
-        from .samplers.dream import dream_program
-
-        whole_span = opts.block_length == opts.max_new_tokens and opts.cache == "none" and opts.threshold is None
-        return dream_program(
-            canvas, mask_id=self.ids.mask, steps=_resolved(opts.steps), alg=_resolved(opts.alg),
-            alg_temp=_resolved(opts.alg_temp), temperature=_resolved(opts.temperature), top_p=opts.top_p,
-            top_k=opts.top_k, block_length=None if whole_span else opts.block_length, cache=_resolved(opts.cache),
-            threshold=opts.threshold, generator=generator,
-        )
-
-    def _variable_steps(
-        self, canvas: torch.Tensor, opts: SamplingOptions, cancel: CancelToken | None
-    ) -> Iterator[SamplerStep]:
-        from .samplers.variable_infill import variable_infill
-
-        if self.ids.expand is None:
-            raise ValidationError(f"model {self.spec.id} cannot infill variable-length: its tokenizer has no"
-                                  f" {self.spec.tokens.expand or 'expand'} token")
-        return variable_infill(
-            self.network, canvas, mask_id=self.ids.mask, delete_id=self.ids.eos,
-            expand_id=self.ids.expand, max_new_tokens=_resolved(opts.max_new_tokens), alg=_resolved(opts.alg),
-            temperature=_resolved(opts.temperature), top_p=opts.top_p, top_k=opts.top_k,
-            alg_temp=_resolved(opts.alg_temp), shift_logits=self.spec.shift_logits,
-            generator=make_generator(opts.seed, self.device), cancel=cancel,
-        )
+        return PreparedRun(program, decoder, (len(before) + opts.max_new_tokens + len(after)) * sequences)

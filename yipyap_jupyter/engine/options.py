@@ -1,70 +1,174 @@
-"""Sampler options and the one function that resolves them against a model.
+"""Sampler options: their declarations, the values of one run, and the one function that resolves them.
 
-`SamplingOptions` says how to sample; a field left None takes the model's own
-default. `resolve` fills those defaults from the `ModelSpec`, checks that every
-option given applies to the sampler that will run (an option that does not is an
-error naming it, never silently replaced), and checks the schedule (block length
-divides the length, steps fit the blocks). The service's plan calls it once with the
-user's settings and the request folded in; engine callers (tests, scripts) may call
-the model directly and get the same resolution.
+Every option a sampler reads is declared once as an `Option` (name, type, range, help,
+where its default comes from), in the folder of the family whose sampler reads it, or
+below when several families read it. From those declarations the request types
+(`service/schemas.py`), the plan, the magic's and the CLI's arguments, the panels'
+fields and the OpenAPI schema are made, so an option is never kept by hand in a view.
+
+`SamplingOptions` holds the values of one run; an option not given reads as None (the
+model's default applies). `resolve` fills the defaults from the `ModelSpec`, checks that
+every option given applies to the sampler that will run (an option that does not is an
+error naming it, never silently replaced), and hands the sampler's own rules (its
+schedule, its defaults) to the sampler. The service's plan calls it once with the
+user's settings and the request folded in; engine callers (tests, scripts) may call the
+model directly and get the same resolution.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ValidationError
-from .specs import ModelSpec
 
-#: What a run does; it picks the sampler.
+if TYPE_CHECKING:
+    from ..cancel import CancelToken
+    from .model import DiffusionModel
+    from .samplers.base import Program, SamplerStep
+    from .specs import ModelSpec
+
+#: What a run does; with the model's family it picks the sampler.
 Job = Literal["generate", "infill", "variable_infill"]
-Sampler = Literal["llada", "dream", "variable_infill"]
-
-#: Options each sampler reads beyond the shared ones (max_new_tokens, temperature, seed).
-SAMPLER_OPTIONS: dict[Sampler, frozenset[str]] = {
-    "llada": frozenset({"steps", "block_length", "remasking", "cfg_scale", "threshold", "cache"}),
-    "dream": frozenset({"steps", "block_length", "alg", "alg_temp", "top_p", "top_k", "threshold", "cache"}),
-    "variable_infill": frozenset({"alg", "alg_temp", "top_p", "top_k"}),
-}
-#: Where the variable-length middle starts: this fraction of `max_new_tokens` as masks.
-VARIABLE_INFILL_START_FRACTION = 4
-#: Dream's block sampler block length when a cache or threshold asks for blocks and none is given.
-DREAM_BLOCK_LENGTH = 32
+#: Largest number of new tokens, steps or block length one request may ask for.
+MAX_TOKENS = 4096
 
 
 @dataclass(frozen=True)
-class SamplingOptions:
-    """How to sample; None means the model's default (after `resolve`, only the unused stay None)."""
+class Option:
+    """One sampler option as every view offers it.
 
-    max_new_tokens: int | None = None
-    steps: int | None = None
-    block_length: int | None = None
-    temperature: float | None = None
-    seed: int | None = None
-    chat: bool | None = None
-    threshold: float | None = None
-    cache: str | None = None
-    remasking: str | None = None
-    cfg_scale: float | None = None
-    alg: str | None = None
-    alg_temp: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    resolved: bool = False
+    Attributes:
+        name: the request field (the CLI's and the magic's `--name-with-dashes`).
+        type: int, float, str (with `choices`) or bool.
+        help: one line for `--help`, the panels' tooltips and the OpenAPI description.
+        default: where its default comes from, said to the user ("the model's", "0.9", ...).
+        choices: the values a `str` option takes.
+        ge, gt, le: the range of a number (pydantic's names).
+        metavar: how `--help` names the value.
+    """
+
+    name: str
+    type: type
+    help: str
+    default: str = "the model's default"
+    choices: tuple[str, ...] = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+#: The options every sampler reads.
+MAX_NEW_TOKENS = Option("max_new_tokens", int, "tokens to generate (infill: the gap's length)", ge=1, le=MAX_TOKENS,
+                        default="the settings', else the model's", metavar="N")
+SEED = Option("seed", int, "random seed, for repeatable output", ge=0, le=2**63 - 1, default="random", metavar="S")
+#: Options that several families' samplers read (each family lists the ones it does).
+STEPS = Option("steps", int, "denoising steps (DiffusionGemma: the most per canvas)", ge=1, le=MAX_TOKENS,
+               metavar="N")
+BLOCK_LENGTH = Option("block_length", int, "semi-autoregressive block length", ge=1, le=MAX_TOKENS, metavar="N")
+TEMPERATURE = Option("temperature", float, "sampling temperature (0: greedy)", ge=0.0, le=10.0, metavar="T")
+THRESHOLD = Option("threshold", float,
+                   "parallel decoding (Fast-dLLM): commit every masked position at least this confident each step",
+                   gt=0.0, le=1.0, metavar="C")
+CACHE = Option("cache", str, "block-wise key/value cache (Fast-dLLM): none, prefix or dual",
+               choices=("none", "prefix", "dual"))
+SHARED_OPTIONS = (MAX_NEW_TOKENS, SEED)
+
+
+class SamplingOptions:
+    """How to sample: option values by name; an option not given reads as None (its default applies).
+
+    `SamplingOptions(steps=8, seed=3).steps == 8`, `.block_length is None`. After `resolve`
+    (`resolved` is True) every option the sampler that runs reads is set.
+    """
+
+    __slots__ = ("_values", "resolved")
+
+    def __init__(self, *, resolved: bool = False, **values: Any) -> None:
+        object.__setattr__(self, "_values", {name: value for name, value in values.items() if value is not None})
+        object.__setattr__(self, "resolved", resolved)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._values.get(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("SamplingOptions are frozen: use replace()")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SamplingOptions) and (self._values, self.resolved) == (other._values, other.resolved)
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self._values.items())), self.resolved))
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{name}={value!r}" for name, value in self._values.items())
+        return f"SamplingOptions({given}{', resolved=True' if self.resolved else ''})"
+
+    def given(self) -> dict[str, Any]:
+        """The options set (not None)."""
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> SamplingOptions:
+        """A copy with `changes` (a None value unsets an option)."""
+        resolved = changes.pop("resolved", self.resolved)
+        return SamplingOptions(resolved=resolved, **{**self._values, **changes})
 
     def effective(self, sampler: Sampler) -> dict[str, Any]:
         """The options that ran, for the user to see and rerun (only those the sampler reads)."""
-        keys = {"max_new_tokens", "temperature", "seed"} | SAMPLER_OPTIONS[sampler]
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in keys}
+        return {option.name: self._values.get(option.name) for option in (*SHARED_OPTIONS, *sampler.options)}
+
+
+#: Fills a sampler's defaults and checks its schedule: (options with the shared ones resolved, spec, job,
+#: a fixed-length infill's gap) -> resolved options; raises ValidationError.
+Resolver = Callable[["SamplingOptions", "ModelSpec", Job, "int | None"], SamplingOptions]
+#: A row's program of a decoding batch: (model, tokens before the generated part, tokens after it, options).
+ProgramMaker = Callable[["DiffusionModel", list[int], list[int], SamplingOptions], "Program"]
+#: A sampler that runs alone (its canvas changes length between passes): the same arguments and the cancel token.
+AloneMaker = Callable[["DiffusionModel", list[int], list[int], SamplingOptions, "CancelToken | None"],
+                      Iterator["SamplerStep"]]
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler as the service and the model see it: the options it reads and how to run it.
+
+    Attributes:
+        name: what errors call it ("variable-length infilling"; "{family} models" names the model's family).
+        options: what it reads beyond `max_new_tokens` and `seed`; any other option in a
+            request is refused, naming it.
+        resolve: its defaults and schedule rules (see `Resolver`).
+        program: its program for a row of a `DecodingBatch` (most samplers); or
+        alone: its steps when it cannot share a batch (a canvas that changes length).
+    """
+
+    name: str
+    options: tuple[Option, ...]
+    resolve: Resolver
+    program: ProgramMaker | None = None
+    alone: AloneMaker | None = None
+
+    def reads(self, name: str) -> bool:
+        return any(option.name == name for option in self.options)
 
 
 def sampler_for(spec: ModelSpec, job: Job) -> Sampler:
-    """Variable-length infill has its own sampler; fixed-length work runs the family's."""
-    if job == "variable_infill":
-        return "variable_infill"
-    return "llada" if spec.family == "llada" else "dream"
+    """The sampler that runs `job` on a model of `spec`'s family (ValidationError if it cannot)."""
+    from .families import family
+
+    capability = "infill" if job == "infill" else job
+    sampler = family(spec.family).samplers.get(job)
+    if capability not in spec.capabilities or sampler is None:
+        raise ValidationError(f"model {spec.id} does not support {capability.replace('_', ' ')}")
+    return sampler
 
 
 def resolve(options: SamplingOptions, spec: ModelSpec, job: Job, length: int | None = None) -> SamplingOptions:
@@ -76,52 +180,24 @@ def resolve(options: SamplingOptions, spec: ModelSpec, job: Job, length: int | N
     """
     if options.resolved:
         return options
-    capability = "infill" if job == "infill" else job
-    if capability not in spec.capabilities:
-        raise ValidationError(f"model {spec.id} does not support {capability.replace('_', ' ')}")
+    from .families import all_options
+
     sampler = sampler_for(spec, job)
-    allowed = SAMPLER_OPTIONS[sampler]
-    for name in sorted(set().union(*SAMPLER_OPTIONS.values()) - allowed):
-        if getattr(options, name) is not None:
-            where = "variable-length infilling" if sampler == "variable_infill" else f"{spec.family} models"
-            raise ValidationError(f"{name} does not apply to {where}")
-    d = spec.defaults
-    n = length or options.max_new_tokens or d.max_new_tokens
-    resolved = replace(
-        options,
-        max_new_tokens=n,
-        temperature=d.temperature if options.temperature is None else options.temperature,
+    known = {option.name for option in all_options()} | {"chat"}
+    for name in sorted(options.given()):
+        if name not in known:
+            raise ValidationError(f"unknown option {name}")
+        if name not in {"max_new_tokens", "seed", "chat"} and not sampler.reads(name):
+            raise ValidationError(f"{name} does not apply to {sampler.name.format(family=spec.family)}")
+    defaults = spec.defaults
+    resolved = options.replace(
+        max_new_tokens=length or options.max_new_tokens or defaults.max_new_tokens,
         seed=secrets.randbelow(2**31) if options.seed is None else options.seed,
         chat=spec.chat if options.chat is None else options.chat,
-        resolved=True,
     )
-    if sampler == "variable_infill":
-        return replace(resolved, alg=options.alg or d.alg, alg_temp=options.alg_temp or 0.0,
-                       top_p=_default(options.top_p, d.top_p), top_k=_default(options.top_k, d.top_k))
-    cache = options.cache or d.cache
-    threshold = _default(options.threshold, d.threshold)
-    block = options.block_length
-    if block is None and (job == "infill" or (sampler == "dream" and cache == "none" and threshold is None)):
-        block = n  # one block: the whole gap, or Dream's whole-span sampler
-    if block is None:
-        wanted = d.block_length if sampler == "llada" else DREAM_BLOCK_LENGTH
-        block = wanted if n % wanted == 0 else n
-    if n % block:
-        raise ValidationError(f"block_length {block} must divide max_new_tokens {n}")
-    blocks = n // block
-    steps = options.steps
-    if steps is None:
-        steps = max(blocks, min(d.steps, n) // blocks * blocks)
-    elif not blocks <= steps <= n or steps % blocks:
-        raise ValidationError(
-            f"steps must be a multiple of the {blocks} block(s) between {blocks} and max_new_tokens ({n}), got {steps}"
-        )
-    resolved = replace(resolved, steps=steps, block_length=block, cache=cache, threshold=threshold)
-    if sampler == "llada":
-        return replace(resolved, remasking=options.remasking or d.remasking, cfg_scale=options.cfg_scale or 0.0)
-    return replace(resolved, alg=options.alg or d.alg, alg_temp=options.alg_temp or 0.0,
-                   top_p=_default(options.top_p, d.top_p), top_k=_default(options.top_k, d.top_k))
+    return sampler.resolve(resolved, spec, job, length).replace(resolved=True)
 
 
-def _default(value: Any, default: Any) -> Any:
-    return default if value is None else value
+def default(value: Any, fallback: Any) -> Any:
+    """`value`, or `fallback` when it is None (0 and False are values)."""
+    return fallback if value is None else value

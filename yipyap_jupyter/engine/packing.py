@@ -16,7 +16,9 @@ logits equal its solo logits to the last bit on the CPU (`tests/engine/test_pack
 row matches its solo run only to rounding; so may a CPU pass of fewer than 12
 positions, which the matrix library computes with other kernels.)
 
-A `Dense` layout is the ordinary (batch, seq) pass the official code runs.
+A `Dense` layout is the ordinary (batch, seq) pass the official code runs. A network
+that cannot pack (a library's class, `packs = False`) is run one pass per row by the
+batch instead (`engine.batch`).
 """
 
 from __future__ import annotations

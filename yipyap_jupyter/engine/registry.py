@@ -18,8 +18,9 @@ from typing import Any
 
 from ..errors import ModelUnavailableError, NetworkError
 from ..service.schemas import ModelInfo
-from .layout import CONFIG_FILE, checkpoint_files, context_length, detect_family, has_expand_token
-from .specs import KNOWN_MODELS, ModelSpec, spec_for_local
+from .families import KNOWN_MODELS, detect
+from .layout import CONFIG_FILE, checkpoint_files, context_length
+from .specs import ModelSpec
 
 #: What a download fetches: weights, configs and tokenizer files (no remote code, no duplicate .bin weights).
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
@@ -81,6 +82,14 @@ def _is_dir(path: Path) -> bool:
         return path.is_dir()
     except (OSError, ValueError):
         return False
+
+
+def _user_path(text: str) -> Path | None:
+    """`text` as a path, `~` expanded; None when it names a home directory this machine does not know."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~nosuchuser": no such home directory
+        return None
 
 
 def size_on_disk(directory: Path) -> int:
@@ -147,9 +156,10 @@ class ModelRegistry:
         spec = self.lookup(model_id_or_path)
         if spec is not None:
             return spec, self._located(spec)
-        path = Path(model_id_or_path).expanduser()
-        if _is_dir(path):
-            return self._local_spec(path.resolve()), path.resolve()
+        path = _user_path(model_id_or_path)
+        if path is not None and _is_dir(path):
+            directory = path.resolve()
+            return self._known_at(directory) or self._local_spec(directory), directory
         known = ", ".join(self.known)
         raise ModelUnavailableError(
             f"unknown model {model_id_or_path[:200]!r}: use one of {known}, or the path of a local checkpoint directory"
@@ -238,9 +248,21 @@ class ModelRegistry:
             )
         return directory
 
+    def _known_at(self, directory: Path) -> ModelSpec | None:
+        """The known model whose weights are this directory (the package's `tiny`, a cached snapshot), if any.
+
+        A known model named by its path gets its own spec, so the same weights get the same defaults
+        whichever way they are named.
+        """
+        for spec in self.known.values():
+            own = self._directory(spec)
+            if own is not None and own.resolve() == directory:
+                return spec
+        return None
+
     def _local_spec(self, directory: Path) -> ModelSpec:
         _, missing = checkpoint_files(directory)
         if missing:
             raise ModelUnavailableError(f"{directory} is not a complete checkpoint (missing {', '.join(missing[:3])})")
 
-        return spec_for_local(str(directory), detect_family(directory), has_expand=has_expand_token(directory))
+        return detect(directory).local_spec(str(directory), directory)

@@ -12,13 +12,23 @@ from .specs import ModelSpec
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """Ids of the tokens the samplers need, read from the tokenizer (and config for the mask)."""
+    """Ids of the tokens the samplers need, read from the tokenizer (and config for the mask).
 
-    mask: int
+    `mask` is None for a family without one (uniform-state diffusion).
+    """
+
+    mask: int | None
     eos: int
     eot: int | None
     bos: int | None
     expand: int | None
+
+    @property
+    def mask_id(self) -> int:
+        """The mask id, for the samplers of masked families (whose checkpoints all have one)."""
+        if self.mask is None:
+            raise ModelLoadingError("this model has no mask token")
+        return self.mask
 
     @property
     def stops(self) -> frozenset[int]:
@@ -61,8 +71,9 @@ def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any]) -> Spec
     eos = lookup(spec.tokens.eos)
     if eos is None and tokenizer.eos_token_id is not None:
         eos = int(tokenizer.eos_token_id)
-    if mask is None or eos is None:
+    if (mask is None and spec.tokens.mask is not None) or eos is None:
         raise ModelLoadingError(f"tokenizer lacks the {spec.family} mask or end-of-text token")
     return SpecialIds(
-        mask=int(mask), eos=eos, eot=lookup(spec.tokens.eot), bos=lookup(spec.tokens.bos), expand=lookup(spec.tokens.expand)
+        mask=None if mask is None else int(mask), eos=eos, eot=lookup(spec.tokens.eot), bos=lookup(spec.tokens.bos),
+        expand=lookup(spec.tokens.expand),
     )

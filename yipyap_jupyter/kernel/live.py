@@ -94,10 +94,12 @@ class LiveGeneration(HasTraits):
 
     state = Enum(("idle", "running", "done", "stopped", "failed"), default_value="idle")
     status = Unicode("")
+    model = Unicode("")
     step = Int(0)
     total_steps = Int(0)
     progress = Float(0.0)
     pieces: List[str] = List()
+    states: List[str] = List()
     changed: List[int] = List()
     committed = Int(0)
     result = AnyTrait(None, allow_none=True)
@@ -119,24 +121,30 @@ class LiveGeneration(HasTraits):
             self.context = context
             self.frames, self._complete, self._error_event, self._status_late = [], None, None, False
             self._began = self.clock()
-            self.status, self.step, self.total_steps, self.progress = "", 0, 0, 0.0
-            self.pieces, self.changed, self.committed = [], [], 0
+            self.status, self.model, self.step, self.total_steps, self.progress = "", "", 0, 0, 0.0
+            self.pieces, self.states, self.changed, self.committed = [], [], [], 0
             self.result = self.error = None
             self.state = "running"
 
     def feed(self, event: Any) -> None:
         """Take one event of the service's stream."""
         if event.type == "status":
-            self._status_late = bool(self.frames)
+            if event.restart:  # the run starts over: its steps so far are abandoned
+                with self.hold_trait_notifications():
+                    self.frames = []
+                    self.step, self.progress = 0, 0.0
+                    self.pieces, self.states, self.changed, self.committed = [], [], [], 0
+            self._status_late = bool(self.frames) or event.restart
             self.status = event.message
+            self.model = event.model or self.model
         elif event.type == "step":
             now = self.clock()
             if not self.frames:
                 self._first_step = now
             self.frames.append(event)
             with self.hold_trait_notifications():
-                self.pieces, self.changed = list(event.pieces), list(event.changed)
-                self.committed = committed_count(event.pieces)
+                self.pieces, self.states, self.changed = list(event.pieces), list(event.states), list(event.changed)
+                self.committed = committed_count(event.pieces, event.states)
                 self.total_steps, self.progress, self.step = event.total_steps, event.progress, event.step
         elif event.type == "complete":
             self._complete = event
@@ -201,7 +209,7 @@ class LiveGeneration(HasTraits):
         settled = "".join(frame.text for frame in self.frames)
         return DiffusionResult(
             text=settled, raw_text=settled, history=[frame.canvas for frame in self.frames],
-            generation_time=round(self.clock() - self._began, 4), model="", device="",
+            generation_time=round(self.clock() - self._began, 4), model=self.model, device="",
             tokens=self.committed, steps=self.step, context=self.context, frames=list(self.frames),
             stopped_of=self.total_steps,
         )
@@ -220,8 +228,9 @@ def live_bundle(generation: LiveGeneration, footer: str | None = None) -> dict[s
     footer = generation.line if footer is None else footer
     if not generation.frames:
         return {"text/html": canvas_html(generation.context, [], [], footer), "text/plain": footer}
-    return {"text/html": canvas_html(generation.context, generation.pieces, generation.changed, footer),
-            "text/plain": canvas_text(generation.pieces, footer)}
+    return {"text/html": canvas_html(generation.context, generation.pieces, generation.changed, footer,
+                                     generation.states),
+            "text/plain": canvas_text(generation.pieces, footer, generation.states)}
 
 
 class CellDisplay:

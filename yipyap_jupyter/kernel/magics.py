@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
 from ..errors import DiffusionError
-from ..service.schemas import CACHES, DREAM_ALGS, REMASKING
+from .arguments import add_sampler_arguments, sampler_values
 from .client import generate_request, infill_request
 from .live import GenerationStopped
 from .render import error_line
@@ -63,16 +63,7 @@ def cell_parser() -> MagicParser:
     parser = MagicParser(prog="%%diffuse", description="Generate from the cell body, showing the denoising live.")
     parser.add_argument("--model", metavar="ID",
                         help="model id or local checkpoint dir (default: the loaded one, else tiny)")
-    parser.add_argument("--steps", type=int, metavar="N", help="denoising steps")
-    parser.add_argument("--max-new-tokens", type=int, metavar="N", help="tokens to generate (infill: fixed length)")
-    parser.add_argument("--block-length", type=int, metavar="N", help="semi-autoregressive block length")
-    parser.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (0: greedy)")
-    parser.add_argument("--seed", type=int, metavar="S", help="random seed, for repeatable output")
-    parser.add_argument("--threshold", type=float, metavar="C",
-                        help="parallel decoding: commit every position at least C confident per step")
-    parser.add_argument("--cache", choices=CACHES, help="block-wise key/value cache (Fast-dLLM)")
-    parser.add_argument("--remasking", choices=REMASKING, help="LLaDA: which predictions to commit first")
-    parser.add_argument("--alg", choices=DREAM_ALGS, help="Dream and variable-length infill: how positions are ranked")
+    add_sampler_arguments(parser)
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="load the model onto this device first")
     parser.add_argument("--infill", action="store_true", help="fill the gap at the marker between prefix and suffix")
     parser.add_argument("--marker", default=DEFAULT_MARKER, metavar="M",
@@ -95,7 +86,7 @@ def line_parser() -> MagicParser:
     load.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     commands.add_parser("current", help="the loaded model")
     commands.add_parser("unload", help="free the model and its memory")
-    settings = commands.add_parser("settings", help="show settings, or change them with key=value")
+    settings = commands.add_parser("settings", help="show settings, change them with key=value, reset one with key=")
     settings.add_argument("changes", nargs="*", metavar="key=value")
     commands.add_parser("panel", help="the widget panel (generate, infill, models, settings)")
     commands.add_parser("replay", help="step through the last generation with a slider")
@@ -112,14 +103,26 @@ def split_infill(body: str, marker: str) -> tuple[str, str]:
     return prefix, suffix
 
 
-def parse_changes(items: list[str]) -> dict[str, str]:
-    """`key=value` words into a dict (values stay strings; the settings model converts them)."""
-    changes = {}
+#: Values that put a setting back to its default (`max_new_tokens=` included).
+RESET_WORDS = frozenset({"", "none", "null", "default"})
+
+
+def parse_changes(items: list[str]) -> dict[str, Any]:
+    """`key=value` words into a dict (values stay strings; the settings model converts them).
+
+    An empty value, `none`, `null` or `default` resets the setting to its default.
+    """
+    from ..settings import UserSettings
+
+    changes: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise UsageError(f"%diffuse settings: expected key=value, got {item!r}")
-        changes[key.strip()] = value.strip()
+        field = UserSettings.model_fields.get(key)
+        reset = value.strip().lower() in RESET_WORDS and field is not None
+        changes[key] = field.default if field is not None and reset else value.strip()
     return changes
 
 
@@ -184,11 +187,7 @@ class DiffusionMagics(Magics):
 
     def _cell(self, args: argparse.Namespace, body: str) -> DiffusionResult:
         body = body.removesuffix("\n")  # the newline IPython ends every cell with
-        options = {
-            "model": args.model, "steps": args.steps, "max_new_tokens": args.max_new_tokens,
-            "block_length": args.block_length, "temperature": args.temperature, "seed": args.seed,
-            "threshold": args.threshold, "cache": args.cache, "remasking": args.remasking, "alg": args.alg,
-        }
+        options = {"model": args.model, **sampler_values(args)}
         request: GenerateRequest | InfillRequest
         if args.infill or args.variable:
             prefix, suffix = split_infill(body, args.marker)

@@ -1,8 +1,11 @@
 """HTML and plain-text views of a denoising canvas, for cells, panels, replays and the CLI.
 
-One place decides what a generation looks like: masked positions are shaded blocks,
-tokens committed this step are highlighted, earlier ones are plain, and the prompt
-(or the infill prefix and suffix) is set apart in grey. Every view also has a
+One place decides what a generation looks like: each position is drawn by its state
+(the step's `states`): masked positions are shaded blocks, unsettled ones (real tokens
+that may still change: uniform-state diffusion's draft) are dim and underlined, edited
+ones (replaced after they settled) are marked, tokens committed this step are
+highlighted, earlier ones are plain, and the prompt (or the infill prefix and suffix)
+is set apart in grey. Every view also has a
 `text/plain` twin so terminals, nbconvert and nbval see text. All styles are inline
 and nothing needs JavaScript, so the same HTML works in JupyterLab, VS Code and
 nbconvert.
@@ -17,8 +20,10 @@ from typing import Any
 
 from ..constants import MASK_GLYPH as WIRE_MASK
 
-#: How a still-masked position is drawn (the engine marks it with the wire glyph in `pieces`).
+#: How a still-masked position is drawn.
 MASK_SHOWN = "▒"
+#: The states of a step's positions (`StepEvent.states`).
+MASKED, UNSETTLED, SETTLED, EDITED = "masked", "unsettled", "settled", "edited"
 
 CANVAS_STYLE = (
     "font-family: var(--jp-code-font-family, monospace); font-size: 13px; line-height: 1.6;"
@@ -27,6 +32,8 @@ CANVAS_STYLE = (
 )
 CONTEXT_STYLE = "color: #8a8a8a;"
 MASK_STYLE = "background: #c9ccd6; color: #c9ccd6; border-radius: 2px;"
+UNSETTLED_STYLE = "color: #7a86b8; text-decoration: underline dotted #9aa3cc;"
+EDITED_STYLE = "background: #d8f0d2; border-radius: 2px;"
 CHANGED_STYLE = "background: #ffe27a; border-radius: 2px;"
 FOOTER_STYLE = "font-family: var(--jp-ui-font-family, sans-serif); font-size: 12px; color: #6b6b6b; padding: 2px 8px;"
 ERROR_STYLE = "color: #b3261e;"
@@ -47,19 +54,21 @@ class Context:
     after: str = ""
 
 
-def is_mask(piece: str) -> bool:
-    """Whether a piece of a step's region is a still-masked position."""
-    return piece == WIRE_MASK
+def states_of(pieces: Sequence[str], states: Sequence[str] = ()) -> list[str]:
+    """Each position's state; for a step without states (an older server), masked where the piece is the glyph."""
+    if states:
+        return list(states)
+    return [MASKED if piece == WIRE_MASK else SETTLED for piece in pieces]
 
 
-def shown(pieces: Sequence[str]) -> str:
+def shown(pieces: Sequence[str], states: Sequence[str] = ()) -> str:
     """The region as text, masks drawn as `MASK_SHOWN`."""
-    return "".join(MASK_SHOWN if is_mask(piece) else piece for piece in pieces)
+    return "".join(MASK_SHOWN if state == MASKED else piece for piece, state in zip(pieces, states_of(pieces, states)))
 
 
-def committed_count(pieces: Sequence[str]) -> int:
-    """How many positions of the region are no longer masked."""
-    return sum(1 for piece in pieces if not is_mask(piece))
+def committed_count(pieces: Sequence[str], states: Sequence[str] = ()) -> int:
+    """How many positions of the region are final (settled or edited)."""
+    return sum(1 for state in states_of(pieces, states) if state in (SETTLED, EDITED))
 
 
 def _span(text: str, style: str, title: str = "") -> str:
@@ -75,23 +84,28 @@ def _framed(context: Context, body_html: str, footer: str, css_class: str = "yip
     return f'<div class="{css_class}" style="{CANVAS_STYLE}">{before}{body_html}{after}</div>{tail}'
 
 
-def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int], footer: str = "") -> str:
-    """The canvas of one step as HTML: context grey, masks shaded, this step's tokens highlighted."""
+def canvas_html(context: Context, pieces: Sequence[str], changed: Sequence[int], footer: str = "",
+                states: Sequence[str] = ()) -> str:
+    """The canvas of one step as HTML: context grey, each position by its state, this step's tokens highlighted."""
     fresh = set(changed)
     body = []
-    for index, piece in enumerate(pieces):
-        if is_mask(piece):
+    for index, (piece, state) in enumerate(zip(pieces, states_of(pieces, states))):
+        if state == MASKED:
             body.append(_span(MASK_SHOWN, MASK_STYLE))
         elif index in fresh:
             body.append(_span(piece, CHANGED_STYLE))
+        elif state == UNSETTLED:
+            body.append(_span(piece, UNSETTLED_STYLE, "unsettled: may still change"))
+        elif state == EDITED:
+            body.append(_span(piece, EDITED_STYLE, "edited after it settled"))
         else:
             body.append(html.escape(piece))
     return _framed(context, "".join(body), footer)
 
 
-def canvas_text(pieces: Sequence[str], footer: str = "") -> str:
+def canvas_text(pieces: Sequence[str], footer: str = "", states: Sequence[str] = ()) -> str:
     """The plain-text twin of `canvas_html`: the region with masks shown, then the footer line."""
-    body = shown(pieces)
+    body = shown(pieces, states)
     return f"{body}\n{footer}" if footer else body
 
 

@@ -56,10 +56,11 @@ class DiffusionLLMApp(ExtensionApp):
     log_dir = Unicode("", help="Directory of structured.log and backend.log (default <jupyter data dir>/yipyap_jupyter/logs).").tag(config=True)
     metrics_db = Unicode("", help="SQLite metrics file (default <jupyter data dir>/yipyap_jupyter/metrics.sqlite).").tag(config=True)
     rate_limit_per_minute = Float(
-        30.0, help="Generation requests (streaming or not) per minute per client (user + address); 0 disables.",
+        600.0, help="Generation requests (streaming or not) per minute per client (user + address) that pass validation;"
+                    " 0 disables. The default stops floods, not a person: one request at a time never meets it.",
     ).tag(config=True)
     rate_limit_burst = Integer(
-        5, help="Generation requests a client may make at once before the per-minute rate applies.",
+        60, help="Generation requests a client may make at once before the per-minute rate applies.",
     ).tag(config=True)
     max_batch_size = Integer(
         DEFAULT_MAX_BATCH_SIZE, min=1,

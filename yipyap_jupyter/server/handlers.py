@@ -22,6 +22,7 @@ from tornado import web
 
 from ..cancel import CancelToken
 from ..errors import (
+    AuthenticationError,
     DiffusionError,
     GenerationCancelled,
     GenerationError,
@@ -64,6 +65,7 @@ class BodyTooLargeError(ValidationError):
 HTTP_STATUS: dict[type[BaseException], int] = {
     DiffusionError: 500,
     ValidationError: 400,
+    AuthenticationError: 403,
     BodyTooLargeError: 413,
     ModelUnavailableError: 404,
     NoModelLoadedError: 409,
@@ -74,8 +76,9 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     RateLimitedError: 429,
 }
 
-#: The error object's category for HTTP errors Jupyter or Tornado raise themselves (XSRF, unknown route, verb).
-_HTTP_ERROR_TYPES = {400: "validation", 404: "validation", 405: "validation", 413: "validation"}
+#: What a request that Jupyter refuses before our code runs (no token, a wrong token, no XSRF value) is told.
+NOT_AUTHENTICATED = ("not authenticated: send a valid Jupyter token (`Authorization: token ...`), or, from a browser,"
+                     " the login cookie with its _xsrf value")
 
 
 def http_status(error: BaseException) -> int:
@@ -166,15 +169,15 @@ class DiffusionHandler(APIHandler):
         self.set_status(status)
         self.finish(json.dumps(payload, ensure_ascii=False))
 
-    def rate_limit(self) -> None:
-        """Spend one token of this client's bucket (user + remote address) or answer 429.
+    def rate_limit(self) -> Callable[[], None]:
+        """What spends one token of this client's bucket (user + remote address) or refuses with a 429.
 
         Jupyter invents a new anonymous user for every token-authenticated request, so
         the holder of the server token counts as one user.
         """
         user = self.current_user
         name = "token" if self.token_authenticated else (getattr(user, "username", None) or str(user))
-        self.state.limiter.acquire(f"{name}|{self.request.remote_ip}")
+        return partial(self.state.limiter.acquire, f"{name}|{self.request.remote_ip}")
 
     # -- errors -----------------------------------------------------------------------
 
@@ -199,14 +202,22 @@ class DiffusionHandler(APIHandler):
             self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         if status_code == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
-        body: dict[str, Any]
         if isinstance(error, web.HTTPError):
-            body = {"error_type": _HTTP_ERROR_TYPES.get(status_code, "validation" if status_code < 500 else "generation"),
-                    "message": error.log_message or self._reason, "retryable": False}
-        else:
-            body = error_body(error) if error is not None else error_body(GenerationError("the request failed"))
+            error = self._our_error(status_code, error)
+        body = error_body(error if error is not None else GenerationError("the request failed"))
         self._error_type = body["error_type"]
         self.finish(json.dumps(body))
+
+    def _our_error(self, status_code: int, error: web.HTTPError) -> DiffusionError:
+        """Our error for one that Jupyter or Tornado raised itself (authentication, XSRF, unknown route, verb)."""
+        if status_code in (401, 403):
+            return AuthenticationError(NOT_AUTHENTICATED)
+        if status_code == 405:
+            allowed = [m for m in self._allowed_methods() if m != "OPTIONS"]
+            return ValidationError(f"{self.request.method} is not allowed here: this route answers {', '.join(allowed)}")
+        if status_code < 500:
+            return ValidationError(error.log_message or self._reason)
+        return GenerationError("the server failed to answer; its log has the details")
 
     def _allowed_methods(self) -> list[str]:
         """The verbs this route implements (for the `Allow` header of a 405)."""
@@ -290,11 +301,10 @@ class CompletionHandler(DiffusionHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        self.rate_limit()
-        body = self.json_body()
+        body, admit = self.json_body(), self.rate_limit()
         run = self.service.generate if self.kind == "generate" else self.service.infill
         try:
-            done = await self.blocking(lambda: run(body, self.cancel_token))
+            done = await self.blocking(lambda: run(body, self.cancel_token, admit))
         except GenerationCancelled:
             self._error_type = "cancelled"
             log.info("%s cancelled: the client went away", self.kind)
@@ -319,9 +329,9 @@ class StreamHandler(DiffusionHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        self.rate_limit()
         run = self.service.generate_events if self.kind == "generate" else self.service.infill_events
-        events = partial(run, self.json_body())  # a refused body is the first event: a 400 before the stream opens
+        # a refused body (or a spent rate limit) is the first event: a 400 (429) before the stream opens
+        events = partial(run, self.json_body(), admit=self.rate_limit())
         self.stream = EventStream(self, self.state.executor, self.state.keepalive_seconds, self.state.frame_interval)
         log.info("stream %s started", self.endpoint, extra={"fields": {"endpoint": self.endpoint}})
         outcome = await self.stream.run(events)  # raises a refusal before any frame

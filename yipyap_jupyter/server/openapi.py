@@ -136,8 +136,8 @@ def openapi_document() -> dict[str, Any]:
     _event_schemas(schemas)
     schemas["ErrorBody"] = {
         "type": "object", "required": ["error_type", "message", "retryable"],
-        "properties": {"error_type": {"type": "string", "enum": ["validation", "model_unavailable", "model_loading",
-                                                                  "timeout", "generation", "network"]},
+        "properties": {"error_type": {"type": "string", "enum": ["validation", "auth", "model_unavailable",
+                                                                  "model_loading", "timeout", "generation", "network"]},
                        "message": {"type": "string"}, "retryable": {"type": "boolean"}},
     }
     complete = _ref("Completion")

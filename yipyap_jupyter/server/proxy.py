@@ -76,7 +76,7 @@ class ProxyHandler(DiffusionHandler):
         self.endpoint = f"proxy:{path}"
         self.streaming = path in STREAM_PATHS
         if path in GENERATION_PATHS and self.request.method == "POST":
-            self.rate_limit()
+            self.rate_limit()()  # the upstream validates: a proxy can only charge what it forwards
         self.relay = asyncio.ensure_future(self._relay(path))
         try:
             await self.relay

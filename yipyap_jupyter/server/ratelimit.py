@@ -1,7 +1,12 @@
-"""Token-bucket rate limiting per client (authenticated user + remote address)."""
+"""Token-bucket rate limiting per client (authenticated user + remote address).
+
+The server's defaults (`DiffusionLLMApp.rate_limit_*`) are sized so that a person at a notebook never
+meets them: a client that waits for each answer cannot spend tokens faster than they come back.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -33,9 +38,10 @@ class RateLimiter:
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
             if tokens < 1.0:
                 self._buckets[client] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
                 raise RateLimitedError(
-                    "too many generation requests: slow down", retry_after=(1.0 - tokens) / self.rate
-                )
+                    f"rate limit: more than {self.rate * 60:g} generation requests a minute (bursts of {self.burst})"
+                    f" from this client; retry in {max(1, math.ceil(wait))} s", retry_after=wait)
             self._buckets[client] = (tokens - 1.0, now)
             while len(self._buckets) > MAX_CLIENTS:
                 self._buckets.popitem(last=False)

@@ -12,6 +12,7 @@ import pydantic
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from ..errors import (
+    AuthenticationError,
     DiffusionError,
     GenerationError,
     GenerationTimeoutError,
@@ -25,10 +26,20 @@ from .validation import describe
 
 
 class StatusEvent(BaseModel):
-    """A state before or around the work: queued, loading, fell back to CPU."""
+    """A state before or around the work: queued, loading, fell back to CPU.
+
+    `restart` says that the steps so far are abandoned and the run starts over from its
+    first step (after the accelerator ran out of memory mid-run): views drop what they drew.
+    """
 
     type: Literal["status"] = "status"
     message: str
+    model: str | None = Field(default=None, description="the model that will run (on the status that starts a run)")
+    restart: bool = False
+
+
+#: The state of a position of a step.
+PositionState = Literal["masked", "unsettled", "settled", "edited"]
 
 
 class StepEvent(BaseModel):
@@ -36,7 +47,9 @@ class StepEvent(BaseModel):
 
     `text` is only what became final at the left-to-right front since the previous
     step frame, so the concatenated step texts equal `CompleteEvent.raw_text`;
-    `canvas` is the whole region now, masks shown as the mask glyph.
+    `canvas` is the whole region now, masks shown as the mask glyph. `states` gives each
+    of `pieces` its state: "masked", "unsettled" (a real token that may still change),
+    "settled" or "edited" (replaced after it settled); views draw each its own way.
     """
 
     type: Literal["step"] = "step"
@@ -46,6 +59,7 @@ class StepEvent(BaseModel):
     canvas: str
     progress: float
     pieces: list[str] = Field(default_factory=list)
+    states: list[PositionState] = Field(default_factory=list)
     changed: list[int] = Field(default_factory=list)
     confidences: list[float] = Field(default_factory=list, description="the sampler's confidence per `changed` index")
 
@@ -94,6 +108,7 @@ class ErrorEvent(BaseModel):
 
 _ERROR_CLASSES: dict[str, type[DiffusionError]] = {
     "validation": ValidationError,
+    "auth": AuthenticationError,
     "model_unavailable": ModelUnavailableError,
     "model_loading": ModelLoadingError,
     "timeout": GenerationTimeoutError,

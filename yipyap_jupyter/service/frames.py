@@ -9,9 +9,9 @@ the concatenated step texts equal the generation's final raw text.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from .events import StepEvent
+from .events import PositionState, StepEvent
 
 if TYPE_CHECKING:
     from ..engine.decoder import GenerationStep
@@ -28,14 +28,15 @@ class StepFrames:
         self.history: list[str] = []
         self.last: GenerationStep | None = None
 
-    def frame(self, step: GenerationStep) -> StepEvent:
-        """The `step` event for `step`; a step number that does not increase starts a fresh run.
+    def restart(self) -> None:
+        """Forget the run so far: the manager starts it over (on the CPU, after accelerator out-of-memory).
 
-        (The manager restarts a generation on the CPU after accelerator out-of-memory and
-        announces it with a status event; the text of the abandoned run is not repeated.)
+        The text of the abandoned run is not repeated, nor kept in `history`.
         """
-        if self.last is not None and step.step <= self.last.step:
-            self.emitted, self.history = "", []
+        self.emitted, self.history, self.last = "", [], None
+
+    def frame(self, step: GenerationStep) -> StepEvent:
+        """The `step` event for `step`."""
         finished = step.progress >= 1.0
         delta = self._delta(step.settled_text, finished)
         self.emitted += delta
@@ -69,6 +70,7 @@ class StepFrames:
             canvas=step.canvas,
             progress=step.progress,
             pieces=list(step.pieces),
+            states=[cast(PositionState, state) for state in step.states],
             changed=list(step.changed),
             confidences=list(step.confidences),
         )

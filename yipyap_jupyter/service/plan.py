@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..engine.families import all_options
 from ..engine.options import Job, Sampler, SamplingOptions, resolve, sampler_for
 from .schemas import GenerateRequest, InfillRequest
 
@@ -21,9 +22,8 @@ if TYPE_CHECKING:
 
 Kind = Literal["generate", "infill"]
 
-#: Request fields that are sampler options (the rest steer the service).
-OPTION_FIELDS = ("max_new_tokens", "steps", "block_length", "temperature", "seed", "chat", "threshold", "cache",
-                 "remasking", "cfg_scale", "alg", "alg_temp", "top_p", "top_k")
+#: Request fields that are sampler options (the rest steer the service): every family's, and `chat`.
+OPTION_FIELDS = (*(option.name for option in all_options()), "chat")
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class Plan:
         return {"model": model_id, **self.options.effective(self.sampler)}
 
 
-def make_plan(request: GenerateRequest | InfillRequest, model: str, spec: ModelSpec, settings: UserSettings) -> Plan:
-    """Resolve `request` for `model` (whose spec is `spec`) over the user's `settings`.
+def make_plan(request: GenerateRequest | InfillRequest, spec: ModelSpec, settings: UserSettings) -> Plan:
+    """Resolve `request` for the model of `spec` over the user's `settings` (the plan names it by `spec.id`).
 
     Raises:
         ValidationError: an option that does not apply to the model, or a schedule that does not fit.
@@ -67,7 +67,7 @@ def make_plan(request: GenerateRequest | InfillRequest, model: str, spec: ModelS
     punctuation = settings.fix_punctuation if request.fix_punctuation is None else request.fix_punctuation
     return Plan(
         request=request,
-        model=model,
+        model=spec.id,
         job=job,
         sampler=sampler_for(spec, job),
         options=options,

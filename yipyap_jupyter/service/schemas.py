@@ -7,13 +7,10 @@ themselves; the service checks the family-specific rules against the loaded mode
 once, in its plan (`service/plan.py`). Unknown fields, booleans for numbers, inf and
 NaN are rejected here.
 
-Per-family sampler options:
-
-| option | applies to |
-| --- | --- |
-| `remasking`, `cfg_scale` | LLaDA-architecture models (fixed length) |
-| `alg`, `alg_temp`, `top_p`, `top_k` | Dream / DreamOn, and every model's variable-length infill |
-| `threshold`, `cache` | fixed-length sampling of every family (not variable-length infill) |
+The sampler options are not written here: each is declared once as an `Option` in the
+folder of the family whose sampler reads it (`engine/families/`), and `SamplingFields` has
+one field per option of every family (its type, range and help). Which option applies to
+which model is the plan's to check: an option of another family is refused, naming it.
 
 `temperature` is 0 (greedy) or at least `MIN_TEMPERATURE`: smaller positive values
 overflow the Gumbel / softmax arithmetic, so they are refused rather than clamped.
@@ -21,66 +18,57 @@ overflow the Gumbel / softmax arithmetic, so they are refused rather than clampe
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_validator, model_validator
+
+from ..engine.families import all_options
+from ..engine.options import MAX_TOKENS, Option
 
 #: Longest prompt / prefix / suffix accepted, in characters; checked before anything is tokenised.
 MAX_TEXT_CHARS = 32_768
 #: Smallest positive sampling temperature (0 means greedy).
 MIN_TEMPERATURE = 0.01
-#: Largest number of new tokens, steps or block length one request may ask for.
-MAX_TOKENS = 4096
 
-Remasking = Literal["low_confidence", "random"]
-DreamAlg = Literal["origin", "maskgit_plus", "topk_margin", "entropy"]
-Cache = Literal["none", "prefix", "dual"]
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["float32", "float16", "bfloat16"]
-
-REMASKING: tuple[str, ...] = get_args(Remasking)
-DREAM_ALGS: tuple[str, ...] = get_args(DreamAlg)
-CACHES: tuple[str, ...] = get_args(Cache)
 
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
 
-#: Options that only LLaDA's fixed-length sampler reads.
-LLADA_OPTIONS = ("remasking", "cfg_scale")
-#: Options that only Dream's samplers (and variable-length infill) read.
-DREAM_OPTIONS = ("alg", "alg_temp", "top_p", "top_k")
-#: Options of fixed-length sampling only.
-FIXED_LENGTH_OPTIONS = ("threshold", "cache")
 
-
-class SamplingFields(BaseModel):
-    """Sampling knobs common to generation and infilling; None means "not set" (a default applies)."""
+class _RequestFields(BaseModel):
+    """What every request has besides the sampler options; None means "not set" (a default applies)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     model: str | None = Field(None, min_length=1, max_length=4096, description="model id or local checkpoint directory")
-    max_new_tokens: Int | None = Field(None, ge=1, le=MAX_TOKENS)
-    steps: Int | None = Field(None, ge=1, le=MAX_TOKENS)
-    block_length: Int | None = Field(None, ge=1, le=MAX_TOKENS)
-    temperature: Float | None = Field(None, ge=0.0, le=10.0, description=f"0 (greedy) or >= {MIN_TEMPERATURE}")
-    seed: Int | None = Field(None, ge=0, le=2**63 - 1)
-    threshold: Float | None = Field(
-        None, gt=0.0, le=1.0,
-        description="parallel decoding (Fast-dLLM): commit every masked position at least this confident each step",
-    )
-    cache: Cache | None = Field(None, description="block-wise key/value cache (Fast-dLLM): none, prefix or dual")
-    remasking: Remasking | None = Field(None, description="LLaDA: which predictions to commit first")
-    cfg_scale: Float | None = Field(None, ge=0.0, le=20.0, description="LLaDA: classifier-free guidance")
-    alg: DreamAlg | None = Field(None, description="Dream / variable-length infill: how positions are ranked")
-    alg_temp: Float | None = Field(None, ge=0.0, le=10.0)
-    top_p: Float | None = Field(None, gt=0.0, le=1.0)
-    top_k: Int | None = Field(None, ge=1, le=1_000_000)
     chat: bool | None = Field(None, description="wrap the prompt in the model's chat template (chat models)")
     auto_trim: bool | None = None
     fix_punctuation: bool | None = None
     timeout: Float | None = Field(None, gt=0.0, le=3600.0)
 
-    @field_validator("temperature")
+
+def _field(option: Option) -> tuple[Any, Any]:
+    """The pydantic field of an option: its strict type (or its choices), its range and help, None by default."""
+    kind: Any = {int: Int, float: Float, bool: bool, str: str}[option.type]
+    if option.choices:
+        kind = Literal[option.choices]
+    description = option.help if option.default == "the model's default" else f"{option.help} (default: {option.default})"
+    return kind | None, Field(None, ge=option.ge, gt=option.gt, le=option.le, description=description)
+
+
+if TYPE_CHECKING:
+    _OptionFields = _RequestFields  # the generated fields are read by name (`service.plan.OPTION_FIELDS`)
+else:
+    _OptionFields = create_model("_OptionFields", __base__=_RequestFields,
+                                 **{option.name: _field(option) for option in all_options()})
+
+
+class SamplingFields(_OptionFields):
+    """The sampler options of every family and the service's own knobs; None means "not set"."""
+
+    @field_validator("temperature", check_fields=False)
     @classmethod
     def _stable_temperature(cls, value: float | None) -> float | None:
         if value is not None and 0 < value < MIN_TEMPERATURE:

@@ -42,12 +42,14 @@ from .validation import validate
 
 if TYPE_CHECKING:
     from ..engine.decoder import GenerationStep
-    from ..engine.manager import DiffusionModelManager
+    from ..engine.manager import DiffusionModelManager, Status
     from .schemas import ModelInfo
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
+#: Called once a request is planned, before it runs; raises to refuse it (a rate limit).
+Admission = Callable[[], None] | None
 
 START_MESSAGES = {"generate": "Starting text generation...", "infill": "Starting infilling..."}
 
@@ -168,34 +170,46 @@ class DiffusionLLMService:
     # -- generation -----------------------------------------------------------------
 
     def generate_events(
-        self, request: GenerateRequest | dict[str, Any], cancel: CancelToken | None = None
+        self, request: GenerateRequest | dict[str, Any], cancel: CancelToken | None = None, admit: Admission = None
     ) -> Iterator[Event]:
-        """Events of one generation; failures end it as an `error` event, never as an exception."""
-        return _isolated(lambda: self._as_events("generate", request, cancel))
+        """Events of one generation; failures end it as an `error` event, never as an exception.
 
-    def infill_events(self, request: InfillRequest | dict[str, Any], cancel: CancelToken | None = None) -> Iterator[Event]:
+        `admit` is called once the request is valid and planned, before any work: a rate limit
+        charges only requests that could run (its `RateLimitedError` ends the run as a refusal).
+        """
+        return _isolated(lambda: self._as_events("generate", request, cancel, admit))
+
+    def infill_events(
+        self, request: InfillRequest | dict[str, Any], cancel: CancelToken | None = None, admit: Admission = None
+    ) -> Iterator[Event]:
         """Events of one infilling; same terms as `generate_events`."""
-        return _isolated(lambda: self._as_events("infill", request, cancel))
+        return _isolated(lambda: self._as_events("infill", request, cancel, admit))
 
-    def generate(self, request: GenerateRequest | dict[str, Any], cancel: CancelToken | None = None) -> CompleteEvent:
+    def generate(
+        self, request: GenerateRequest | dict[str, Any], cancel: CancelToken | None = None, admit: Admission = None
+    ) -> CompleteEvent:
         """Run a generation to the end (raises the `DiffusionError` an event stream would report)."""
-        return self._complete("generate", request, cancel)
+        return self._complete("generate", request, cancel, admit)
 
-    def infill(self, request: InfillRequest | dict[str, Any], cancel: CancelToken | None = None) -> CompleteEvent:
+    def infill(
+        self, request: InfillRequest | dict[str, Any], cancel: CancelToken | None = None, admit: Admission = None
+    ) -> CompleteEvent:
         """Run an infilling to the end (raises the `DiffusionError` an event stream would report)."""
-        return self._complete("infill", request, cancel)
+        return self._complete("infill", request, cancel, admit)
 
     # -- internals ------------------------------------------------------------------
 
-    def _complete(self, kind: Kind, request: Any, cancel: CancelToken | None) -> CompleteEvent:
-        for event in _isolated(lambda: self._events(kind, request, cancel)):
+    def _complete(self, kind: Kind, request: Any, cancel: CancelToken | None, admit: Admission) -> CompleteEvent:
+        for event in _isolated(lambda: self._events(kind, request, cancel, admit)):
             if isinstance(event, CompleteEvent):
                 return event
         raise GenerationError("the generation ended without a result")
 
-    def _as_events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Generator[Event, None, None]:
+    def _as_events(
+        self, kind: Kind, request: Any, cancel: CancelToken | None, admit: Admission
+    ) -> Generator[Event, None, None]:
         try:
-            yield from self._events(kind, request, cancel)
+            yield from self._events(kind, request, cancel, admit)
         except DiffusionError as error:
             yield ErrorEvent.from_error(error)
 
@@ -210,19 +224,25 @@ class DiffusionLLMService:
             body = validate(InfillRequest, request)
         register_sensitive([body.prompt] if isinstance(body, GenerateRequest) else [body.prefix, body.suffix])
         current = self.manager.current()
-        model = body.model or (current.path if current is not None else None) or self.default_model
+        model = body.model or (current.id if current is not None else None) or self.default_model
         if model is None:
             from ..errors import NoModelLoadedError
 
             raise NoModelLoadedError("no model is loaded and no default model is configured: load one first")
-        return make_plan(body, model, self.manager.spec(model), self.settings())
+        return make_plan(body, self.manager.spec(model), self.settings())
 
-    def _events(self, kind: Kind, request: Any, cancel: CancelToken | None) -> Generator[Event, None, None]:
+    def _events(
+        self, kind: Kind, request: Any, cancel: CancelToken | None, admit: Admission
+    ) -> Generator[Event, None, None]:
         """The generation proper; raises DiffusionError / GenerationCancelled (in a private context)."""
+        from ..engine.manager import Status
+
         started = time.monotonic()
         if correlation_id.get() == "-":
             correlation_id.set(uuid.uuid4().hex)
         plan = self.plan(kind, request)
+        if admit is not None:
+            admit()
         token = _RequestToken(cancel, started + plan.timeout, plan.timeout)
         log.info("%s started", kind, extra={"fields": {"timeout_s": plan.timeout, "model": plan.model}})
         frames = StepFrames()
@@ -233,9 +253,12 @@ class DiffusionLLMService:
                 if not frames.history and last is None and not started_said:
                     # said once the model has accepted the request (a refused canvas raises before)
                     started_said = True
-                    yield StatusEvent(message=START_MESSAGES[kind])
-                if isinstance(item, str):
-                    yield StatusEvent(message=item)
+                    yield StatusEvent(message=START_MESSAGES[kind], model=plan.model)
+                if isinstance(item, Status):
+                    if item.restart:
+                        frames.restart()
+                        last = None
+                    yield StatusEvent(message=item.message, restart=item.restart)
                 else:
                     last = item
                     yield frames.frame(item)
@@ -258,10 +281,8 @@ class DiffusionLLMService:
                 f"the generation failed unexpectedly; the server log has the details (correlation id {correlation_id.get()})"
             ) from None
 
-    def _steps(self, plan: Plan, token: _RequestToken) -> Generator[str | GenerationStep, None, None]:
-        """The manager's statuses (as their messages) and steps, on the plan's model."""
-        from ..engine.manager import Status
-
+    def _steps(self, plan: Plan, token: _RequestToken) -> Generator[Status | GenerationStep, None, None]:
+        """The manager's statuses and steps, on the plan's model."""
         body = plan.request
         run = (
             self.manager.generate(body.prompt, plan.options, token, model=plan.model, device=plan.device)
@@ -270,8 +291,7 @@ class DiffusionLLMService:
                                      model=plan.model, device=plan.device)
         )
         try:
-            for item in run:
-                yield item.message if isinstance(item, Status) else item
+            yield from run
         finally:
             run.close()
 

@@ -16,11 +16,15 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
 def describe(error: pydantic.ValidationError) -> str:
-    """One line per failed field: `field: rule` (the input value is left out)."""
+    """One line per failed rule, `field: rule`, or the rule alone when it is about the whole body.
+
+    The input value is left out, and so is pydantic's "Value error, " before our own messages.
+    """
     parts = []
     for item in error.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in item["loc"]) or "body"
-        parts.append(f"{location}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        location = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts) or "invalid request"
 
 

@@ -13,9 +13,10 @@ import torch
 from sampler_networks import MASK, VOCAB
 from torch import nn
 
-from yipyap_jupyter.engine.config import DreamConfig, LLaDAConfig
-from yipyap_jupyter.engine.dream import DreamModel
-from yipyap_jupyter.engine.llada import LLaDAModel
+from yipyap_jupyter.engine.families.dream.config import DreamConfig
+from yipyap_jupyter.engine.families.dream.network import DreamModel
+from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
+from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
 
 def _never_predicts_mask(network: nn.Module) -> nn.Module:

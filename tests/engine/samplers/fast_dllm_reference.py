@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from yipyap_jupyter.engine.dream import DreamModel
+from yipyap_jupyter.engine.families.dream.network import DreamModel
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 

@@ -9,8 +9,8 @@ from fast_dllm_reference import llada_loop
 from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits, at
 
 from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.engine.families.llada.sampler import llada_sample, num_transfer_tokens
 from yipyap_jupyter.engine.samplers.base import make_generator
-from yipyap_jupyter.engine.samplers.llada import llada_sample, num_transfer_tokens
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 
 PROMPT = [1, 2, 3, 4]

@@ -11,8 +11,8 @@ import torch
 from sampler_networks import BOS, EOS, EXPAND, MASK, ScriptedNetwork
 
 from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.engine.families.dreamon.sampler import variable_infill
 from yipyap_jupyter.engine.samplers.base import make_generator
-from yipyap_jupyter.engine.samplers.variable_infill import variable_infill
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 
 PREFIX = [BOS, 1, 2]

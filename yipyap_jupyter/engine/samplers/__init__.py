@@ -1,1 +1,1 @@
-"""Samplers: LLaDA masked diffusion, Dream's algorithms, fixed and variable-length infilling."""
+"""What every family's sampler shares: the program protocol, the selection rule, noise, the block schedule."""

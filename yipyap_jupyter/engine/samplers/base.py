@@ -10,8 +10,9 @@ sampler knows about HTTP, widgets or text.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -26,16 +27,26 @@ class Forward:
     (an empty one is filled, from a full pass with `start` 0). The program is sent the logits
     of the window's positions `logits_at` (start, end), or of all of them when None: the
     vocabulary head, the largest layer of a small model, runs only where the step reads.
+    `inputs` are further keyword arguments for a network that cannot pack (a library's class,
+    run one pass per row: `engine.batch`), such as its own cache or self-conditioning.
     """
 
     ids: torch.Tensor
     start: int = 0
     cache: KVCache | None = None
     logits_at: tuple[int, int] | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
         return self.ids.numel()
+
+
+#: What a position of a step is (`SamplerStep.states`), for the views to draw each its own way:
+#: still masked; a real token that may still change (uniform-state diffusion's draft); final;
+#: final but replaced after it settled (token editing).
+MASKED, UNSETTLED, SETTLED, EDITED = 0, 1, 2, 3
+STATE_NAMES = ("masked", "unsettled", "settled", "edited")
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class SamplerStep:
         confidences: the sampler's confidence for each `changed` position, 1-D float tensor.
         span: (start, end) of the generated region in `canvas`; prompt / prefix before it,
             suffix (if any) after it.
+        states: each canvas position's state (`MASKED` ...), 1-D tensor; None for a sampler of a
+            masked family, whose positions are masked where the token is the mask and settled elsewhere.
     """
 
     step: int
@@ -58,6 +71,7 @@ class SamplerStep:
     changed: torch.Tensor
     confidences: torch.Tensor
     span: tuple[int, int]
+    states: torch.Tensor | None = None
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:

@@ -86,7 +86,8 @@ class GenerationView:
     def _draw(self) -> None:
         generation = self.generation
         with self.canvas.hold_sync(), self.status.hold_sync():
-            self.canvas.value = canvas_html(generation.context, generation.pieces, generation.changed)
+            self.canvas.value = canvas_html(generation.context, generation.pieces, generation.changed,
+                                            states=generation.states)
             self.progress.value = generation.progress
             self.status.value = footer_html(generation.line)
 

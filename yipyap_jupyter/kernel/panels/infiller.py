@@ -35,7 +35,7 @@ class TextInfillerPanel(SamplingPanel):
         self.widget = self.layout([self.prefix, self.suffix, self.mode])
 
     def _label(self, mode: str) -> None:
-        self.max_new_tokens.description = LENGTH_LABELS[mode]
+        self.knobs["max_new_tokens"].description = LENGTH_LABELS[mode]
 
     def request(self) -> InfillRequest:
         """Fixed length: the field is the gap's length; variable: the most it may grow to."""

@@ -36,7 +36,7 @@ class ReplayPanel(Panel):
         if result.frames:
             frame = result.frames[step - 1]
             footer = f"step {frame.step}/{frame.total_steps}"
-            self.canvas.value = canvas_html(result.context, frame.pieces, frame.changed, footer)
+            self.canvas.value = canvas_html(result.context, frame.pieces, frame.changed, footer, frame.states)
         elif result.history:
             footer = f"step {step}/{len(result.history)}"
             self.canvas.value = text_html(result.context, result.history[step - 1], footer)

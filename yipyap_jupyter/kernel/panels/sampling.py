@@ -1,8 +1,10 @@
 """What the generator and infiller panels share: sampling knobs, Run / Stop, and the live view.
 
 A subclass supplies its text inputs, its run button and the request it builds
-(`request`); the knobs, the Stop wiring and the live view live here once. A
-blank knob is not sent, so the model's defaults and the user's settings apply
+(`request`); the knobs, the Stop wiring and the live view live here once. There is
+one knob per sampler option of every family, made from the families' option
+declarations (a text field for a number, a dropdown for a choice). A blank knob is
+not sent, so the model's defaults and the user's settings apply
 exactly as they do for `%%diffuse` and the CLI; values are checked by the
 request type, not here.
 """
@@ -13,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ...engine.families import all_options
+from ...engine.options import Option
 from ...errors import DiffusionError, ValidationError
-from ...service.schemas import CACHES, DREAM_ALGS, REMASKING
 from ..client import context_of
 from .base import Panel
 from .generation_view import GenerationView
@@ -42,32 +45,33 @@ def parse_number(text: str, kind: type[int | float], name: str) -> int | float |
         raise ValidationError(f"{name} must be {noun}, or blank for the default") from None
 
 
-def _knob(description: str, placeholder: str = "model default") -> widgets.Text:
-    return widgets.Text(value="", placeholder=placeholder, description=description, style=LABELS,
-                        layout=widgets.Layout(width="230px"))
+#: Knobs per row of the panel.
+ROW = 3
 
 
-def _choice(description: str, values: tuple[str, ...]) -> widgets.Dropdown:
-    return widgets.Dropdown(options=[DEFAULT, *values], value=DEFAULT, description=description, style=LABELS,
-                            layout=widgets.Layout(width="230px"))
+def _knob(option: Option) -> widgets.Text | widgets.Dropdown:
+    """A dropdown for an option with choices, else a text field (blank: the default)."""
+    description = option.name.replace("_", " ")
+    layout = widgets.Layout(width="230px")
+    if option.choices:
+        return widgets.Dropdown(options=[DEFAULT, *option.choices], value=DEFAULT, description=description,
+                                tooltip=option.help, style=LABELS, layout=layout)
+    placeholder = "model default" if option.default.startswith("the ") else f"default {option.default}"
+    return widgets.Text(value="", placeholder=placeholder, description=description, tooltip=option.help, style=LABELS,
+                        layout=layout)
 
 
 class SamplingPanel(Panel):
-    """max new tokens (blank: the settings' default), steps, block length, temperature, threshold,
-    cache, remasking (LLaDA) or alg (Dream), seed; a run button, Stop (cancels within one step)
-    and the live canvas."""
+    """One knob per sampler option (max new tokens blank: the settings' default; each also an
+    attribute of its name, `panel.steps`); a run button, Stop (cancels within one step) and the
+    live canvas."""
 
     def __init__(self, client: DiffusionClient | None, run_button: widgets.Button, view_name: str) -> None:
         super().__init__(client)
-        self.max_new_tokens = _knob("max new tokens")
-        self.steps = _knob("steps")
-        self.block_length = _knob("block length")
-        self.temperature = _knob("temperature")
-        self.threshold = _knob("threshold")
-        self.seed = _knob("seed", "random")
-        self.cache = _choice("cache", CACHES)
-        self.remasking = _choice("remasking (LLaDA)", REMASKING)
-        self.alg = _choice("alg (Dream)", DREAM_ALGS)
+        self.knobs = {option.name: _knob(option) for option in all_options()}
+        self._kinds = {option.name: option.type for option in all_options()}
+        for name, knob in self.knobs.items():
+            setattr(self, name, knob)
         self.apply_settings(self.client.settings())
         self.run_button = run_button
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
@@ -78,11 +82,10 @@ class SamplingPanel(Panel):
 
     def layout(self, inputs: list[widgets.Widget]) -> widgets.VBox:
         """The panel's inputs above the shared knobs, buttons and live view."""
+        knobs = list(self.knobs.values())
         return widgets.VBox([
             *inputs,
-            widgets.HBox([self.max_new_tokens, self.steps, self.block_length]),
-            widgets.HBox([self.temperature, self.threshold, self.seed]),
-            widgets.HBox([self.cache, self.remasking, self.alg]),
+            *(widgets.HBox(knobs[i:i + ROW]) for i in range(0, len(knobs), ROW)),
             widgets.HBox([self.run_button, self.stop_button]),
             self.view.widget,
         ])
@@ -95,17 +98,16 @@ class SamplingPanel(Panel):
     def apply_settings(self, settings: UserSettings) -> None:
         """Show the saved default for max new tokens, which a blank field gets."""
         saved = settings.max_new_tokens
-        self.max_new_tokens.placeholder = "model default" if saved is None else f"default {saved}"
+        self.knobs["max_new_tokens"].placeholder = "model default" if saved is None else f"default {saved}"
 
     def options(self) -> dict[str, Any]:
         """The request fields the knobs set (blank ones left out); raises `ValidationError` for a non-number."""
-        numbers = {"max_new_tokens": (self.max_new_tokens, int), "steps": (self.steps, int),
-                   "block_length": (self.block_length, int), "temperature": (self.temperature, float),
-                   "threshold": (self.threshold, float), "seed": (self.seed, int)}
-        options: dict[str, Any] = {name: parse_number(field.value, kind, field.description)
-                                   for name, (field, kind) in numbers.items()}
-        for name, field in (("cache", self.cache), ("remasking", self.remasking), ("alg", self.alg)):
-            options[name] = None if field.value == DEFAULT else field.value
+        options: dict[str, Any] = {}
+        for name, knob in self.knobs.items():
+            if isinstance(knob, widgets.Dropdown):
+                options[name] = None if knob.value == DEFAULT else knob.value
+            else:
+                options[name] = parse_number(knob.value, self._kinds[name], knob.description)
         return {name: value for name, value in options.items() if value is not None}
 
     def request(self) -> GenerateRequest | InfillRequest:

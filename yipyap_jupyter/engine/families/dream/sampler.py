@@ -21,16 +21,17 @@ network ran on keeps its own).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from ...cancel import CancelToken
-from ...errors import ValidationError
-from ..batch import run_alone
-from ..kv_cache import KVCache
-from .base import Forward, Program, SamplerStep
-from .common import (
+from ....cancel import CancelToken
+from ....errors import ValidationError
+from ...batch import run_alone
+from ...kv_cache import KVCache
+from ...samplers.base import Forward, Program, SamplerStep, make_generator
+from ...samplers.common import (
     CACHES,
     DREAM_ALGS,
     TokenShaping,
@@ -43,6 +44,11 @@ from .common import (
     shifted_rows,
     window_of,
 )
+
+if TYPE_CHECKING:
+    from ...model import DiffusionModel
+    from ...options import SamplingOptions
+
 
 ALGS = ("origin", *DREAM_ALGS)
 #: What Dream's official `diffusion_generate` runs with under transformers 4: the generation
@@ -260,3 +266,18 @@ def _whole_span(
             confidences=token_prob.float().cpu(),
             span=span,
         )
+
+
+def model_program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
+    """The program of a resolved request on a loaded model: `before` + masks + `after` denoised.
+
+    A run of one block without a cache or threshold is Dream's whole-span `diffusion_generate`.
+    """
+    canvas = model.canvas(before + [model.ids.mask_id] * options.max_new_tokens + after)
+    whole_span = options.block_length == options.max_new_tokens and options.cache == "none" and options.threshold is None
+    return dream_program(
+        canvas, mask_id=model.ids.mask_id, steps=options.steps, alg=options.alg, alg_temp=options.alg_temp,
+        temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,
+        block_length=None if whole_span else options.block_length, cache=options.cache, threshold=options.threshold,
+        generator=make_generator(options.seed, model.device),
+    )

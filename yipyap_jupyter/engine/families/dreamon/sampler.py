@@ -18,15 +18,24 @@ the last bit, so greedy runs reproduce it token for token.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...cancel import CancelToken
-from ...errors import ValidationError
-from .base import SamplerStep
-from .common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens, shifted_rows
+from ....cancel import CancelToken
+from ....errors import ValidationError
+from ...samplers.base import SamplerStep, make_generator
+from ...samplers.common import DREAM_ALGS, check_token_shaping, masked_span, network_device, sample_tokens, shifted_rows
+
+if TYPE_CHECKING:
+    from ...model import DiffusionModel
+    from ...options import SamplingOptions
+
+#: Where the variable-length middle starts: this fraction of `max_new_tokens` as masks.
+START_FRACTION = 4
+
 
 
 @torch.no_grad()
@@ -155,3 +164,24 @@ def variable_infill(
             confidences=token_prob[ordinary].float().cpu(),
             span=(start, end),
         )
+
+
+def model_steps(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions,
+                cancel: CancelToken | None) -> Iterator[SamplerStep]:
+    """The steps of a resolved request on a loaded model: the middle between `before` and `after` grown or shrunk.
+
+    The middle starts as `max_new_tokens // START_FRACTION` masks (at least one) and may grow
+    to `max_new_tokens`; DreamOn's input ends with its delete token.
+    """
+    if model.ids.expand is None:
+        raise ValidationError(f"model {model.spec.id} cannot infill variable-length: its tokenizer has no"
+                              f" {model.spec.tokens.expand or 'expand'} token")
+    n = options.max_new_tokens
+    start = max(1, n // START_FRACTION)
+    canvas = model.canvas(before + [model.ids.mask_id] * start + after + [model.ids.eos], growth=n - start)
+    return variable_infill(
+        model.network, canvas, mask_id=model.ids.mask_id, delete_id=model.ids.eos, expand_id=model.ids.expand,
+        max_new_tokens=n, alg=options.alg, temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,
+        alg_temp=options.alg_temp, shift_logits=model.spec.shift_logits,
+        generator=make_generator(options.seed, model.device), cancel=cancel,
+    )

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
+from ...packing import Dense, Layout, Packing
 from .config import DreamConfig
-from .layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
-from .packing import Dense, Layout, Packing
 
 
 class DreamAttention(nn.Module):

@@ -18,9 +18,9 @@ from typing import cast
 import torch
 from torch import nn
 
+from ...layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
+from ...packing import Dense, Layout, Packing
 from .config import LLaDAConfig
-from .layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
-from .packing import Dense, Layout, Packing
 
 
 class LLaDABlock(nn.Module):

@@ -16,17 +16,23 @@ block-wise key/value `cache` ("prefix" or "dual", see `kv_cache`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...cancel import CancelToken
-from ...errors import ValidationError
-from ..batch import run_alone
-from ..kv_cache import KVCache
-from .base import Forward, Program, SamplerStep
-from .common import CACHES, logits_for, masked_span, network_device, select_positions, window_of
+from ....cancel import CancelToken
+from ....errors import ValidationError
+from ...batch import run_alone
+from ...kv_cache import KVCache
+from ...samplers.base import Forward, Program, SamplerStep, make_generator
+from ...samplers.common import CACHES, logits_for, masked_span, network_device, select_positions, window_of
+
+if TYPE_CHECKING:
+    from ...model import DiffusionModel
+    from ...options import SamplingOptions
+
 
 REMASKING = ("low_confidence", "random")
 
@@ -270,3 +276,13 @@ def llada_program(
                 confidences=confidences.float().cpu(),
                 span=(start, end),
             )
+
+
+def model_program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
+    """The program of a resolved request on a loaded model: `before` + masks + `after` denoised."""
+    canvas = model.canvas(before + [model.ids.mask_id] * options.max_new_tokens + after)
+    return llada_program(
+        canvas, mask_id=model.ids.mask_id, steps=options.steps, block_length=options.block_length,
+        temperature=options.temperature, cfg_scale=options.cfg_scale, remasking=options.remasking,
+        threshold=options.threshold, cache=options.cache, generator=make_generator(options.seed, model.device),
+    )

@@ -1,0 +1,95 @@
+"""Dream (Dream-org/Dream-v0-Instruct-7B, -Base-7B): masked whole-canvas diffusion on a Qwen2.5 layout.
+
+Our own network (`network.py`, Qwen2 parameter names, bidirectional), `config.json` with
+`model_type` "Dream" (`config.py`), and Dream's sampler (`sampler.py`: `diffusion_generate`
+over the whole span, or Fast-dLLM's block-wise variant with its threshold and caches). Each
+position's prediction is read from the output one position to its left (`shift_logits`).
+
+Defaults: entropy, temperature 0.2, top_p 0.95, top_k 50: what the official
+`diffusion_generate` runs with under transformers 4, whose legacy generation defaults carry
+top_k=50; the 7B models default to Fast-dLLM's dual cache with threshold 0.9 (see `llada`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...layout import has_expand_token
+from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
+from ...samplers.blocks import resolve_blocks
+from ...specs import FamilyTokens, ModelSpec
+from .. import Family
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ...model import DiffusionModel
+    from ...samplers.base import Program
+
+DREAM_TOKENS = FamilyTokens(mask="<|mask|>", eos="<|endoftext|>", eot="<|im_end|>", bos="<|beginoftext|>")
+
+ALG = Option("alg", str, "Dream and variable-length infill: how positions are ranked",
+             choices=("origin", "maskgit_plus", "topk_margin", "entropy"), default="entropy")
+ALG_TEMP = Option("alg_temp", float, "Dream: 0 commits the most confident positions, > 0 samples them", ge=0.0, le=10.0,
+                  default="0", metavar="T")
+TOP_P = Option("top_p", float, "Dream: nucleus sampling of each token", gt=0.0, le=1.0, metavar="P")
+TOP_K = Option("top_k", int, "Dream: sample each token among the k most probable", ge=1, le=1_000_000, metavar="K")
+#: How Dream's samplers (and DreamOn's variable-length infill) draw and rank tokens.
+TOKEN_SHAPING = (TEMPERATURE, ALG, ALG_TEMP, TOP_P, TOP_K)
+#: Dream's block sampler's block length when a cache or threshold asks for blocks and none is given.
+BLOCK = 32
+
+DREAM_DEFAULTS = SamplingOptions(max_new_tokens=128, steps=128, block_length=32, temperature=0.2, top_p=0.95, top_k=50,
+                                 threshold=0.9, cache="dual")
+LOCAL_DEFAULTS = DREAM_DEFAULTS.replace(threshold=None, cache="none")
+
+
+def resolve_shaping(options: SamplingOptions, defaults: SamplingOptions) -> SamplingOptions:
+    """Temperature, alg, alg_temp, top_p and top_k filled in from the model's defaults."""
+    return options.replace(temperature=default(options.temperature, defaults.temperature),
+                           alg=options.alg or defaults.alg or "entropy", alg_temp=options.alg_temp or 0.0,
+                           top_p=default(options.top_p, defaults.top_p), top_k=default(options.top_k, defaults.top_k))
+
+
+def _resolve(options: SamplingOptions, spec: ModelSpec, job: Job, length: int | None) -> SamplingOptions:
+    options = resolve_blocks(options, job, spec.defaults, block_length=BLOCK, whole_span=True)
+    return resolve_shaping(options, spec.defaults)
+
+
+def _program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
+    from .sampler import model_program
+
+    return model_program(model, before, after, options)
+
+
+def _network(config: dict[str, Any]) -> nn.Module:
+    from .config import DreamConfig
+    from .network import DreamModel
+
+    return DreamModel(DreamConfig.from_dict(config))
+
+
+def is_dream(config: dict[str, Any]) -> bool:
+    """Dream and DreamOn checkpoints both say `model_type` "Dream"."""
+    return str(config.get("model_type", "")).lower() == "dream"
+
+
+DREAM_SAMPLER = Sampler("{family} models", (STEPS, BLOCK_LENGTH, *TOKEN_SHAPING, THRESHOLD, CACHE), _resolve,
+                        program=_program)
+
+DREAM = Family(
+    name="dream",
+    kind="masked",
+    recognises=lambda config, directory: is_dream(config) and not has_expand_token(directory),
+    tokens=DREAM_TOKENS,
+    samplers={"generate": DREAM_SAMPLER, "infill": DREAM_SAMPLER},
+    local_spec=lambda model_id, directory: ModelSpec(model_id, model_id, "dream", DREAM_TOKENS, LOCAL_DEFAULTS,
+                                                     ("generate", "infill"), shift_logits=True),
+    network=_network,
+    models=(
+        ModelSpec("dream-v0-instruct-7b", "Dream v0 Instruct 7B", "dream", DREAM_TOKENS, DREAM_DEFAULTS,
+                  ("generate", "infill"), chat=True, repo_id="Dream-org/Dream-v0-Instruct-7B", shift_logits=True),
+        ModelSpec("dream-v0-base-7b", "Dream v0 Base 7B", "dream", DREAM_TOKENS, DREAM_DEFAULTS,
+                  ("generate", "infill"), repo_id="Dream-org/Dream-v0-Base-7B", shift_logits=True),
+    ),
+)
