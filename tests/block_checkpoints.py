@@ -92,3 +92,20 @@ def save_official(network: torch.nn.Module, config: dict[str, Any], directory: P
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return directory
+
+
+def make_block_checkpoint(family: str, directory: Path, *, seed: int = 0) -> Path:
+    """A lively float64 checkpoint directory of `family` ("llada2" or "sdar"): config.json, model.safetensors and a
+    word-level tokenizer with the family's special tokens (as `checkpoints.save_tokenizer` writes them)."""
+    from checkpoints import save_tokenizer
+
+    from yipyap_jupyter.engine.families import family as family_of
+
+    vocab = save_tokenizer(directory, family_of(family).tokens)
+    if family == "llada2":
+        config = llada2_config(vocab_size=len(vocab), torch_dtype="float64")
+        network: torch.nn.Module = llada2_network(config, seed=seed, lively=True)
+    else:
+        config = sdar_config(vocab_size=len(vocab), torch_dtype="float64", mask_token_id=vocab["<|MASK|>"])
+        network = sdar_network(config, seed=seed, lively=True)
+    return save_official(network, config, directory)

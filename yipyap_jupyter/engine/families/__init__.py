@@ -70,11 +70,15 @@ def _families() -> tuple[Family, ...]:
     from .dream import DREAM
     from .dreamon import DREAMON
     from .llada import LLADA
+    from .llada2 import LLADA2
+    from .sdar import SDAR
 
     return (
         LLADA,
         DREAM,
         DREAMON,
+        LLADA2,
+        SDAR,
     )
 
 

@@ -24,8 +24,8 @@ predicted there with probability above `editing_threshold`; its masks are commit
 or more per step by the threshold rule, and after the last mask up to `max_post_steps`
 steps run while they still edit.
 
-Greedy (temperature 0) is the argmax, with the probability at temperature 1 as
-confidence; otherwise temperature, top-k and top-p shape one draw per position of the
+The mask token is never predicted. Greedy (temperature 0) is the argmax, with the
+probability at temperature 1 as confidence; otherwise temperature, top-k and top-p shape one draw per position of the
 block, as the official samplers draw them.
 """
 
@@ -42,15 +42,13 @@ from ...cancel import CancelToken
 from ...errors import ValidationError
 from ..batch import run_alone
 from ..block_cache import BlockCache
-from .base import Forward, Program, SamplerStep
+from .base import EDITED, MASKED, SETTLED, UNSETTLED, Forward, Program, SamplerStep
 from .common import masked_span, network_device
 
 #: Block caches: "prefix" keeps committed blocks' keys/values; "none" recomputes from position 0 every step.
 BLOCK_CACHES = ("prefix", "none")
-#: Commit rules (SDAR's remasking names map onto them: see `SDAR_REMASKING`).
+#: Commit rules (SDAR's remasking strategies name them otherwise: `families.sdar.sampler`).
 RULES = ("threshold", "static", "sequential")
-#: SDAR's `remasking_strategy` names and the rules they are.
-SDAR_REMASKING = {"low_confidence_dynamic": "threshold", "low_confidence_static": "static", "sequential": "sequential"}
 
 
 @dataclass(frozen=True)
@@ -203,6 +201,7 @@ def block_program(
     total_steps = per_block * (blocks - first_block)
     stored = 0  # canvas positions whose keys/values the cache holds for good
     step = 0
+    ever_edited = torch.zeros(end, dtype=torch.bool)
     for block in range(first_block, blocks):
         block_start, block_end = block * block_length, (block + 1) * block_length
         editable = torch.arange(block_start, block_end, device=x.device) >= start
@@ -223,6 +222,9 @@ def block_program(
             assert logits is not None
             if kv.keep:
                 stored = block_start
+            # never the mask token: a trained model gives it no probability, and a committed mask would stay a
+            # mask (LLaDA 2.1's loop would never end)
+            logits[..., mask_id] = -torch.inf
             predicted, probs = draw(logits[0], temperature, top_k, top_p, generator)
             confidence = torch.where(masked, probs, -torch.inf)
             if masks == 0:
@@ -244,10 +246,21 @@ def block_program(
             step += 1
             positions = chosen.nonzero().flatten()
             inside = positions + block_start < end
+            canvas_now = x[0, :end].to("cpu", copy=True)
+            states = None
+            if editing is not None:
+                shown_end = min(block_end, end)
+                ever_edited[block_start:shown_end] |= edited[: shown_end - block_start].cpu()
+                # the block is done when the loop will not run it again: nothing left to edit, or no steps left
+                masks_after = int((x[0, block_start:block_end] == mask_id).sum())
+                done = (masks == 0 and not bool(edited.any())) or (
+                    masks_after == 0 and post_steps + 1 > editing.max_post_steps)
+                open_span = (shown_end, shown_end) if done else (max(start, block_start), shown_end)
+                states = _states(canvas_now, mask_id, ever_edited, open_span)
             yield SamplerStep(
-                step=step, total_steps=total_steps, canvas=x[0, :end].to("cpu", copy=True),
+                step=step, total_steps=total_steps, canvas=canvas_now,
                 changed=(positions[inside] + block_start).cpu(), confidences=probs[positions[inside]].float().cpu(),
-                span=(start, end),
+                span=(start, end), states=states,
             )
             if stop_mid_block and _ended_mid_block(x[0, start:block_end], predicted[chosen], stops, mask_id):
                 return
@@ -255,6 +268,16 @@ def block_program(
                 break
         if stop_after_block and bool(torch.isin(x[0, start:block_end], stops).any()):
             return
+
+
+def _states(canvas: torch.Tensor, mask_id: int, edited: torch.Tensor, current: tuple[int, int]) -> torch.Tensor:
+    """Each position's state under token editing: masked; in the current block, open to edits (unsettled);
+    in a finished block, edited if it was replaced after its commit, else settled."""
+    states = torch.full_like(canvas, SETTLED)
+    states[edited] = EDITED
+    states[current[0]:current[1]] = UNSETTLED
+    states[canvas == mask_id] = MASKED
+    return states
 
 
 def _ended_mid_block(generated: torch.Tensor, committed: torch.Tensor, stops: torch.Tensor, mask_id: int) -> bool:

@@ -10,10 +10,17 @@ end token only with `eos_early_stop`, after the block.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from ...samplers.base import Program
+from ...samplers.base import Program, make_generator
 from ...samplers.block import Editing, block_program
+from ...samplers.block_options import padding
+
+if TYPE_CHECKING:
+    from ...model import DiffusionModel
+    from ...options import SamplingOptions
 
 #: LLaDA 2.1's defaults for the editing option not given (its `generate`'s).
 EDITING_THRESHOLD = 0.9
@@ -48,4 +55,17 @@ def llada2_program(
         threshold=threshold, editing=editing, stop_ids=frozenset({eos_id}),
         stop_after_block=editing is None or eos_early_stop, stop_mid_block=editing is None and eos_early_stop,
         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, cache=cache,
+    )
+
+
+def model_program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
+    """The program of a resolved request on a loaded model: `before` (the prompt) continued block by block."""
+    masks = [model.ids.mask_id] * options.max_new_tokens
+    canvas = model.canvas(before + masks, growth=padding(len(before) + len(masks), options.block_length))
+    return llada2_program(
+        canvas, mask_id=model.ids.mask_id, eos_id=model.ids.eos, block_length=options.block_length,
+        steps=options.steps, threshold=options.threshold, eos_early_stop=options.eos_early_stop,
+        editing_threshold=options.editing_threshold, max_post_steps=options.max_post_steps,
+        temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
+        generator=make_generator(options.seed, model.device), cache=options.cache,
     )

@@ -10,11 +10,21 @@ along with the next block's first pass here: the same keys/values, one pass fewe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ....errors import ValidationError
-from ...samplers.base import Program
-from ...samplers.block import SDAR_REMASKING, block_program
+from ...samplers.base import Program, make_generator
+from ...samplers.block import block_program
+from ...samplers.block_options import padding
+
+if TYPE_CHECKING:
+    from ...model import DiffusionModel
+    from ...options import SamplingOptions
+
+#: SDAR's `remasking_strategy` names and the block sampler's rules they are.
+RULE_OF = {"low_confidence_dynamic": "threshold", "low_confidence_static": "static", "sequential": "sequential"}
 
 
 def sdar_program(
@@ -33,10 +43,22 @@ def sdar_program(
     cache: str = "prefix",
 ) -> Program:
     """The masks ending `canvas` (1, L) generated as SDAR's `block_diffusion_generate` generates them."""
-    if remasking not in SDAR_REMASKING:
-        raise ValidationError(f"remasking must be one of {', '.join(SDAR_REMASKING)}, got {remasking!r}")
+    if remasking not in RULE_OF:
+        raise ValidationError(f"remasking must be one of {', '.join(RULE_OF)}, got {remasking!r}")
     return block_program(
-        canvas, mask_id=mask_id, block_length=block_length, steps=steps, rule=SDAR_REMASKING[remasking],
+        canvas, mask_id=mask_id, block_length=block_length, steps=steps, rule=RULE_OF[remasking],
         threshold=threshold, stop_ids=stop_ids, stop_after_block=True, temperature=temperature, top_k=top_k,
         top_p=top_p, generator=generator, cache=cache,
+    )
+
+
+def model_program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
+    """The program of a resolved request on a loaded model: `before` (the prompt) continued block by block."""
+    masks = [model.ids.mask_id] * options.max_new_tokens
+    canvas = model.canvas(before + masks, growth=padding(len(before) + len(masks), options.block_length))
+    return sdar_program(
+        canvas, mask_id=model.ids.mask_id, stop_ids=model.ids.stops, block_length=options.block_length,
+        steps=options.steps, remasking=options.remasking, threshold=options.threshold,
+        temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
+        generator=make_generator(options.seed, model.device), cache=options.cache,
     )
