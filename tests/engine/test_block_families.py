@@ -156,3 +156,16 @@ def test_the_last_step_settles_every_block(llada2_dir: Path) -> None:
         last = list(model.generate(PROMPT, options))[-1]
         assert set(last.states) <= {"settled", "edited"}
         assert last.settled_text == last.text
+
+
+def test_yes_no_options_read_on_and_off_on_the_command_line() -> None:
+    from IPython.core.error import UsageError
+
+    from yipyap_jupyter.kernel.arguments import sampler_values
+    from yipyap_jupyter.kernel.magics import cell_parser
+
+    args = cell_parser().parse_args("--eos-early-stop off --editing-threshold 0.5 --max-post-steps 0".split())
+    assert sampler_values(args) == {"eos_early_stop": False, "editing_threshold": 0.5, "max_post_steps": 0}
+    assert sampler_values(cell_parser().parse_args(["--eos-early-stop", "on"])) == {"eos_early_stop": True}
+    with pytest.raises(UsageError, match="expected on or off, not 'maybe'"):
+        cell_parser().parse_args(["--eos-early-stop", "maybe"])

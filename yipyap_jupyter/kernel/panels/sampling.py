@@ -54,8 +54,8 @@ def _knob(option: Option) -> widgets.Text | widgets.Dropdown:
     description = option.name.replace("_", " ")
     layout = widgets.Layout(width="230px")
     if option.choices or option.type is bool:
-        choices = [("on", True), ("off", False)] if option.type is bool else list(option.choices)
-        return widgets.Dropdown(options=[DEFAULT, *choices], value=DEFAULT, description=description,
+        choices = [("on", True), ("off", False)] if option.type is bool else [(c, c) for c in option.choices]
+        return widgets.Dropdown(options=[(DEFAULT, DEFAULT), *choices], value=DEFAULT, description=description,
                                 tooltip=option.help, style=LABELS, layout=layout)
     placeholder = "model default" if option.default.startswith("the ") else f"default {option.default}"
     return widgets.Text(value="", placeholder=placeholder, description=description, tooltip=option.help, style=LABELS,
