@@ -121,6 +121,7 @@ def test_the_registry_carries_the_official_defaults() -> None:
     assert {"llada2.0-flash", "sdar-1.7b-chat", "sdar-4b-chat", "trado-8b-instruct"} <= set(KNOWN_MODELS)
     assert all(KNOWN_MODELS[i].chat and KNOWN_MODELS[i].repo_id for i in ("llada2.0-flash", "trado-8b-instruct"))
     assert family("llada2").kind == family("sdar").kind == "block"
+    assert mini.context_length == sdar.context_length == 32768 and mini.parameters and sdar.parameters
 
 
 def test_a_block_checkpoint_generates_through_the_service(tmp_path: Path, llada2_dir: Path, sdar_dir: Path) -> None:

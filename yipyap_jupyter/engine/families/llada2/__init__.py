@@ -90,9 +90,10 @@ LLADA2_SAMPLER = Sampler("{family} models", (STEPS, BLOCK_LENGTH, TEMPERATURE, T
                          program=_program)
 
 
-def _model(model_id: str, name: str, repo_id: str, defaults: SamplingOptions, parameters: int) -> ModelSpec:
+def _model(model_id: str, name: str, repo_id: str, defaults: SamplingOptions, parameters: int,
+           context_length: int | None) -> ModelSpec:
     return ModelSpec(model_id, name, "llada2", LLADA2_TOKENS, defaults, ("generate",), chat=True, repo_id=repo_id,
-                     parameters=parameters)
+                     parameters=parameters, context_length=context_length)
 
 
 LLADA2 = Family(
@@ -107,10 +108,11 @@ LLADA2 = Family(
     network=_network,
     models=(
         _model("llada2.0-mini", "LLaDA2.0 mini (16B MoE, 1.4B active)", "inclusionAI/LLaDA2.0-mini",
-               LLADA20_DEFAULTS, 16_255_000_000),
+               LLADA20_DEFAULTS, 16_255_000_000, 32768),
         _model("llada2.1-mini", "LLaDA2.1 mini (16B MoE, token editing)", "inclusionAI/LLaDA2.1-mini",
-               LLADA21_DEFAULTS, 16_255_000_000),
+               LLADA21_DEFAULTS, 16_255_000_000, 32768),
+        # its context length is read from its config.json once downloaded
         _model("llada2.0-flash", "LLaDA2.0 flash (100B MoE, 6.1B active; about 200 GB in bf16)",
-               "inclusionAI/LLaDA2.0-flash", LLADA20_DEFAULTS, 103_000_000_000),
+               "inclusionAI/LLaDA2.0-flash", LLADA20_DEFAULTS, 103_000_000_000, None),
     ),
 )

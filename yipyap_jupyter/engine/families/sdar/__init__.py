@@ -62,7 +62,7 @@ SDAR_SAMPLER = Sampler("{family} models", (STEPS, BLOCK_LENGTH, TEMPERATURE, TOP
 
 def _model(model_id: str, name: str, repo_id: str, parameters: int) -> ModelSpec:
     return ModelSpec(model_id, name, "sdar", SDAR_TOKENS, SDAR_DEFAULTS, ("generate",), chat=True, repo_id=repo_id,
-                     parameters=parameters)
+                     parameters=parameters, context_length=32768)
 
 
 SDAR = Family(
