@@ -25,28 +25,23 @@ or more per step by the threshold rule, and after the last mask up to `max_post_
 steps run while they still edit.
 
 The mask token is never predicted. Greedy (temperature 0) is the argmax, with the
-probability at temperature 1 as confidence; otherwise temperature, top-k and top-p shape one draw per position of the
-block, as the official samplers draw them.
+probability at temperature 1 as confidence; otherwise temperature, top-k and top-p shape
+one draw per position of the block, as the official samplers draw them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ...cancel import CancelToken
 from ...errors import ValidationError
-from ..batch import run_alone
 from ..block_cache import BlockCache
 from .base import EDITED, MASKED, SETTLED, UNSETTLED, Forward, Program, SamplerStep
-from .common import masked_span, network_device
+from .block_options import BLOCK_CACHES
+from .common import masked_span
 
-#: Block caches: "prefix" keeps committed blocks' keys/values; "none" recomputes from position 0 every step.
-BLOCK_CACHES = ("prefix", "none")
 #: Commit rules (SDAR's remasking strategies name them otherwise: `families.sdar.sampler`).
 RULES = ("threshold", "static", "sequential")
 
@@ -131,13 +126,6 @@ def edits(
 ) -> torch.Tensor:
     """LLaDA 2.1's edits: editable positions whose prediction differs and is more probable than `threshold`."""
     return editable & (probs > threshold) & (predicted != tokens)
-
-
-def block_sample(network: nn.Module, canvas: torch.Tensor, *, cancel: CancelToken | None = None,
-                 **options: object) -> Iterator[SamplerStep]:
-    """Run `block_program` alone on `network` (the arguments are `block_program`'s), yielding each step."""
-    program = block_program(canvas.to(network_device(network, canvas.device)), **options)  # type: ignore[arg-type]
-    return run_alone(network, program, cancel)
 
 
 @torch.no_grad()
