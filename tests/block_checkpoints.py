@@ -94,18 +94,19 @@ def save_official(network: torch.nn.Module, config: dict[str, Any], directory: P
     return directory
 
 
-def make_block_checkpoint(family: str, directory: Path, *, seed: int = 0) -> Path:
+def make_block_checkpoint(family: str, directory: Path, *, seed: int = 0, tokens: Any = None) -> Path:
     """A lively float64 checkpoint directory of `family` ("llada2" or "sdar"): config.json, model.safetensors and a
-    word-level tokenizer with the family's special tokens (as `checkpoints.save_tokenizer` writes them)."""
+    word-level tokenizer with the family's special tokens, or `tokens` (as `checkpoints.save_tokenizer` writes them)."""
     from checkpoints import save_tokenizer
 
     from yipyap_jupyter.engine.families import family as family_of
 
-    vocab = save_tokenizer(directory, family_of(family).tokens)
+    tokens = tokens or family_of(family).tokens
+    vocab = save_tokenizer(directory, tokens)
     if family == "llada2":
         config = llada2_config(vocab_size=len(vocab), torch_dtype="float64")
         network: torch.nn.Module = llada2_network(config, seed=seed, lively=True)
     else:
-        config = sdar_config(vocab_size=len(vocab), torch_dtype="float64", mask_token_id=vocab["<|MASK|>"])
+        config = sdar_config(vocab_size=len(vocab), torch_dtype="float64", mask_token_id=vocab[tokens.mask])
         network = sdar_network(config, seed=seed, lively=True)
     return save_official(network, config, directory)

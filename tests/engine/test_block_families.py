@@ -170,3 +170,12 @@ def test_yes_no_options_read_on_and_off_on_the_command_line() -> None:
     assert sampler_values(cell_parser().parse_args(["--eos-early-stop", "on"])) == {"eos_early_stop": True}
     with pytest.raises(UsageError, match="expected on or off, not 'maybe'"):
         cell_parser().parse_args(["--eos-early-stop", "maybe"])
+
+
+def test_a_tokenizer_that_names_its_mask_otherwise_still_gives_the_mask(tmp_path: Path) -> None:
+    from yipyap_jupyter.engine.specs import FamilyTokens
+
+    directory = make_block_checkpoint("llada2", tmp_path, tokens=FamilyTokens(mask="<|mdm_mask|>", eos="<|endoftext|>"))
+    model = DiffusionModel.load(KNOWN_MODELS["llada2.0-mini"], directory)  # the registry spec says <|mask|>
+    assert model.ids.mask == model.tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
+    assert _load(directory).ids.mask == model.ids.mask  # a local directory reads the name from tokenizer_config.json
