@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from jupyter_process import start_server
+from jupyter_process import start_server, stream_frames
 
 PROMPTS = ["def add(a, b):", "import os\n", "class Stack:\n    def push(self, item):", "for i in range(10):",
            "# read a file\nwith open(path) as f:", "x = [", "def main():\n    args = parse()", "while True:"]
@@ -67,11 +67,12 @@ def random_checkpoint(directory: Path) -> Path:
 
 
 def bodies(n: int, new_tokens: int, steps: int) -> list[dict]:
-    return [{"prompt": PROMPTS[i], "max_new_tokens": new_tokens, "steps": steps, "block_length": new_tokens,
-             "seed": i} for i in range(n)]
+    """`n` requests of the same settings, each with its own seed (prompts repeat past the eighth)."""
+    return [{"prompt": PROMPTS[i % len(PROMPTS)], "max_new_tokens": new_tokens, "steps": steps,
+             "block_length": new_tokens, "seed": i} for i in range(n)]
 
 
-def through_service(service, bodies: list[dict]) -> tuple[float, list[float], list[str], int]:
+def through_service(service, bodies: list[dict]) -> Run:
     """(wall seconds, each request's seconds to its first step, texts, tokens) of `bodies` run at once."""
     from yipyap_jupyter.service.events import CompleteEvent, StepEvent
 
@@ -98,20 +99,15 @@ def through_service(service, bodies: list[dict]) -> tuple[float, list[float], li
     return wall, first, [r.text for r in results], sum(b["max_new_tokens"] for b in bodies)
 
 
-def through_http(url: str, token: str, bodies: list[dict]) -> tuple[float, list[float], list[str], int]:
+def through_http(url: str, token: str, bodies: list[dict]) -> Run:
     """The same over `POST /generate/stream`, one client connection per request."""
     start = time.perf_counter()
     first: list[float] = [0.0] * len(bodies)
     results: list[dict] = [{}] * len(bodies)
 
     def one(i: int) -> None:
-        with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=600) as client, \
-                client.stream("POST", f"{url}/generate/stream", json=bodies[i]) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                frame = json.loads(line[6:])
+        with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=600) as client:
+            for frame in stream_frames(client, url, bodies[i]):
                 if frame.get("type") == "step" and not first[i]:
                     first[i] = time.perf_counter() - start
                 if frame.get("type") in ("complete", "error"):
@@ -130,26 +126,40 @@ def through_http(url: str, token: str, bodies: list[dict]) -> tuple[float, list[
     return wall, first, [r["text"] for r in results], sum(b["max_new_tokens"] for b in bodies)
 
 
-def report(label: str, runs: dict[int, list[tuple[float, list[float], list[str], int]]],
-           solo: list[str], target: float) -> list[str]:
-    print(f"\n{label}")
-    print(f"{'N':>3} {'tok/s':>8} {'vs N=1':>7} {'1st step, first':>16} {'1st step, last':>15} {'texts = solo':>13}")
-    base = None
-    verdicts = []
+Run = tuple[float, list[float], list[str], int]  # wall seconds, each request's first step, texts, tokens
+
+
+def summary(runs: dict[int, list[Run]], solo: list[str]) -> dict[int, dict]:
+    """Per N (medians over rounds): aggregate tokens/s and its ratio to the first N, seconds to the first step
+    of the first and of the last request, and whether every text equals its solo run."""
+    rows: dict[int, dict] = {}
     for n, results in runs.items():
         rate = statistics.median(tokens / wall for wall, _, _, tokens in results)
-        first = statistics.median(f[0] for _, f, _, _ in results)
-        last = statistics.median(f[-1] for _, f, _, _ in results)
-        same = all(texts == solo[:n] for _, _, texts, _ in results)
-        base = base or rate
-        print(f"{n:>3} {rate:>8.1f} {rate / base:>6.2f}x {first * 1000:>13.0f} ms {last * 1000:>12.0f} ms "
-              f"{'yes' if same else 'NO':>13}")
+        base = rows[next(iter(rows))]["tokens_per_s"] if rows else rate
+        rows[n] = {
+            "tokens_per_s": rate,
+            "vs_first": rate / base,
+            "first_step_s": statistics.median(f[0] for _, f, _, _ in results),
+            "last_first_step_s": statistics.median(f[-1] for _, f, _, _ in results),
+            "same_as_solo": all(texts == solo[:n] for _, _, texts, _ in results),
+        }
+    return rows
+
+
+def report(label: str, runs: dict[int, list[Run]], solo: list[str], target: float) -> list[str]:
+    print(f"\n{label}")
+    print(f"{'N':>3} {'tok/s':>8} {'vs N=1':>7} {'1st step, first':>16} {'1st step, last':>15} {'texts = solo':>13}")
+    verdicts = []
+    for n, row in summary(runs, solo).items():
+        rate, first, last = row["tokens_per_s"], row["first_step_s"], row["last_first_step_s"]
+        print(f"{n:>3} {rate:>8.1f} {row['vs_first']:>6.2f}x {first * 1000:>13.0f} ms {last * 1000:>12.0f} ms "
+              f"{'yes' if row['same_as_solo'] else 'NO':>13}")
         if n == max(runs):
-            verdicts.append(f"{label}: {n} concurrent {rate / base:.2f}x the tokens/s of one (target >= {target}x): "
-                            f"{'met' if rate / base >= target else 'MISSED'}")
+            verdicts.append(f"{label}: {n} concurrent {row['vs_first']:.2f}x the tokens/s of one (target >= {target}x):"
+                            f" {'met' if row['vs_first'] >= target else 'MISSED'}")
             verdicts.append(f"{label}: first step of request {n} {last / first:.2f}x that of request 1 (target <= "
                             f"{FIRST_STEP_TARGET}x): {'met' if last / first <= FIRST_STEP_TARGET else 'MISSED'}")
-        if not same:
+        if not row["same_as_solo"]:
             verdicts.append(f"{label}: N={n} texts differ from solo runs: MISSED")
     return verdicts
 

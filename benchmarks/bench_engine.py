@@ -41,10 +41,15 @@ TINY_PROMPT = "import os\n\n\ndef list_files(directory):\n    "
 
 
 class ForwardTimer:
-    """Hooks around a network: seconds spent inside its forward, and calls, since `reset`."""
+    """Hooks around a network: seconds spent inside its forward, and calls, since `reset`.
+
+    On a GPU each hook waits for the device first, so the seconds are the pass's own and not
+    the time it took to queue its kernels.
+    """
 
     def __init__(self, network: nn.Module) -> None:
         self.seconds, self.calls, self._started = 0.0, 0, 0.0
+        self._on_gpu = next(network.parameters()).device.type == "cuda"
         network.register_forward_pre_hook(self._start)
         network.register_forward_hook(self._stop)
 
@@ -52,9 +57,13 @@ class ForwardTimer:
         self.seconds, self.calls = 0.0, 0
 
     def _start(self, module: nn.Module, args: tuple) -> None:
+        if self._on_gpu:
+            torch.cuda.synchronize()
         self._started = time.perf_counter()
 
     def _stop(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if self._on_gpu:
+            torch.cuda.synchronize()
         self.seconds += time.perf_counter() - self._started
         self.calls += 1
 
@@ -92,20 +101,58 @@ def compare(name: str, sample: Callable[[dict], Iterator], timer: ForwardTimer, 
             r.seconds.append(elapsed)
             r.outside.append(1 - timer.seconds / elapsed)
             r.passes, r.tokens = timer.calls, steps[-1].canvas[span[0] : span[1]].tolist()
-    plain = results[next(iter(contenders))]
-    gen = span[1] - span[0]
     print(f"\n{name}")
     print(f"{'contender':>10} {'tok/s':>8} {'passes':>7} {'speed-up':>9} {'same as plain':>14} {'outside fwd':>12}")
-    for label, r in results.items():
-        speed_up = statistics.median(plain.seconds) / statistics.median(r.seconds)
-        same = sum(a == b for a, b in zip(r.tokens, plain.tokens)) / gen
-        print(f"{label:>10} {gen / statistics.median(r.seconds):>8.1f} {r.passes:>7} {speed_up:>8.2f}x "
-              f"{same:>13.0%} {statistics.median(r.outside):>11.1%}")
+    for label, row in summary(results, span[1] - span[0]).items():
+        print(f"{label:>10} {row['tokens_per_s']:>8.1f} {row['passes']:>7} {row['speed_up']:>8.2f}x "
+              f"{row['same_as_plain']:>13.0%} {row['outside_forward']:>11.1%}")
     return results
+
+
+def summary(results: dict[str, Runs], generated: int) -> dict[str, dict]:
+    """Per contender: tokens/s, passes, time per pass, speed-up over the first (plain), share of tokens equal
+    to its output, and share of time outside the forward (medians over runs)."""
+    plain = next(iter(results.values()))
+    rows = {}
+    for label, r in results.items():
+        seconds = statistics.median(r.seconds)
+        rows[label] = {
+            "tokens_per_s": generated / seconds,
+            "passes": r.passes,
+            "ms_per_pass": seconds * 1000 / max(r.passes, 1),
+            "speed_up": statistics.median(plain.seconds) / seconds,
+            "same_as_plain": sum(a == b for a, b in zip(r.tokens, plain.tokens)) / generated,
+            "outside_forward": statistics.median(r.outside),
+        }
+    return rows
 
 
 def speed_up(results: dict[str, Runs], label: str) -> float:
     return statistics.median(results["plain"].seconds) / statistics.median(results[label].seconds)
+
+
+def sampler(family: str, network: nn.Module, canvas: torch.Tensor, mask: int, steps: int,
+            block: int) -> Callable[[dict], Iterator]:
+    """The engine's greedy sampler of `family` ("llada" or "dream", block-wise with alg entropy) over `canvas`,
+    as a function of a contender's options."""
+    from yipyap_jupyter.engine.families.dream.sampler import dream_sample
+    from yipyap_jupyter.engine.families.llada.sampler import llada_sample
+
+    if family == "llada":
+        return lambda options: llada_sample(network, canvas, mask_id=mask, steps=steps, block_length=block, **options)
+    return lambda options: dream_sample(network, canvas, mask_id=mask, steps=steps, block_length=block, alg="entropy",
+                                        **options)
+
+
+def timed_random_prompt(network: nn.Module, gen: int, prompt_tokens: int = 32) -> tuple[ForwardTimer, torch.Tensor, int]:
+    """For a random network: a timer around it (its mask banned inside the timed forward), and a canvas of a random
+    `prompt_tokens`-token prompt and `gen` masks on the network's device; (timer, canvas, mask id)."""
+    mask = network.config.mask_token_id
+    ban(network, [mask])
+    prompt = torch.randint(0, network.config.vocab_size - 1, (prompt_tokens,), generator=torch.Generator().manual_seed(0))
+    prompt += (prompt >= mask).long()  # any id but the mask's
+    canvas = torch.tensor([prompt.tolist() + [mask] * gen], device=next(network.parameters()).device)
+    return ForwardTimer(network), canvas, mask
 
 
 def random_checkpoint(directory: Path, family: str) -> Path:
@@ -141,17 +188,12 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from yipyap_jupyter.engine.checkpoint import load_network
-    from yipyap_jupyter.engine.families.dream.sampler import dream_sample
-    from yipyap_jupyter.engine.families.llada.sampler import llada_sample
     from yipyap_jupyter.engine.manager import DiffusionModelManager
 
     gen = 1024 if args.long else 256
     block = args.block_length
     print(f"greedy, {gen} new tokens, {gen} steps, blocks of {block}, 1 CPU thread, median of {args.runs} runs, "
           f"torch {torch.__version__}")
-
-    def llada_runner(network: nn.Module, canvas: torch.Tensor, mask: int) -> Callable[[dict], Iterator]:
-        return lambda options: llada_sample(network, canvas, mask_id=mask, steps=gen, block_length=block, **options)
 
     verdicts: list[str] = []
     with torch.inference_mode():
@@ -165,7 +207,7 @@ def main() -> None:
             prompt = model.tokenizer(TINY_PROMPT)["input_ids"]
             canvas = torch.tensor([prompt + [ids.mask] * gen])
             results = compare(f"tiny ({model.parameters / 1e6:.1f}M parameters, {len(prompt)}-token prompt)",
-                              llada_runner(model.network, canvas, ids.mask), timer,
+                              sampler("llada", model.network, canvas, ids.mask, gen, block), timer,
                               (len(prompt), canvas.shape[1]), args.runs, CONTENDERS)
             outside = statistics.median(results["plain"].outside)
             verdicts.append(f"tiny: plain spends {outside:.1%} outside the forward (target <= {MAX_OUTSIDE:.0%}): "
@@ -173,14 +215,10 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             network = load_network(random_checkpoint(Path(tmp) / "llada", "llada"))
-            mask = network.config.mask_token_id
-            ban(network, [mask])
-            timer = ForwardTimer(network)
-            prompt = torch.randint(0, mask, (32,), generator=torch.Generator().manual_seed(0)).tolist()
-            canvas = torch.tensor([prompt + [mask] * gen])
+            timer, canvas, mask = timed_random_prompt(network, gen)
             params = sum(p.numel() for p in network.parameters()) / 1e6
             results = compare(f"random LLaDA ({params:.1f}M parameters, 32-token prompt)",
-                              llada_runner(network, canvas, mask), timer, (32, canvas.shape[1]), args.runs,
+                              sampler("llada", network, canvas, mask, gen, block), timer, (32, canvas.shape[1]), args.runs,
                               CONTENDERS)
             outside = statistics.median(results["plain"].outside)
             verdicts.append(f"29M LLaDA: plain spends {outside:.1%} outside the forward (target <= "
@@ -193,14 +231,12 @@ def main() -> None:
 
             if args.dream:
                 network = load_network(random_checkpoint(Path(tmp) / "dream", "dream"))
-                ban(network, [mask])
-                timer = ForwardTimer(network)
+                timer, canvas, mask = timed_random_prompt(network, gen)
                 params = sum(p.numel() for p in network.parameters()) / 1e6
                 dream_contenders = {label: options for label, options in CONTENDERS.items() if label != "dual+t0.5"}
                 compare(f"random Dream, block sampler ({params:.1f}M parameters, 32-token prompt, alg entropy)",
-                        lambda options: dream_sample(network, canvas, mask_id=mask, steps=gen, block_length=block,
-                                                     alg="entropy", **options),
-                        timer, (32, canvas.shape[1]), args.runs, dream_contenders)
+                        sampler("dream", network, canvas, mask, gen, block), timer, (32, canvas.shape[1]), args.runs,
+                        dream_contenders)
 
     print()
     for verdict in verdicts:

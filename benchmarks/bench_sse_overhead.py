@@ -16,7 +16,6 @@ two medians. The server writes step frames at most every `frame_interval` second
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -24,19 +23,15 @@ import time
 from pathlib import Path
 
 import httpx
-from jupyter_process import start_server
+from jupyter_process import start_server, stream_frames
 
 PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'
 
 
 def time_sse(client: httpx.Client, url: str, body: dict) -> tuple[float, dict]:
     start = time.perf_counter()
-    last = {}
-    with client.stream("POST", f"{url}/generate/stream", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                last = json.loads(line[6:])
+    frames = list(stream_frames(client, url, body))
+    last = frames[-1] if frames else {}
     elapsed = time.perf_counter() - start
     if last.get("type") != "complete":
         raise SystemExit(f"stream ended with {last}")

@@ -1,17 +1,19 @@
 """A real Jupyter server with the extension, in a subprocess on loopback, for the HTTP benchmarks.
 
 Private config, data and runtime dirs under `workdir`, no rate limit, the model preloaded;
-`start_server` returns once the model answers as loaded.
+`start_server` returns once the model answers as loaded. `stream_frames` reads one SSE stream.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,8 +27,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: str, workdir: Path, threads: int = 1) -> tuple[subprocess.Popen[bytes], str, str]:
-    """(the server process, its `/api/diffusion` URL, its token); its log is `workdir/server.log`."""
+def start_server(
+    model: str, workdir: Path, threads: int = 1, timeout: float = 300
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """(the server process, its `/api/diffusion` URL, its token); its log is `workdir/server.log`.
+
+    Waits at most `timeout` seconds for the model to load (then stops the server and exits).
+    """
     port, token = free_port(), secrets.token_hex(12)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / "config"), "JUPYTER_DATA_DIR": str(workdir / "data"),
            "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads),
@@ -41,7 +48,7 @@ def start_server(model: str, workdir: Path, threads: int = 1) -> tuple[subproces
     log = (workdir / "server.log").open("w")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/diffusion"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server exited: see {workdir / 'server.log'}")
@@ -51,4 +58,15 @@ def start_server(model: str, workdir: Path, threads: int = 1) -> tuple[subproces
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.2)
+    server.terminate()
+    server.wait(30)
     raise SystemExit("the server did not load the model in time")
+
+
+def stream_frames(client: httpx.Client, url: str, body: dict, route: str = "generate/stream") -> Iterator[dict]:
+    """The JSON frames of one `POST {url}/{route}` SSE stream, as they arrive (an HTTP error status raises)."""
+    with client.stream("POST", f"{url}/{route}", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                yield json.loads(line[6:])

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -25,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from yipyap_jupyter.engine.checkpoint import save_checkpoint
+from yipyap_jupyter.engine.families.diffusiongemma import GEMMA_TOKENS
 from yipyap_jupyter.engine.families.dream import DREAM_TOKENS
 from yipyap_jupyter.engine.families.dream.config import DreamConfig
 from yipyap_jupyter.engine.families.dream.network import DreamModel
@@ -40,10 +42,16 @@ WORDS = (
 ).split()
 
 
-def save_tokenizer(directory: Path, tokens: FamilyTokens) -> dict[str, int]:
-    """A word-level tokenizer over `WORDS` plus the family's special tokens; returns the vocabulary."""
+def save_tokenizer(directory: Path, tokens: FamilyTokens, size: int | None = None) -> dict[str, int]:
+    """A word-level tokenizer over `WORDS` plus the family's special tokens; returns the vocabulary.
+
+    With `size`, made-up words (`w<id>`) fill the vocabulary up to `size` entries, so a network of a
+    real model's vocabulary decodes every id it predicts.
+    """
     specials = ["<unk>"] + [t for t in (tokens.bos, tokens.eos, tokens.eot, tokens.mask, tokens.expand) if t]
-    vocab = {token: i for i, token in enumerate(specials + list(WORDS))}
+    words = specials + list(WORDS)
+    words += [f"w{i}" for i in range(len(words), size or 0)]
+    vocab = {token: i for i, token in enumerate(words)}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.add_special_tokens(specials)
@@ -63,44 +71,88 @@ def save_tokenizer(directory: Path, tokens: FamilyTokens) -> dict[str, int]:
 
 
 def make_llada_checkpoint(
-    directory: Path, *, seed: int = 0, tokens: FamilyTokens = TINY_TOKENS, n_layers: int = 2, d_model: int = 32
+    directory: Path, *, seed: int = 0, tokens: FamilyTokens = TINY_TOKENS, n_layers: int = 2, d_model: int = 32,
+    vocab_size: int | None = None, device: str = "cpu", dtype: torch.dtype | None = None, **shape: Any,
 ) -> Path:
-    """A random LLaDA-architecture checkpoint with the tiny model's special tokens (expand included)."""
-    vocab = save_tokenizer(directory, tokens)
+    """A random LLaDA-architecture checkpoint with the tiny model's special tokens (expand included).
+
+    `vocab_size` fills the tokenizer up to that size; `shape` overrides other `LLaDAConfig` fields
+    (`n_heads`, `mlp_hidden_size`, `max_sequence_length`, ...). The weights are drawn on `device`
+    (fast for a large network on a GPU) and written in `dtype` (default float32).
+    """
+    vocab = save_tokenizer(directory, tokens, vocab_size)
+    fields: dict[str, Any] = dict(n_heads=4, mlp_hidden_size=2 * d_model, max_sequence_length=512)
     config = LLaDAConfig(
         d_model=d_model,
-        n_heads=4,
         n_layers=n_layers,
-        mlp_hidden_size=2 * d_model,
         vocab_size=len(vocab),
-        max_sequence_length=512,
         mask_token_id=vocab[tokens.mask],
         eos_token_id=vocab[tokens.eos],
         pad_token_id=vocab[tokens.eos],
+        **{**fields, **shape},
     )
     torch.manual_seed(seed)
-    return save_checkpoint(LLaDAModel(config), directory)
+    with torch.device(device):
+        network = LLaDAModel(config)
+    return save_checkpoint(network, directory, dtype=dtype)
 
 
-def make_dream_checkpoint(directory: Path, *, seed: int = 0, dreamon: bool = False) -> Path:
-    """A random Dream-architecture checkpoint; with `dreamon`, its tokenizer has `<|expand|>` (DreamOn)."""
+def make_dream_checkpoint(
+    directory: Path, *, seed: int = 0, dreamon: bool = False, vocab_size: int | None = None, device: str = "cpu",
+    dtype: torch.dtype | None = None, **shape: Any,
+) -> Path:
+    """A random Dream-architecture checkpoint; with `dreamon`, its tokenizer has `<|expand|>` (DreamOn).
+
+    `vocab_size`, `device`, `dtype` and `shape` (other `DreamConfig` fields) as for `make_llada_checkpoint`.
+    """
     tokens = DREAMON_TOKENS if dreamon else DREAM_TOKENS
-    vocab = save_tokenizer(directory, tokens)
+    vocab = save_tokenizer(directory, tokens, vocab_size)
+    fields: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, max_position_embeddings=512)
     config = DreamConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         vocab_size=len(vocab),
-        max_position_embeddings=512,
         mask_token_id=vocab[tokens.mask],
         pad_token_id=vocab[tokens.eos],
         bos_token_id=vocab[tokens.bos],
         eos_token_id=vocab[tokens.eos],
+        **{**fields, **shape},
     )
     torch.manual_seed(seed)
-    return save_checkpoint(DreamModel(config), directory)
+    with torch.device(device):
+        network = DreamModel(config)
+    return save_checkpoint(network, directory, dtype=dtype)
+
+
+def make_diffusiongemma_checkpoint(
+    directory: Path, *, seed: int = 0, canvas_length: int = 8, hidden_size: int = 64, layers: int = 3,
+    generation: dict[str, object] | None = None,
+) -> Path:
+    """A random DiffusionGemma checkpoint as transformers' `save_pretrained` writes it (about 0.6M parameters).
+
+    Built with the library's own config class; `generation` goes into its `generation_config.json`
+    (the end token is the tokenizer's `<eos>` unless it says otherwise).
+    """
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+
+    vocab = save_tokenizer(directory, GEMMA_TOKENS)
+    types = ["sliding_attention"] * (layers - 1) + ["full_attention"]
+    config = DiffusionGemmaConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                         global_head_dim=32, layer_types=types, sliding_window=16, num_experts=4, top_k_experts=2,
+                         moe_intermediate_size=hidden_size // 2, max_position_embeddings=512, pad_token_id=0,
+                         eos_token_id=vocab[GEMMA_TOKENS.eos], bos_token_id=0),
+        vision_config=dict(model_type="gemma4_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=2, head_dim=16),
+        canvas_length=canvas_length,
+    )
+    torch.manual_seed(seed)
+    model = DiffusionGemmaForBlockDiffusion(config).eval()
+    settings = {"eos_token_id": [vocab[GEMMA_TOKENS.eos]], "pad_token_id": 0, **(generation or {})}
+    for name, value in settings.items():
+        setattr(model.generation_config, name, value)
+    model.save_pretrained(str(directory))
+    return directory
 
 
 def shard_checkpoint(directory: Path, shards: int = 2) -> Path:

@@ -71,6 +71,14 @@ def tiny_dreamon_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dream_checkpoint(tmp_path_factory.mktemp("dreamon"), dreamon=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random DiffusionGemma checkpoint as transformers' `save_pretrained` writes it, canvases of 8 tokens."""
+    from checkpoints import make_diffusiongemma_checkpoint
+
+    return make_diffusiongemma_checkpoint(tmp_path_factory.mktemp("gemma"), generation={"max_denoising_steps": 6})
+
+
 @dataclass
 class PretendCuda:
     """What torch reports about the one pretend GPU; tests change `free` to make models fit or not."""

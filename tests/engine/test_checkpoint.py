@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,16 @@ def test_loading_converts_tensor_by_tensor_without_a_second_copy(tmp_path: Path)
     # the float32 weights plus one tensor in flight; a second full copy, or the file's pages
     # mapped beside the weights, would be 1.5x and more
     assert measured["growth"] <= 1.2 * measured["weights"], measured
+
+
+def test_loading_draws_no_initial_weights_and_imports_no_compiler() -> None:
+    """A fresh process's first load skips what it would throw away: drawing initial weights on the meta device
+    imports torch._dynamo (about a second of the first generation). Module constructors draw again afterwards."""
+    code = ("import sys, torch\n"
+            "from yipyap_jupyter.constants import TINY_MODEL_DIR\n"
+            "from yipyap_jupyter.engine.checkpoint import load_network\n"
+            "load_network(TINY_MODEL_DIR)\n"
+            "print('torch._dynamo' in sys.modules, torch.nn.Linear(4, 4).weight.abs().sum().item() > 0)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert run.stdout.split() == ["False", "True"], run.stdout + run.stderr

@@ -492,3 +492,17 @@ def test_importing_the_manager_does_not_import_torch() -> None:
     code = "import sys, yipyap_jupyter.engine.manager; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_auto_refuses_before_loading_a_model_that_fits_neither_gpu_nor_host(
+    manager: DiffusionModelManager, monkeypatch: pytest.MonkeyPatch, tiny_llada_dir: Path
+) -> None:
+    from yipyap_jupyter.engine import devices
+    from yipyap_jupyter.errors import ModelLoadingError
+
+    monkeypatch.setattr(devices, "host_available_bytes", lambda: 1000)
+    with pytest.raises(ModelLoadingError, match=r"does not fit: it needs about .* GiB on a GPU \(no GPU on this "
+                                                r"machine\) or about .* GiB of memory on the CPU in float32"):
+        manager.load(str(tiny_llada_dir), device="auto")
+    assert manager.current() is None
+    assert manager.load(str(tiny_llada_dir), device="cpu").device == "cpu"  # asked for: not second-guessed

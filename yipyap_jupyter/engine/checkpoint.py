@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,6 +59,30 @@ def _read_tensors(path: Path, device: torch.device | str, dtype: torch.dtype) ->
             yield name, stored.to(device=device, dtype=dtype, copy=True)
 
 
+#: `torch.nn.init` functions that module constructors call to draw their random initial weights.
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "kaiming_uniform_",
+                   "kaiming_normal_", "xavier_uniform_", "xavier_normal_")
+
+
+@contextmanager
+def _shapes_only() -> Iterator[None]:
+    """Modules built inside get parameters on the meta device, without drawing initial weights.
+
+    Every parameter is about to be replaced by a loaded tensor. Drawing on the meta device would
+    still import torch's compiler package (`torch._dynamo`): a second of a fresh process's first load.
+    Only the engine thread builds networks, so the module-wide switch is seen by nothing else.
+    """
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    for name in saved:
+        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def build_network(config: dict[str, Any], directory: Path | str = ".") -> nn.Module:
     """An uninitialised network for a raw config dict of a checkpoint in `directory` (on the current default device).
 
@@ -95,7 +120,7 @@ def load_network(
     family = detect(directory)
     if family.load is not None:
         return family.load(directory, device, dtype)
-    with torch.device("meta"):
+    with _shapes_only():
         network = family.network(config)
     expected = {name: tensor.shape for name, tensor in network.state_dict().items()}
     state: dict[str, torch.Tensor] = {}

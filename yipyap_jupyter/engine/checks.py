@@ -97,6 +97,8 @@ def _check_tokenizer(model: DiffusionModel, vocab_size: int) -> None:
             raise ModelLoadingError(f"the {name} token id {token_id} is not in the tokenizer ({tokens} tokens):"
                                     " the tokenizer is missing or does not belong to these weights")
     mask = model.spec.tokens.mask
+    if mask is None:  # a family without a mask token
+        return
     known = model.tokenizer.convert_tokens_to_ids(mask)
     if known is not None and known != model.tokenizer.unk_token_id and known != ids.mask:
         raise ModelLoadingError(f"config.json says the mask token is id {ids.mask}, the tokenizer says {mask} is {known}")
@@ -113,12 +115,13 @@ def _check_weights(model: DiffusionModel) -> None:
 
 
 def _check_forward(model: DiffusionModel) -> None:
-    """One forward pass over a few masks must give finite logits."""
+    """One forward pass over a few masks (end tokens for a family without masks) must give finite logits."""
     import torch
 
     from .devices import is_out_of_memory
 
-    ids = torch.tensor([[model.ids.eos] + [model.ids.mask] * (SMOKE_TOKENS - 1)], device=model.device)
+    filler = model.ids.eos if model.ids.mask is None else model.ids.mask
+    ids = torch.tensor([[model.ids.eos] + [filler] * (SMOKE_TOKENS - 1)], device=model.device)
     try:
         with torch.no_grad():
             logits = model.network(ids)

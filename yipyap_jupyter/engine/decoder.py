@@ -101,9 +101,12 @@ class IncrementalDecoder:
         masks_left = len(runs) - 1
         kept = sum(len(run) for run in runs) - sum(1 for t in tokens[:shown_end] if t in self.stops)
         front = next((i for i in range(shown_end) if not final[i]), shown_end)
+        if s.settled_end is not None:
+            front = min(front, s.settled_end - start)
         settled = texts[0] if front == len(runs[0]) else self._run_text(tokens[:front])
         masked = states.count(MASKED)
-        self._progress = max(self._progress, sum(final) / len(tokens) if tokens else 1.0)
+        done = s.progress if s.progress is not None else sum(final) / len(tokens) if tokens else 1.0
+        self._progress = max(self._progress, done)
         return GenerationStep(
             step=s.step,
             total_steps=s.total_steps if self.exact_total else s.step + masked,

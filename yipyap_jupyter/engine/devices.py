@@ -33,6 +33,27 @@ def _fits(estimated_bytes: int, free_bytes: int) -> bool:
     return estimated_bytes <= free_bytes * ACCELERATOR_MEMORY_HEADROOM
 
 
+def host_available_bytes() -> int | None:
+    """Memory the host can still give (Linux's MemAvailable); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def accelerator_free_bytes() -> tuple[str, int] | None:
+    """The accelerator `auto` would use and its free memory; None without one."""
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()}", _cuda_free_bytes()
+    if _mps_available():
+        return "mps", _mps_free_bytes()
+    return None
+
+
 def resolve_device(requested: str, estimated_bytes: int, reclaimable_bytes: int = 0) -> torch.device:
     """The device for a model of `estimated_bytes`.
 

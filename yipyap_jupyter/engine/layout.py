@@ -34,13 +34,25 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 def context_length(directory: Path) -> int | None:
-    """The longest sequence the checkpoint's config allows (LLaDA and Dream name it differently)."""
+    """The longest sequence the checkpoint's config allows (LLaDA, Dream and DiffusionGemma's text model name it
+    differently)."""
     try:
         config = json.loads((Path(directory) / CONFIG_FILE).read_text(encoding="utf-8"))
-        value = config.get("max_sequence_length") or config.get("max_position_embeddings")
+        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+        value = text.get("max_sequence_length") or text.get("max_position_embeddings")
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) and value > 0 else None
+
+
+def generation_ends(directory: Path) -> tuple[int, ...]:
+    """The end tokens a checkpoint's `generation_config.json` names (`eos_token_id`, one or a list); () without one."""
+    try:
+        value = json.loads((Path(directory) / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    values = value if isinstance(value, list) else [value]
+    return tuple(v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0)
 
 
 def has_expand_token(directory: Path) -> bool:

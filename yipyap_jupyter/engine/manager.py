@@ -443,7 +443,35 @@ class DiffusionModelManager:
         info = self.registry.info(spec, path)
         wanted_dtype = parse_dtype(dtype)
         target = resolve_device(device, self._estimate_bytes(info, wanted_dtype), self._reclaimable_bytes())
-        return _Wanted(spec, path, info, target, wanted_dtype or default_dtype(target))
+        final_dtype = wanted_dtype or default_dtype(target)
+        if str(device).strip().lower() == "auto" and target.type == "cpu":
+            self._check_host_fit(spec.id, info, wanted_dtype, final_dtype)
+        return _Wanted(spec, path, info, target, final_dtype)
+
+    def _check_host_fit(self, model_id: str, info: ModelInfo, asked: torch.dtype | None, dtype: torch.dtype) -> None:
+        """`auto` chose the CPU: refuse, before loading anything, a model the host's memory cannot hold either.
+
+        Raises:
+            ModelLoadingError: saying what the model needs on an accelerator and on the CPU, and what there is.
+        """
+        from ..errors import ModelLoadingError
+        from .devices import accelerator_free_bytes, host_available_bytes
+
+        needed = self._estimate_bytes(info, dtype)
+        available = host_available_bytes()
+        if available is None or needed <= available:
+            return
+        def gib(size: int) -> str:
+            return f"{size / 2**30:.1f} GiB"
+
+        accelerator = accelerator_free_bytes()
+        on_accelerator = self._estimate_bytes(info, asked)
+        where = (f"{gib(accelerator[1])} free on {accelerator[0]}" if accelerator else "no GPU on this machine")
+        raise ModelLoadingError(
+            f"{model_id} does not fit: it needs about {gib(on_accelerator)} on a GPU ({where}) or about "
+            f"{gib(needed)} of memory on the CPU in {str(dtype).removeprefix('torch.')} ({gib(available)} available)",
+            retryable=False,
+        )
 
     def _load_in_turn(self, wanted: _Wanted, say: StatusCallback) -> ModelInfo:
         """Build the model and make it the resident one (the caller holds the turn)."""

@@ -20,7 +20,7 @@ from ..errors import ValidationError
 from .checkpoint import load_network
 from .checks import check_model
 from .decoder import GenerationStep, IncrementalDecoder
-from .layout import context_length, read_config
+from .layout import context_length, generation_ends, read_config
 from .options import Job, SamplingOptions, resolve, sampler_for
 from .samplers.base import Program
 from .specs import ModelSpec
@@ -88,7 +88,8 @@ class DiffusionModel:
         config = read_config(directory)
         tokenizer = load_tokenizer(directory)
         network = load_network(directory, device=device, dtype=dtype)
-        model = cls(spec, network, tokenizer, special_ids(tokenizer, spec, config), context_length(directory))
+        ids = special_ids(tokenizer, spec, config, generation_ends(directory))
+        model = cls(spec, network, tokenizer, ids, context_length(directory))
         check_model(model)
         return model
 

@@ -167,7 +167,9 @@ def sampler_for(spec: ModelSpec, job: Job) -> Sampler:
     capability = "infill" if job == "infill" else job
     sampler = family(spec.family).samplers.get(job)
     if capability not in spec.capabilities or sampler is None:
-        raise ValidationError(f"model {spec.id} does not support {capability.replace('_', ' ')}")
+        can = " and ".join(c.replace("_", " ") for c in spec.capabilities)
+        raise ValidationError(f"model {spec.id} does not support {capability.replace('_', ' ')}"
+                              f" ({spec.family} models {'only ' if len(spec.capabilities) == 1 else ''}{can})")
     return sampler
 
 

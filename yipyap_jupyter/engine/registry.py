@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ModelUnavailableError, NetworkError
 from ..service.schemas import ModelInfo
-from .families import KNOWN_MODELS, detect
+from .families import KNOWN_MODELS, detect, with_checkpoint_defaults
 from .layout import CONFIG_FILE, checkpoint_files, context_length
 from .specs import ModelSpec
 
@@ -155,11 +155,12 @@ class ModelRegistry:
         """
         spec = self.lookup(model_id_or_path)
         if spec is not None:
-            return spec, self._located(spec)
+            directory = self._located(spec)
+            return with_checkpoint_defaults(spec, directory), directory
         path = _user_path(model_id_or_path)
         if path is not None and _is_dir(path):
             directory = path.resolve()
-            return self._known_at(directory) or self._local_spec(directory), directory
+            return with_checkpoint_defaults(self._known_at(directory) or self._local_spec(directory), directory), directory
         known = ", ".join(self.known)
         raise ModelUnavailableError(
             f"unknown model {model_id_or_path[:200]!r}: use one of {known}, or the path of a local checkpoint directory"

@@ -22,6 +22,7 @@ class SpecialIds:
     eot: int | None
     bos: int | None
     expand: int | None
+    ends: tuple[int, ...] = ()
 
     @property
     def mask_id(self) -> int:
@@ -32,8 +33,8 @@ class SpecialIds:
 
     @property
     def stops(self) -> frozenset[int]:
-        """Tokens that end a generation: everything after them is padding."""
-        return frozenset(i for i in (self.eos, self.eot) if i is not None)
+        """Tokens that end a generation (with those the checkpoint's generation config names): after them is padding."""
+        return frozenset(i for i in (self.eos, self.eot, *self.ends) if i is not None)
 
 
 def load_tokenizer(directory: Path) -> Any:
@@ -56,9 +57,12 @@ def load_tokenizer(directory: Path) -> Any:
         hf_logging.set_verbosity(verbosity)
 
 
-def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any]) -> SpecialIds:
+def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any], ends: tuple[int, ...] = ()) -> SpecialIds:
     """Resolve the family's special tokens to ids; the mask id comes from config.json when present, else from the
-    family's mask token, else from the tokenizer's declared mask token."""
+    family's mask token, else from the tokenizer's declared mask token.
+
+    `ends`: further end tokens, those the checkpoint's generation config names.
+    """
 
     def lookup(token: str | None) -> int | None:
         if token is None:
@@ -78,5 +82,5 @@ def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any]) -> Spec
         raise ModelLoadingError(f"tokenizer lacks the {spec.family} mask or end-of-text token")
     return SpecialIds(
         mask=None if mask is None else int(mask), eos=eos, eot=lookup(spec.tokens.eot), bos=lookup(spec.tokens.bos),
-        expand=lookup(spec.tokens.expand),
+        expand=lookup(spec.tokens.expand), ends=ends,
     )

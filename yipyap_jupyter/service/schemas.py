@@ -27,6 +27,8 @@ from ..engine.options import MAX_TOKENS, Option
 
 #: Longest prompt / prefix / suffix accepted, in characters; checked before anything is tokenised.
 MAX_TEXT_CHARS = 32_768
+#: Request fields that would carry images: refused, saying that prompts are text only.
+IMAGE_FIELDS = ("image", "images", "pixel_values", "image_url")
 #: Smallest positive sampling temperature (0 means greedy).
 MIN_TEMPERATURE = 0.01
 
@@ -47,6 +49,13 @@ class _RequestFields(BaseModel):
     auto_trim: bool | None = None
     fix_punctuation: bool | None = None
     timeout: Float | None = Field(None, gt=0.0, le=3600.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in data for key in IMAGE_FIELDS):
+            raise ValueError("prompts are text only: this service does not take images")
+        return data
 
 
 def _field(option: Option) -> tuple[Any, Any]:

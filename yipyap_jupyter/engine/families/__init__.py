@@ -16,13 +16,13 @@ types and every view offer its options, and the batch runs its programs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import ModelLoadingError
 from ..layout import read_config
-from ..options import SHARED_OPTIONS, Job, Option, Sampler
+from ..options import SHARED_OPTIONS, Job, Option, Sampler, SamplingOptions
 from ..specs import FamilyTokens, ModelSpec
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ class Family:
             default device: the loader builds it on the meta device and reads the weights in).
         load: loads a directory onto (device, dtype) itself, instead of `network` plus our
             safetensors reader (a library class with a loader of its own).
+        checkpoint_defaults: the sampling defaults a checkpoint directory declares itself
+            (DiffusionGemma's `generation_config.json`), laid over its spec's.
         models: its known models (the registry's entries).
     """
 
@@ -63,10 +65,12 @@ class Family:
     local_spec: Callable[[str, Path], ModelSpec]
     network: Callable[[dict[str, Any]], nn.Module]
     load: Callable[[Path, torch.device | str, torch.dtype], nn.Module] | None = None
+    checkpoint_defaults: Callable[[Path], SamplingOptions] | None = None
     models: tuple[ModelSpec, ...] = field(default=())
 
 
 def _families() -> tuple[Family, ...]:
+    from .diffusiongemma import DIFFUSIONGEMMA
     from .dream import DREAM
     from .dreamon import DREAMON
     from .llada import LLADA
@@ -77,6 +81,7 @@ def _families() -> tuple[Family, ...]:
         LLADA,
         DREAM,
         DREAMON,
+        DIFFUSIONGEMMA,
         LLADA2,
         SDAR,
     )
@@ -101,6 +106,14 @@ def detect(directory: Path | str) -> Family:
         raise ModelLoadingError(f"unsupported model_type {model_type!r} in {directory}"
                                 f" (supported: {', '.join(f.name for f in FAMILIES)})")
     return found
+
+
+def with_checkpoint_defaults(spec: ModelSpec, directory: Path) -> ModelSpec:
+    """`spec` with the defaults its checkpoint in `directory` declares itself laid over its own."""
+    read = family(spec.family).checkpoint_defaults
+    if read is None:
+        return spec
+    return replace(spec, defaults=spec.defaults.replace(**read(directory).given()))
 
 
 def all_options() -> tuple[Option, ...]:

@@ -63,6 +63,9 @@ class SamplerStep:
             suffix (if any) after it.
         states: each canvas position's state (`MASKED` ...), 1-D tensor; None for a sampler of a
             masked family, whose positions are masked where the token is the mask and settled elsewhere.
+        settled_end: where the final text ends when the states do not say it (a settled position of
+            uniform-state diffusion's draft may still change); None: at the first position not settled.
+        progress: the share of the run done, when the region does not tell it (it grows canvas by canvas).
     """
 
     step: int
@@ -72,6 +75,8 @@ class SamplerStep:
     confidences: torch.Tensor
     span: tuple[int, int]
     states: torch.Tensor | None = None
+    settled_end: int | None = None
+    progress: float | None = None
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
