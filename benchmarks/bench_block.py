@@ -118,6 +118,7 @@ def main() -> None:
     p.add_argument("--prompt", type=int, default=45, help="prompt tokens (whole blocks and a tail)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--family", choices=["llada2", "sdar"], nargs="+", default=["llada2", "sdar"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
@@ -129,6 +130,8 @@ def main() -> None:
     print(f"{'family':<34} {'tokens':>6} {'none s':>8} {'prefix s':>8} {'speed-up':>8} {'passes':>6} "
           f"{'same tokens':>11} {'outside forward':>15}")
     for name, (network, program) in _families().items():
+        if name.split()[0] not in args.family:
+            continue
         timed = TimedNetwork(network.to(args.device, dtype))
         parameters = sum(t.numel() for t in network.parameters())
         with torch.inference_mode():

@@ -179,3 +179,20 @@ def test_a_tokenizer_that_names_its_mask_otherwise_still_gives_the_mask(tmp_path
     model = DiffusionModel.load(KNOWN_MODELS["llada2.0-mini"], directory)  # the registry spec says <|mask|>
     assert model.ids.mask == model.tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
     assert _load(directory).ids.mask == model.ids.mask  # a local directory reads the name from tokenizer_config.json
+
+
+def test_the_command_line_generates_with_a_block_checkpoint(tmp_path: Path, sdar_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "YIPYAP_SETTINGS_PATH": str(tmp_path / "settings.json"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "yipyap_jupyter", PROMPT, "--model", str(sdar_dir),
+                           "--max-new-tokens", "8", "--remasking", "sequential", "--seed", "1"],
+                          env=env, text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    model = _load(sdar_dir)
+    expected = list(model.generate(PROMPT, SamplingOptions(max_new_tokens=8, remasking="sequential", seed=1)))[-1]
+    assert done.stdout.strip() == expected.text.strip()
