@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from yipyap_jupyter.engine.families.diffusiongemma import GENERATE_DEFAULTS
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.engine.registry import ModelRegistry
 from yipyap_jupyter.engine.samplers.base import SamplerStep
-from yipyap_jupyter.errors import ValidationError
+from yipyap_jupyter.errors import ModelLoadingError, ValidationError
 
 PROMPT = "the cat sat on the mat"
 #: Option sets that reach every branch: adaptive stopping, all steps, several canvases, an early end token.
@@ -134,3 +136,50 @@ def test_what_this_family_does_not_do_is_refused_by_name(gemma: DiffusionModel, 
         result = call(gemma)
         if isinstance(result, Iterator):
             next(result)
+
+
+def test_every_token_of_the_output_has_the_step_that_made_it_final(gemma: DiffusionModel) -> None:
+    steps = our_steps(gemma, RUNS[3])
+    start = steps[-1].span[0]
+    final_at: dict[int, int] = {}
+    for step in steps:
+        for position in step.changed.tolist():
+            final_at[position] = step.step
+    assert set(final_at) == set(range(start, steps[-1].canvas.numel()))
+
+
+def nan_in_a_weight(directory: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(directory / "model.safetensors"))
+    state[min(state)].view(-1)[0] = float("nan")
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+def truncated_weights(directory: Path) -> None:
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def a_missing_weight(directory: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(directory / "model.safetensors"))
+    del state[sorted(state)[5]]
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+def other_width(directory: Path) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    config["text_config"]["hidden_size"] = 96
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("damage", [nan_in_a_weight, truncated_weights, a_missing_weight, other_width])
+def test_a_damaged_checkpoint_is_refused_before_it_serves(tiny_gemma_dir: Path, tmp_path: Path, damage: Any) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_gemma_dir, broken)
+    damage(broken)
+    spec, path = ModelRegistry().resolve(str(broken))
+    with pytest.raises(ModelLoadingError):
+        DiffusionModel.load(spec, path)

@@ -48,3 +48,26 @@ def test_infill_views_agree(ipython, magics, client, tiny_dreamon_dir, capsys) -
                  "--max-new-tokens", "8", "--quiet"]) == 0
     assert capsys.readouterr().out == from_python.text + "\n"
     assert cell.result.raw_text == panel.result.raw_text == from_python.raw_text
+
+
+def test_diffusiongemma_options_reach_it_from_every_view(ipython, magics, client, tiny_gemma_dir, capsys) -> None:
+    """Its own options (--entropy-bound, --t-max, ...) in the magic, the panel's knobs, the CLI and the client."""
+    client.load(str(tiny_gemma_dir), "cpu")
+    options = {"seed": 2, "max_new_tokens": 16, "entropy_bound": 0.5, "t_max": 1.2, "stability_threshold": 0}
+    from_python = client.generate(PROMPT, **options)
+    assert {"entropy_bound": 0.5, "t_max": 1.2, "t_min": 0.4, "steps": 6}.items() <= from_python.options.items()
+    cell = ipython.run_cell("%%diffuse --seed 2 --max-new-tokens 16 --entropy-bound 0.5 --t-max 1.2 "
+                            f"--stability-threshold 0 --no-stream\n{PROMPT}")
+    assert cell.error_in_exec is None
+    panel = TextGeneratorPanel(client)
+    panel.prompt.value = PROMPT
+    for name, value in options.items():
+        panel.knobs[name].value = str(value)
+    panel.generate_button.click()
+    assert panel.wait(120) and panel.result is not None
+    capsys.readouterr()
+    assert main([PROMPT, "--model", str(tiny_gemma_dir), "--seed", "2", "--max-new-tokens", "16",
+                 "--entropy-bound", "0.5", "--t-max", "1.2", "--stability-threshold", "0", "--quiet"]) == 0
+    assert capsys.readouterr().out == from_python.text + "\n"
+    assert cell.result.raw_text == panel.result.raw_text == from_python.raw_text
+    assert len(from_python.history) == from_python.steps  # one canvas per denoising step

@@ -176,11 +176,11 @@ class ModelRegistry:
             family=spec.family,
             repo_id=spec.repo_id,
             capabilities=list(spec.capabilities),
-            parameters=safetensors_parameters(present) if not missing else None,
+            parameters=(safetensors_parameters(present) if not missing else None) or spec.parameters,
             size_on_disk=size_on_disk(directory) if directory else 0,
             cached=not missing,
             path=str(directory) if directory else None,
-            context_length=context_length(directory) if directory and not missing else None,
+            context_length=(context_length(directory) if directory and not missing else None) or spec.context_length,
         )
 
     def download(self, model_id: str, progress: ProgressCallback | None = None) -> Path:

@@ -46,8 +46,8 @@ class ModelSpec:
     repo_id: str | None = None
     shift_logits: bool = False
     code: bool = False  # writes code: `fix_punctuation` would damage it, so it never applies
-    context_length: int | None = None  # when known without the weights (else read from config.json)
-    parameters: int | None = None  # when known without the weights, for the fit check before a download
+    context_length: int | None = None  # listed before the weights are cached (then config.json says)
+    parameters: int | None = None  # listed before the weights are cached (then their headers say)
 
     @property
     def local_dir(self) -> str | None:

@@ -38,11 +38,12 @@ CHANGED_STYLE = "background: #ffe27a; border-radius: 2px;"
 FOOTER_STYLE = "font-family: var(--jp-ui-font-family, sans-serif); font-size: 12px; color: #6b6b6b; padding: 2px 8px;"
 ERROR_STYLE = "color: #b3261e;"
 
-#: Option names as the footer shows them, in this order (the complete event's `options`).
+#: Option names as the footer shows them, in this order (the complete event's `options`): the ones that say
+#: most about a run; the rest are in `result.options`.
 OPTION_LABELS = {
     "model": "model", "max_new_tokens": "max new tokens", "steps": "steps", "block_length": "block",
     "temperature": "temperature", "remasking": "remasking", "alg": "alg", "threshold": "threshold",
-    "cache": "cache", "seed": "seed",
+    "cache": "cache", "entropy_bound": "entropy bound", "t_min": "t min", "t_max": "t max", "seed": "seed",
 }
 
 

@@ -41,7 +41,8 @@ class Family:
 
     Attributes:
         name: the family's name (`ModelInfo.family`, error messages).
-        kind: how its sampler denoises (see `Kind`); views show steps of every kind alike.
+        kind: how its sampler denoises (see `Kind`), said for readers and listings; the engine asks
+            the samplers and networks themselves what they do (`Sampler`, `packs`, step states).
         recognises: whether a checkpoint directory is this family's, from its `config.json`
             (a dict) and the directory (for files beside it, such as the tokenizer).
         tokens: its special tokens, looked up in each checkpoint's tokenizer.

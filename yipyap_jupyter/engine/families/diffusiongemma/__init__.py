@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from ...model import DiffusionModel
     from ...samplers.base import Program
 
-GEMMA_TOKENS = FamilyTokens(mask=None, eos="<eos>", eot="<end_of_turn>")
+#: No mask token; the end tokens are the tokenizer's `<eos>` and those the checkpoint's generation config names
+#: (what `generate` stops at), so the text ends where the library's output does.
+GEMMA_TOKENS = FamilyTokens(mask=None, eos="<eos>")
 
 ENTROPY_BOUND = Option("entropy_bound", float,
                        "DiffusionGemma: accept the lowest-entropy positions while their summed entropy, less the "
@@ -98,8 +100,9 @@ def _load(directory: Path, device: torch.device | str, dtype: torch.dtype) -> nn
 
 
 def _local_spec(model_id: str, directory: Path) -> ModelSpec:
-    return ModelSpec(model_id, model_id, "diffusiongemma", GEMMA_TOKENS, checkpoint_defaults(directory), ("generate",),
-                     chat=True)
+    """A directory no registry entry names: its prompt is not wrapped in a chat template unless a request asks
+    (`chat=true`), as for every family's local directories."""
+    return ModelSpec(model_id, model_id, "diffusiongemma", GEMMA_TOKENS, checkpoint_defaults(directory), ("generate",))
 
 
 GEMMA_SAMPLER = Sampler("{family} models", (STEPS, ENTROPY_BOUND, T_MIN, T_MAX, STABILITY_THRESHOLD,
@@ -118,6 +121,8 @@ DIFFUSIONGEMMA = Family(
     models=(
         ModelSpec("diffusiongemma-26b-a4b-it", "DiffusionGemma 26B A4B it (uniform-state diffusion, MoE)",
                   "diffusiongemma", GEMMA_TOKENS, SamplingOptions(), ("generate",), chat=True,
-                  repo_id="google/diffusiongemma-26B-A4B-it", parameters=26_000_000_000),
+                  repo_id="google/diffusiongemma-26B-A4B-it", parameters=26_000_000_000,
+                  # transformers' DiffusionGemmaTextConfig default, until the checkpoint's config.json is cached
+                  context_length=131_072),
     ),
 )

@@ -15,7 +15,7 @@ sequence), so it says so (`packs = False`) and a decoding batch runs one pass pe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,7 +95,8 @@ class DiffusionGemmaNetwork(nn.Module):
         """The checkpoint in `directory` (as `save_pretrained` writes it) on `device` in `dtype`.
 
         Raises:
-            ModelLoadingError: files the library cannot read as this model.
+            ModelLoadingError: files the library cannot read as this model, or that lack some of its
+                weights (the library would draw those at random and answer garbage).
         """
         from transformers import DiffusionGemmaForBlockDiffusion
         from transformers.utils import logging as hf_logging
@@ -104,8 +105,9 @@ class DiffusionGemmaNetwork(nn.Module):
         hf_logging.set_verbosity_error()  # its load report and bar are for a terminal, not for our status events
         hf_logging.disable_progress_bar()
         try:
-            model = DiffusionGemmaForBlockDiffusion.from_pretrained(str(directory), dtype=dtype,
-                                                                   local_files_only=True)
+            loaded: Any = DiffusionGemmaForBlockDiffusion.from_pretrained(
+                str(directory), dtype=dtype, local_files_only=True, output_loading_info=True)
+            model, report = loaded
         except torch.OutOfMemoryError:
             raise
         except Exception as error:  # noqa: BLE001 - the library raises many kinds for a bad checkpoint
@@ -115,7 +117,11 @@ class DiffusionGemmaNetwork(nn.Module):
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
-        return cls(cast(Any, model).to(device).eval())
+        missing = sorted(report["missing_keys"]) + sorted(report["mismatched_keys"])
+        if missing:
+            raise ModelLoadingError(f"checkpoint in {directory} does not match its config: missing or misshapen "
+                                    f"{len(missing)} tensors (e.g. {', '.join(map(str, missing[:3]))})")
+        return cls(model.to(device).eval())
 
     @classmethod
     def empty(cls, config: dict[str, Any]) -> DiffusionGemmaNetwork:

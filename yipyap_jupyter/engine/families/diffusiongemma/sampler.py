@@ -82,7 +82,8 @@ def diffusiongemma_program(
 
     Yields:
         `Forward`s, and one `SamplerStep` per step: the canvas is the prompt, the finished
-        canvases and the current argmax canvas; `changed` the positions accepted this step.
+        canvases and the current argmax canvas; `changed` the positions accepted this step (at
+        a canvas's last step, also those no step accepted: they become final there).
 
     Raises:
         ValidationError: bad arguments.
@@ -113,6 +114,7 @@ def diffusiongemma_program(
         current = sampler.initialize_canvas(1, device)
         conditioning: torch.Tensor | None = None
         stopping.reset()
+        ever_accepted = torch.zeros(canvas_length, dtype=torch.bool, device=device)
         for cur_step in range(steps, 0, -1):  # steps *remaining*, as the library counts them
             logits = yield Forward(current, inputs={"session": session, "self_conditioning": conditioning})
             assert logits is not None
@@ -129,10 +131,13 @@ def diffusiongemma_program(
             step += 1
             canvas_over = finished or cur_step == 1
             last = canvas_over and (canvas_index == canvases - 1 or bool(torch.isin(draft, ends).any()))
-            chosen = sampler.accepted_token_mask[0].nonzero().flatten()
+            accepted_now = sampler.accepted_token_mask[0]
+            ever_accepted |= accepted_now
+            # a finished canvas is final everywhere: positions no step accepted become final at this one
+            chosen = (accepted_now | ~ever_accepted if canvas_over else accepted_now).nonzero().flatten()
             states = torch.full((start + canvas_length * (canvas_index + 1),), SETTLED, dtype=torch.int8)
             if not canvas_over:
-                states[output.shape[1]:] = torch.where(sampler.accepted_token_mask[0].cpu(), SETTLED, UNSETTLED)
+                states[output.shape[1]:] = torch.where(accepted_now.cpu(), SETTLED, UNSETTLED)
             shown = torch.cat([output, draft], dim=1)[0]
             if last and eos_ids and pad_id is not None:
                 shown = _pad_after_end(shown, start + canvas_length * canvas_index, ends, pad_id)
