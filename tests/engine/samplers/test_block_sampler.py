@@ -230,14 +230,23 @@ def test_the_prefix_cache_runs_only_new_blocks_and_the_current_one(sdar) -> None
     assert windows == [(0, 12), (8, 12), (8, 16), (12, 16), (12, 16), (12, 16)]
 
 
-def test_rows_in_one_batch_give_their_solo_runs(llada2) -> None:
-    network, _ = llada2
+@pytest.mark.parametrize("family", ["llada2", "sdar"])
+def test_rows_in_one_batch_give_their_solo_runs(llada2, sdar, family: str) -> None:
+    network = (llada2 if family == "llada2" else sdar)[0]
 
     def programs() -> list:
+        if family == "sdar":
+            return [sdar_program(_canvas(PROMPTS["tail"], 12), mask_id=MASK, stop_ids=frozenset(), threshold=0.5),
+                    sdar_program(_canvas(PROMPTS["blocks and a tail"], 9), mask_id=MASK, stop_ids=frozenset(),
+                                 block_length=8, steps=3, remasking="sequential", cache="none"),
+                    sdar_program(_canvas(PROMPTS["whole blocks"], 8), mask_id=MASK, stop_ids=frozenset(),
+                                 temperature=0.7, top_k=10, generator=torch.Generator().manual_seed(2))]
         return [llada2_program(_canvas(PROMPTS["tail"], 20), mask_id=MASK, eos_id=EOS, block_length=8, steps=4,
                                threshold=0.3),
                 llada2_program(_canvas(PROMPTS["blocks and a tail"], 12), mask_id=MASK, eos_id=EOS, block_length=4,
-                               steps=4, threshold=0.3, cache="none")]
+                               steps=4, threshold=0.3, cache="none"),
+                llada2_program(_canvas(PROMPTS["whole blocks"], 12), mask_id=MASK, eos_id=EOS, block_length=8,
+                               threshold=0.3, editing_threshold=0.25)]
 
     solo = [_run(network, program) for program in programs()]
     batch = DecodingBatch(network)
