@@ -144,6 +144,21 @@ def test_llada21_edits_as_the_official_generate(llada2, cache, prompt, max_post_
     assert len(changed) > len(set(changed))  # some positions were edited after their commit
 
 
+@pytest.mark.parametrize("eos_early_stop", [False, True])
+def test_llada21_stops_at_the_end_token_only_when_asked(llada2, eos_early_stop) -> None:
+    network, official = llada2
+    prompt, options = PROMPTS["tail"], dict(block_length=8, threshold=0.3, editing_threshold=0.25, max_post_steps=2)
+    free = _run(network, llada2_program(_canvas(prompt, 24), mask_id=MASK, eos_id=MASK, **options))
+    eos = _token_of_second_block(free, 8)
+    expected, passes = llada21_generate(official(8), prompt, gen_length=24, mask_id=MASK, eos_id=eos,
+                                        eos_early_stop=eos_early_stop, **options)
+    ours = _run(network, llada2_program(_canvas(prompt, 24), mask_id=MASK, eos_id=eos, eos_early_stop=eos_early_stop,
+                                        **options))
+    assert _generated(ours, eos) == expected
+    assert _passes(ours) == _inside(passes, len(prompt) + 24)
+    assert (MASK in ours[-1].canvas.tolist()) == eos_early_stop  # without it, 2.1 writes every block
+
+
 @pytest.mark.parametrize("cache", ["none", "prefix"])
 def test_llada2_sampling_draws_as_the_official_generate(llada2, cache) -> None:
     network, official = llada2
