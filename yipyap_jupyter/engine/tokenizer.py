@@ -58,7 +58,8 @@ def load_tokenizer(directory: Path) -> Any:
 
 
 def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any], ends: tuple[int, ...] = ()) -> SpecialIds:
-    """Resolve the family's special tokens to ids; the mask id comes from config.json when present.
+    """Resolve the family's special tokens to ids; the mask id comes from config.json when present, else from the
+    family's mask token, else from the tokenizer's declared mask token.
 
     `ends`: further end tokens, those the checkpoint's generation config names.
     """
@@ -72,6 +73,8 @@ def special_ids(tokenizer: Any, spec: ModelSpec, config: dict[str, Any], ends: t
         return int(token_id)
 
     mask = config.get("mask_token_id") or lookup(spec.tokens.mask)
+    if mask is None and spec.tokens.mask is not None and getattr(tokenizer, "mask_token_id", None) is not None:
+        mask = tokenizer.mask_token_id  # the tokenizer's own mask token, under another name than the family's usual
     eos = lookup(spec.tokens.eos)
     if eos is None and tokenizer.eos_token_id is not None:
         eos = int(tokenizer.eos_token_id)

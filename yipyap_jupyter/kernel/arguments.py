@@ -17,9 +17,18 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--name-with-dashes` argument per sampler option of every family."""
     for option in all_options():
         shown = option.help if option.default == "the model's default" else f"{option.help} (default: {option.default})"
-        parser.add_argument(option.flag, dest=option.name, type=str if option.choices else option.type,
-                            choices=option.choices or None, metavar=None if option.choices else option.metavar,
+        kind: Any = str if option.choices else _on_off if option.type is bool else option.type
+        parser.add_argument(option.flag, dest=option.name, type=kind, choices=option.choices or None,
+                            metavar="on|off" if option.type is bool else None if option.choices else option.metavar,
                             help=shown.replace("%", "%%"))
+
+
+def _on_off(text: str) -> bool:
+    """A yes/no option's value: on/off, true/false, yes/no or 1/0."""
+    value = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"expected on or off, not {text!r}")
+    return value[text.lower()]
 
 
 def sampler_values(args: argparse.Namespace) -> dict[str, Any]:

@@ -105,3 +105,10 @@ def test_infill_fixed_and_variable(client) -> None:
     assert panel.wait(60) and panel.result is not None and panel.view.error is None
     panel.suffix.value = ""
     assert panel.run() is False and panel.view.status.value.count("needs a suffix") == 1
+
+
+def test_a_yes_no_knob_sends_a_boolean(client) -> None:
+    panel = TextGeneratorPanel(client)
+    panel.prompt.value = "x"
+    panel.eos_early_stop.value = False
+    assert panel.request().given() == {"prompt": "x", "eos_early_stop": False}

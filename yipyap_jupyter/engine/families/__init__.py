@@ -75,12 +75,16 @@ def _families() -> tuple[Family, ...]:
     from .dream import DREAM
     from .dreamon import DREAMON
     from .llada import LLADA
+    from .llada2 import LLADA2
+    from .sdar import SDAR
 
     return (
         LLADA,
         DREAM,
         DREAMON,
         DIFFUSIONGEMMA,
+        LLADA2,
+        SDAR,
     )
 
 

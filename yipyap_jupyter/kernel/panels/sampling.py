@@ -53,8 +53,9 @@ def _knob(option: Option) -> widgets.Text | widgets.Dropdown:
     """A dropdown for an option with choices, else a text field (blank: the default)."""
     description = option.name.replace("_", " ")
     layout = widgets.Layout(width="230px")
-    if option.choices:
-        return widgets.Dropdown(options=[DEFAULT, *option.choices], value=DEFAULT, description=description,
+    if option.choices or option.type is bool:
+        choices = [("on", True), ("off", False)] if option.type is bool else [(c, c) for c in option.choices]
+        return widgets.Dropdown(options=[(DEFAULT, DEFAULT), *choices], value=DEFAULT, description=description,
                                 tooltip=option.help, style=LABELS, layout=layout)
     placeholder = "model default" if option.default.startswith("the ") else f"default {option.default}"
     return widgets.Text(value="", placeholder=placeholder, description=description, tooltip=option.help, style=LABELS,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ....errors import ValidationError
 from ...layout import has_expand_token
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
 from ...samplers.blocks import resolve_blocks
@@ -36,8 +37,11 @@ if TYPE_CHECKING:
 LLADA_TOKENS = FamilyTokens(mask="<|mdm_mask|>", eos="<|endoftext|>", eot="<|eot_id|>", bos="<|startoftext|>")
 TINY_TOKENS = FamilyTokens(mask="<|mdm_mask|>", eos="<|endoftext|>", bos="<|startoftext|>", expand="<|expand|>")
 
-REMASKING = Option("remasking", str, "LLaDA: which predictions to commit first", choices=("low_confidence", "random"),
-                   default="low_confidence")
+#: LLaDA's remasking; SDAR's strategies share the option (`families.sdar`), each family checks its own.
+LLADA_REMASKING = ("low_confidence", "random")
+REMASKING = Option("remasking", str, "which predictions to commit first (LLaDA: low_confidence or random; SDAR: "
+                   "low_confidence_dynamic, low_confidence_static or sequential)",
+                   choices=(*LLADA_REMASKING, "low_confidence_dynamic", "low_confidence_static", "sequential"))
 CFG_SCALE = Option("cfg_scale", float, "LLaDA: classifier-free guidance scale (0: none)", ge=0.0, le=20.0, default="0",
                    metavar="S")
 
@@ -51,6 +55,9 @@ WITH_EXPAND: tuple[Capability, ...] = ("generate", "infill", "variable_infill")
 def _resolve(options: SamplingOptions, spec: ModelSpec, job: Job, length: int | None) -> SamplingOptions:
     d = spec.defaults
     options = resolve_blocks(options, job, d, block_length=d.block_length, whole_span=False)
+    if options.remasking is not None and options.remasking not in LLADA_REMASKING:
+        raise ValidationError(f"remasking {options.remasking!r} does not apply to llada models: "
+                              f"use {' or '.join(LLADA_REMASKING)}")
     return options.replace(temperature=default(options.temperature, d.temperature),
                            remasking=options.remasking or d.remasking or "low_confidence",
                            cfg_scale=options.cfg_scale or 0.0)
