@@ -70,6 +70,11 @@ class Family:
     models: tuple[ModelSpec, ...] = field(default=())
 
 
+def has_model_type(model_type: str) -> Callable[[dict[str, Any], Path], bool]:
+    """A family's `recognises`: its checkpoints' `config.json` says `model_type` `model_type` (in any case)."""
+    return lambda config, directory: str(config.get("model_type", "")).lower() == model_type
+
+
 def _families() -> tuple[Family, ...]:
     from .diffusiongemma import DIFFUSIONGEMMA
     from .dream import DREAM

@@ -32,15 +32,20 @@ one draw per position of the block, as the official samplers draw them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import ValidationError
 from ..block_cache import BlockCache
-from .base import EDITED, MASKED, SETTLED, UNSETTLED, Forward, Program, SamplerStep
-from .block_options import BLOCK_CACHES
+from .base import EDITED, MASKED, SETTLED, UNSETTLED, Forward, Program, SamplerStep, make_generator
+from .block_options import BLOCK_CACHES, padding
 from .common import masked_span
+
+if TYPE_CHECKING:
+    from ..model import DiffusionModel
+    from ..options import SamplingOptions
 
 #: Commit rules (SDAR's remasking strategies name them otherwise: `families.sdar.sampler`).
 RULES = ("threshold", "static", "sequential")
@@ -302,3 +307,17 @@ def _check(
         raise ValidationError(f"top_p must be in (0, 1], got {top_p}")
     if cache not in BLOCK_CACHES:
         raise ValidationError(f"cache must be one of {', '.join(BLOCK_CACHES)}, got {cache!r}")
+
+
+def request_canvas(model: DiffusionModel, before: list[int], options: SamplingOptions) -> torch.Tensor:
+    """A resolved request's canvas on a loaded model: the prompt `before` and its masks (room left for whole blocks)."""
+    masks = [model.ids.mask_id] * options.max_new_tokens
+    return model.canvas(before + masks, growth=padding(len(before) + len(masks), options.block_length))
+
+
+def request_arguments(model: DiffusionModel, options: SamplingOptions) -> dict[str, Any]:
+    """The `block_program` arguments every block family takes from a resolved request as they are: the mask,
+    the block length, the token draw (temperature, top_k, top_p, a generator seeded by the request) and the cache."""
+    return dict(mask_id=model.ids.mask_id, block_length=options.block_length, temperature=options.temperature,
+                top_k=options.top_k, top_p=options.top_p, generator=make_generator(options.seed, model.device),
+                cache=options.cache)

@@ -25,7 +25,7 @@ from ...layout import has_expand_token
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
 from ...samplers.blocks import resolve_blocks
 from ...specs import Capability, FamilyTokens, ModelSpec
-from .. import Family
+from .. import Family, has_model_type
 from ..dreamon import VARIABLE_INFILL
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ LLADA_SAMPLER = Sampler("{family} models", (STEPS, BLOCK_LENGTH, TEMPERATURE, RE
 LLADA = Family(
     name="llada",
     kind="masked",
-    recognises=lambda config, directory: str(config.get("model_type", "")).lower() == "llada",
+    recognises=has_model_type("llada"),
     tokens=LLADA_TOKENS,
     samplers={"generate": LLADA_SAMPLER, "infill": LLADA_SAMPLER, "variable_infill": VARIABLE_INFILL},
     local_spec=_local_spec,

@@ -21,7 +21,7 @@ from ....errors import ValidationError
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
 from ...samplers.block_options import resolve_block_options
 from ...specs import FamilyTokens, ModelSpec
-from .. import Family
+from .. import Family, has_model_type
 from ..dream import TOP_K, TOP_P
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _model(model_id: str, name: str, repo_id: str, defaults: SamplingOptions, pa
 LLADA2 = Family(
     name="llada2",
     kind="block",
-    recognises=lambda config, directory: str(config.get("model_type", "")).lower() == "llada2_moe",
+    recognises=has_model_type("llada2_moe"),
     tokens=LLADA2_TOKENS,
     samplers={"generate": LLADA2_SAMPLER},
     local_spec=lambda model_id, directory: ModelSpec(model_id, model_id, "llada2",

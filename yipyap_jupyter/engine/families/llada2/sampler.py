@@ -10,13 +10,12 @@ end token only with `eos_early_stop`, after the block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...samplers.base import Program, make_generator
-from ...samplers.block import Editing, block_program
-from ...samplers.block_options import padding
+from ...samplers.base import Program
+from ...samplers.block import Editing, block_program, request_arguments, request_canvas
 
 if TYPE_CHECKING:
     from ...model import DiffusionModel
@@ -38,13 +37,12 @@ def llada2_program(
     eos_early_stop: bool = False,
     editing_threshold: float | None = None,
     max_post_steps: int | None = None,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-    cache: str = "prefix",
+    **draw: Any,
 ) -> Program:
-    """The masks ending `canvas` (1, L) generated as LLaDA 2.0 (or, with an editing option, 2.1) generates them."""
+    """The masks ending `canvas` (1, L) generated as LLaDA 2.0 (or, with an editing option, 2.1) generates them.
+
+    `draw`: `block_program`'s temperature, top_k, top_p, generator and cache (greedy, the block cache by default).
+    """
     editing = None
     if editing_threshold is not None or max_post_steps is not None:
         editing = Editing(EDITING_THRESHOLD if editing_threshold is None else editing_threshold,
@@ -53,19 +51,15 @@ def llada2_program(
     return block_program(
         canvas, mask_id=mask_id, block_length=block_length, steps=max(1, min(steps, masks)), rule="threshold",
         threshold=threshold, editing=editing, stop_ids=frozenset({eos_id}),
-        stop_after_block=editing is None or eos_early_stop, stop_mid_block=editing is None and eos_early_stop,
-        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, cache=cache,
+        stop_after_block=editing is None or eos_early_stop, stop_mid_block=editing is None and eos_early_stop, **draw,
     )
 
 
 def model_program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
     """The program of a resolved request on a loaded model: `before` (the prompt) continued block by block."""
-    masks = [model.ids.mask_id] * options.max_new_tokens
-    canvas = model.canvas(before + masks, growth=padding(len(before) + len(masks), options.block_length))
     return llada2_program(
-        canvas, mask_id=model.ids.mask_id, eos_id=model.ids.eos, block_length=options.block_length,
-        steps=options.steps, threshold=options.threshold, eos_early_stop=options.eos_early_stop,
+        request_canvas(model, before, options), eos_id=model.ids.eos, steps=options.steps,
+        threshold=options.threshold, eos_early_stop=options.eos_early_stop,
         editing_threshold=options.editing_threshold, max_post_steps=options.max_post_steps,
-        temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
-        generator=make_generator(options.seed, model.device), cache=options.cache,
+        **request_arguments(model, options),
     )

@@ -18,7 +18,7 @@ from ....errors import ValidationError
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Sampler, SamplingOptions
 from ...samplers.block_options import resolve_block_options
 from ...specs import FamilyTokens, ModelSpec
-from .. import Family
+from .. import Family, has_model_type
 from ..dream import TOP_K, TOP_P
 from ..llada import REMASKING
 
@@ -68,7 +68,7 @@ def _model(model_id: str, name: str, repo_id: str, parameters: int) -> ModelSpec
 SDAR = Family(
     name="sdar",
     kind="block",
-    recognises=lambda config, directory: str(config.get("model_type", "")).lower() == "sdar",
+    recognises=has_model_type("sdar"),
     tokens=SDAR_TOKENS,
     samplers={"generate": SDAR_SAMPLER},
     local_spec=lambda model_id, directory: ModelSpec(model_id, model_id, "sdar", SDAR_TOKENS, SDAR_DEFAULTS,

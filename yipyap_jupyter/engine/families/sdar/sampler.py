@@ -10,14 +10,13 @@ along with the next block's first pass here: the same keys/values, one pass fewe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ....errors import ValidationError
-from ...samplers.base import Program, make_generator
-from ...samplers.block import block_program
-from ...samplers.block_options import padding
+from ...samplers.base import Program
+from ...samplers.block import block_program, request_arguments, request_canvas
 
 if TYPE_CHECKING:
     from ...model import DiffusionModel
@@ -36,29 +35,23 @@ def sdar_program(
     steps: int = 4,
     remasking: str = "low_confidence_dynamic",
     threshold: float = 0.85,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-    cache: str = "prefix",
+    **draw: Any,
 ) -> Program:
-    """The masks ending `canvas` (1, L) generated as SDAR's `block_diffusion_generate` generates them."""
+    """The masks ending `canvas` (1, L) generated as SDAR's `block_diffusion_generate` generates them.
+
+    `draw`: `block_program`'s temperature, top_k, top_p, generator and cache (greedy, the block cache by default).
+    """
     if remasking not in RULE_OF:
         raise ValidationError(f"remasking must be one of {', '.join(RULE_OF)}, got {remasking!r}")
     return block_program(
         canvas, mask_id=mask_id, block_length=block_length, steps=steps, rule=RULE_OF[remasking],
-        threshold=threshold, stop_ids=stop_ids, stop_after_block=True, temperature=temperature, top_k=top_k,
-        top_p=top_p, generator=generator, cache=cache,
+        threshold=threshold, stop_ids=stop_ids, stop_after_block=True, **draw,
     )
 
 
 def model_program(model: DiffusionModel, before: list[int], after: list[int], options: SamplingOptions) -> Program:
     """The program of a resolved request on a loaded model: `before` (the prompt) continued block by block."""
-    masks = [model.ids.mask_id] * options.max_new_tokens
-    canvas = model.canvas(before + masks, growth=padding(len(before) + len(masks), options.block_length))
     return sdar_program(
-        canvas, mask_id=model.ids.mask_id, stop_ids=model.ids.stops, block_length=options.block_length,
-        steps=options.steps, remasking=options.remasking, threshold=options.threshold,
-        temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
-        generator=make_generator(options.seed, model.device), cache=options.cache,
+        request_canvas(model, before, options), stop_ids=model.ids.stops, steps=options.steps,
+        remasking=options.remasking, threshold=options.threshold, **request_arguments(model, options),
     )
