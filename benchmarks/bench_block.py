@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +32,9 @@ from yipyap_jupyter.engine.families.llada2.sampler import llada2_program
 from yipyap_jupyter.engine.families.sdar.network import SDARConfig, SDARModel
 from yipyap_jupyter.engine.families.sdar.sampler import sdar_program
 from yipyap_jupyter.engine.samplers.base import Program, SamplerStep
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' random-network helpers
+from block_checkpoints import liven
 
 VOCAB = 8192
 MASK = VOCAB - 1
@@ -65,15 +70,8 @@ class TimedNetwork(nn.Module):
 
 
 def _lively(network: nn.Module) -> nn.Module:
-    """Quieter embeddings, sharper attention and head: a random network whose predictions vary and are often sure."""
-    with torch.no_grad():
-        for name, parameter in network.named_parameters():
-            if "embed" in name:
-                parameter.mul_(0.1)
-            elif any(part in name for part in ("query_layernorm", "key_layernorm", "q_norm", "k_norm")):
-                parameter.mul_(4.0)
-            elif name == "lm_head.weight":
-                parameter.mul_(24.0)
+    """A random network whose predictions vary and are often sure (the tests' `liven`), never the mask or the end."""
+    liven(network, head=24.0)
 
     def no_mask_or_end(module: nn.Module, args: tuple, logits: torch.Tensor) -> torch.Tensor:
         logits[..., [MASK, EOS]] = torch.finfo(logits.dtype).min

@@ -45,34 +45,36 @@ def sdar_config(vocab_size: int = 48, **changes: Any) -> dict[str, Any]:
 
 
 def llada2_network(config: dict[str, Any], seed: int = 0, lively: bool = False) -> LLaDA2Model:
-    """A random LLaDA2 network; its expert biases random too (they only choose experts). See `_liven`."""
+    """A random LLaDA2 network; its expert biases random too (they only choose experts).
+
+    `lively`: see `liven`; in float64, so the comparisons with the restated official loops stay off rounding.
+    """
     torch.manual_seed(seed)
     network = LLaDA2Model(LLaDA2Config.from_dict(config))
     with torch.no_grad():
         for name, buffer in network.named_buffers():
             if name.endswith("expert_bias"):
                 buffer.copy_(torch.rand_like(buffer) * 0.2)
-    return _liven(network) if lively else network.eval()
+    return liven(network).double() if lively else network.eval()
 
 
 def sdar_network(config: dict[str, Any], seed: int = 0, lively: bool = False) -> SDARModel:
-    """A random SDAR network (norm weights random too, so they are checked). See `_liven`."""
+    """A random SDAR network (norm weights random too, so they are checked); `lively` as `llada2_network`'s."""
     torch.manual_seed(seed)
     network = SDARModel(SDARConfig.from_dict(config))
     with torch.no_grad():
         for name, parameter in network.named_parameters():
             if name.endswith("norm.weight"):
                 parameter.copy_(1 + 0.2 * torch.randn_like(parameter))
-    return _liven(network) if lively else network.eval()
+    return liven(network).double() if lively else network.eval()
 
 
-def _liven(network: torch.nn.Module) -> torch.nn.Module:
-    """Quieter embeddings, sharper attention (query/key norm weights) and a sharper head, in float64.
+def liven(network: torch.nn.Module, head: float = 6.0) -> torch.nn.Module:
+    """Quieter embeddings, sharper attention (query/key norm weights) and a head `head` times sharper, in place.
 
     A random network otherwise predicts nearly one token everywhere: the masks' embedding
     outweighs what attention brings. Lively, its predictions vary along the canvas and are
-    often confident enough for a threshold to commit several at once, and float64 keeps the
-    comparisons with the restated official loops off rounding.
+    often confident enough for a threshold to commit several at once.
     """
     with torch.no_grad():
         for name, parameter in network.named_parameters():
@@ -81,8 +83,8 @@ def _liven(network: torch.nn.Module) -> torch.nn.Module:
             elif any(part in name for part in ("query_layernorm", "key_layernorm", "q_norm", "k_norm")):
                 parameter.mul_(4.0)
             elif name == "lm_head.weight":
-                parameter.mul_(6.0)
-    return network.double().eval()
+                parameter.mul_(head)
+    return network.eval()
 
 
 def save_official(network: torch.nn.Module, config: dict[str, Any], directory: Path) -> Path:
