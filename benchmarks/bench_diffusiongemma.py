@@ -18,10 +18,13 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # `gemma_reference`: the tests' library run
 
 PROMPT = " ".join(f"w{i}" for i in range(3, 40, 3))
 
@@ -74,6 +77,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
+    from gemma_reference import seeded_generate
     from transformers import DiffusionGemmaForBlockDiffusion
 
     from yipyap_jupyter.engine.manager import DiffusionModelManager
@@ -92,7 +96,7 @@ def main() -> None:
     request = generate_request(PROMPT, model=str(directory), **options)
     reference = DiffusionGemmaForBlockDiffusion.from_pretrained(str(directory), dtype=dtype).to(args.device).eval()
     tokenizer = manager.loaded_model.tokenizer  # type: ignore[union-attr]
-    prompt = torch.tensor([tokenizer(PROMPT)["input_ids"]], device=args.device)
+    prompt = tokenizer(PROMPT)["input_ids"]
 
     def ours() -> tuple[float, str, int]:
         start = time.perf_counter()
@@ -103,24 +107,12 @@ def main() -> None:
             raise SystemExit(f"our run ended with {complete}")
         return elapsed, complete.raw_text, complete.steps
 
-    passes = 0
-    forward = reference.forward
-
-    def counted(*a: Any, **k: Any) -> Any:
-        nonlocal passes
-        passes += 1
-        return forward(*a, **k)
-
-    reference.forward = counted
-
     def theirs() -> tuple[float, str, int]:
-        nonlocal passes
-        passes = 0
         start = time.perf_counter()
-        torch.manual_seed(options["seed"])
-        tokens = reference.generate(prompt, max_new_tokens=args.new_tokens, max_denoising_steps=args.steps)
+        sequence, passes = seeded_generate(reference, prompt, options["seed"], max_new_tokens=args.new_tokens,
+                                           max_denoising_steps=args.steps)
         elapsed = time.perf_counter() - start
-        new = tokens.sequences[0, prompt.shape[1]:].tolist()
+        new = sequence[len(prompt):]
         end = next((i for i, t in enumerate(new) if t == 1), len(new))
         return elapsed, tokenizer.decode(new[:end], skip_special_tokens=True), passes
 

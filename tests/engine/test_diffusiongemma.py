@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from gemma_reference import seeded_generate
 from transformers import DiffusionGemmaForBlockDiffusion, DiffusionGemmaGenerationConfig, EntropyBoundSamplerConfig
 
 from yipyap_jupyter.engine.batch import DecodingBatch, run_alone
@@ -46,21 +47,7 @@ def library_run(model: Any, prompt: list[int], options: dict[str, Any]) -> tuple
     kwargs = {names.get(k, k): v for k, v in options.items() if k not in ("seed", "entropy_bound")}
     if "entropy_bound" in options:
         kwargs["sampler_config"] = EntropyBoundSamplerConfig(entropy_bound=options["entropy_bound"])
-    passes = 0
-    forward = model.forward
-
-    def counted(*args: Any, **kw: Any) -> Any:
-        nonlocal passes
-        passes += 1
-        return forward(*args, **kw)
-
-    model.forward = counted
-    try:
-        torch.manual_seed(options["seed"])
-        sequences = model.generate(torch.tensor([prompt]), **kwargs).sequences
-    finally:
-        del model.forward
-    return sequences[0].tolist(), passes
+    return seeded_generate(model, prompt, options["seed"], **kwargs)
 
 
 def our_steps(gemma: DiffusionModel, options: dict[str, Any]) -> list[SamplerStep]:

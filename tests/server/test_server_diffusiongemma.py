@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+from gemma_reference import seeded_generate
 from server_helpers import as_json, check_steps, sse_events
 from tornado.httpclient import HTTPClientError
 from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
@@ -23,17 +23,8 @@ def transformers_text(directory: Path, prompt: str, seed: int, **options: Any) -
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     model = DiffusionGemmaForBlockDiffusion.from_pretrained(str(directory)).eval()
     ids = tokenizer(prompt)["input_ids"]
-    passes = 0
-    forward = model.forward
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal passes
-        passes += 1
-        return forward(*args, **kwargs)
-
-    model.forward = counted
-    torch.manual_seed(seed)
-    tokens = model.generate(torch.tensor([ids]), **options).sequences[0, len(ids):].tolist()
+    sequence, passes = seeded_generate(model, ids, seed, **options)
+    tokens = sequence[len(ids):]
     ends = set(model.generation_config.eos_token_id)
     end = next((i for i, t in enumerate(tokens) if t in ends), len(tokens))
     return tokenizer.decode(tokens[:end], skip_special_tokens=True), passes
