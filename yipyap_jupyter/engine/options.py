@@ -70,10 +70,13 @@ MAX_NEW_TOKENS = Option("max_new_tokens", int, "tokens to generate (infill: the 
                         default="the settings', else the model's", metavar="N")
 SEED = Option("seed", int, "random seed, for repeatable output", ge=0, le=2**63 - 1, default="random", metavar="S")
 #: Options that several families' samplers read (each family lists the ones it does).
-STEPS = Option("steps", int, "denoising steps (DiffusionGemma: the most per canvas)", ge=1, le=MAX_TOKENS,
-               metavar="N")
+STEPS = Option("steps", int, "denoising steps: in all (LLaDA, Dream), per block (LLaDA 2.x, SDAR), the most per canvas"
+               " (DiffusionGemma)", ge=1, le=MAX_TOKENS, metavar="N")
 BLOCK_LENGTH = Option("block_length", int, "semi-autoregressive block length", ge=1, le=MAX_TOKENS, metavar="N")
 TEMPERATURE = Option("temperature", float, "sampling temperature (0: greedy)", ge=0.0, le=10.0, metavar="T")
+TOP_P = Option("top_p", float, "nucleus sampling of each token (Dream, LLaDA 2.x, SDAR)", gt=0.0, le=1.0, metavar="P")
+TOP_K = Option("top_k", int, "sample each token among the k most probable (Dream, LLaDA 2.x, SDAR)", ge=1,
+               le=1_000_000, metavar="K")
 THRESHOLD = Option("threshold", float,
                    "parallel decoding (Fast-dLLM): commit every masked position at least this confident each step",
                    gt=0.0, le=1.0, metavar="C")

@@ -43,6 +43,7 @@ ERROR_STYLE = "color: #b3261e;"
 OPTION_LABELS = {
     "model": "model", "max_new_tokens": "max new tokens", "steps": "steps", "block_length": "block",
     "temperature": "temperature", "remasking": "remasking", "alg": "alg", "threshold": "threshold",
+    "editing_threshold": "editing threshold", "max_post_steps": "max post steps", "eos_early_stop": "eos early stop",
     "cache": "cache", "entropy_bound": "entropy bound", "t_min": "t min", "t_max": "t max", "seed": "seed",
 }
 
@@ -139,8 +140,15 @@ def summary_line(tokens: int, steps: int, seconds: float, model: str, device: st
 
 def options_line(options: Mapping[str, Any]) -> str:
     """The sampler options that ran, as `steps 8 · block 8 · temperature 0 · ...` (the model is in the summary)."""
-    return " · ".join(f"{label} {options[key]}" for key, label in OPTION_LABELS.items()
+    return " · ".join(f"{label} {_shown(options[key])}" for key, label in OPTION_LABELS.items()
                       if key != "model" and options.get(key) is not None)
+
+
+def _shown(value: Any) -> Any:
+    """A switch as the options' help words it (on, off); any other value as it is."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 def stopped_line(step: int, total_steps: int) -> str:

@@ -15,7 +15,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...layout import has_expand_token
-from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
+from ...options import (
+    BLOCK_LENGTH,
+    CACHE,
+    STEPS,
+    TEMPERATURE,
+    THRESHOLD,
+    TOP_K,
+    TOP_P,
+    Job,
+    Option,
+    Sampler,
+    SamplingOptions,
+    default,
+)
 from ...samplers.blocks import resolve_blocks
 from ...specs import FamilyTokens, ModelSpec
 from .. import Family
@@ -32,8 +45,6 @@ ALG = Option("alg", str, "Dream and variable-length infill: how positions are ra
              choices=("origin", "maskgit_plus", "topk_margin", "entropy"), default="entropy")
 ALG_TEMP = Option("alg_temp", float, "Dream: 0 commits the most confident positions, > 0 samples them", ge=0.0, le=10.0,
                   default="0", metavar="T")
-TOP_P = Option("top_p", float, "Dream: nucleus sampling of each token", gt=0.0, le=1.0, metavar="P")
-TOP_K = Option("top_k", int, "Dream: sample each token among the k most probable", ge=1, le=1_000_000, metavar="K")
 #: How Dream's samplers (and DreamOn's variable-length infill) draw and rank tokens.
 TOKEN_SHAPING = (TEMPERATURE, ALG, ALG_TEMP, TOP_P, TOP_K)
 #: Dream's block sampler's block length when a cache or threshold asks for blocks and none is given.

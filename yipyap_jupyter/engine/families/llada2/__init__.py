@@ -18,11 +18,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ....errors import ValidationError
-from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
+from ...options import (
+    BLOCK_LENGTH,
+    CACHE,
+    STEPS,
+    TEMPERATURE,
+    THRESHOLD,
+    TOP_K,
+    TOP_P,
+    Job,
+    Option,
+    Sampler,
+    SamplingOptions,
+    default,
+)
 from ...samplers.block_options import resolve_block_options
 from ...specs import FamilyTokens, ModelSpec
 from .. import Family, has_model_type
-from ..dream import TOP_K, TOP_P
 
 if TYPE_CHECKING:
     from torch import nn

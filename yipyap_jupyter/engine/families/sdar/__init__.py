@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ....errors import ValidationError
-from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Sampler, SamplingOptions
+from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, TOP_K, TOP_P, Job, Sampler, SamplingOptions
 from ...samplers.block_options import resolve_block_options
 from ...specs import FamilyTokens, ModelSpec
 from .. import Family, has_model_type
-from ..dream import TOP_K, TOP_P
 from ..llada import REMASKING
 
 if TYPE_CHECKING:
