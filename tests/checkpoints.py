@@ -99,13 +99,14 @@ def make_llada_checkpoint(
 
 def make_dream_checkpoint(
     directory: Path, *, seed: int = 0, dreamon: bool = False, vocab_size: int | None = None, device: str = "cpu",
-    dtype: torch.dtype | None = None, **shape: Any,
+    dtype: torch.dtype | None = None, tokens: FamilyTokens | None = None, **shape: Any,
 ) -> Path:
     """A random Dream-architecture checkpoint; with `dreamon`, its tokenizer has `<|expand|>` (DreamOn).
 
+    `tokens`: the special tokens of a Dream-shaped model of its own (DiffuCoder's), instead of Dream's.
     `vocab_size`, `device`, `dtype` and `shape` (other `DreamConfig` fields) as for `make_llada_checkpoint`.
     """
-    tokens = DREAMON_TOKENS if dreamon else DREAM_TOKENS
+    tokens = tokens or (DREAMON_TOKENS if dreamon else DREAM_TOKENS)
     vocab = save_tokenizer(directory, tokens, vocab_size)
     fields: dict[str, Any] = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, max_position_embeddings=512)

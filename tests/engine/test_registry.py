@@ -6,13 +6,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from checkpoints import add_to_hub_cache, serve_as_hub, shard_checkpoint
+from checkpoints import add_to_hub_cache, make_dream_checkpoint, serve_as_hub, shard_checkpoint
 from safetensors import safe_open
 
 from yipyap_jupyter.engine import families, specs
 from yipyap_jupyter.engine import registry as registry_module
+from yipyap_jupyter.engine.model import DiffusionModel
 from yipyap_jupyter.engine.registry import ModelRegistry, hub_cache_dir
 from yipyap_jupyter.errors import ModelUnavailableError, NetworkError
+from yipyap_jupyter.service.plan import make_plan
+from yipyap_jupyter.service.schemas import GenerateRequest
+from yipyap_jupyter.settings import UserSettings
 
 LLADA_REPO = "GSAI-ML/LLaDA-8B-Instruct"
 
@@ -32,6 +36,36 @@ def test_known_model_resolves_to_its_snapshot_in_the_cache(hub_cache: Path, tiny
     assert spec.id == "llada-8b-instruct" and spec.repo_id == LLADA_REPO
     assert path == snapshot
     assert ModelRegistry().resolve(LLADA_REPO)[1] == snapshot
+
+
+#: The Dream-shaped code models: repository, and (max_new_tokens, steps, temperature, top_p) of their READMEs,
+#: and the tokens their text ends at.
+CODE_MODELS = {
+    "diffucoder-7b-instruct": ("apple/DiffuCoder-7B-Instruct", (256, 256, 0.4, 0.95), {"<|dlm_pad|>", "<|im_end|>"}),
+    "dream-coder-7b-instruct": ("Dream-org/Dream-Coder-v0-Instruct-7B", (768, 768, 0.1, 0.95),
+                                {"<|endoftext|>", "<|im_end|>"}),
+}
+
+
+@pytest.mark.parametrize("model_id", CODE_MODELS)
+def test_code_models_resolve_from_the_cache_and_plan_with_their_readme_settings(
+    hub_cache: Path, tmp_path: Path, model_id: str
+) -> None:
+    repo_id, settings, ends = CODE_MODELS[model_id]
+    spec = families.KNOWN_MODELS[model_id]
+    checkpoint = make_dream_checkpoint(tmp_path / "checkpoint", tokens=spec.tokens)
+    snapshot = add_to_hub_cache(hub_cache, repo_id, checkpoint)
+    assert ModelRegistry().resolve(model_id) == (spec, snapshot)
+    assert families.detect(snapshot).name == spec.family == "dream"
+
+    plan = make_plan(GenerateRequest(prompt="def add(a, b):", fix_punctuation=True), spec, UserSettings())
+    options = plan.options
+    assert (options.max_new_tokens, options.steps, options.temperature, options.top_p) == settings
+    assert (options.alg, options.alg_temp, plan.fix_punctuation) == ("entropy", 0.0, False)
+
+    model = DiffusionModel.load(spec, snapshot)
+    assert set(model.tokenizer.convert_ids_to_tokens(sorted(model.ids.stops))) == ends
+    assert model.tokenizer.convert_ids_to_tokens(model.ids.mask_id) == "<|mask|>"
 
 
 def test_cache_location_is_read_at_call_time(

@@ -1,4 +1,5 @@
-"""Dream (Dream-org/Dream-v0-Instruct-7B, -Base-7B): masked whole-canvas diffusion on a Qwen2.5 layout.
+"""Dream (Dream-org/Dream-v0-Instruct-7B, -Base-7B, and the code models DiffuCoder and Dream-Coder): masked
+whole-canvas diffusion on a Qwen2.5 layout.
 
 Our own network (`network.py`, Qwen2 parameter names, bidirectional), `config.json` with
 `model_type` "Dream" (`config.py`), and Dream's sampler (`sampler.py`: `diffusion_generate`
@@ -54,6 +55,21 @@ DREAM_DEFAULTS = SamplingOptions(max_new_tokens=128, steps=128, block_length=32,
                                  threshold=0.9, cache="dual")
 LOCAL_DEFAULTS = DREAM_DEFAULTS.replace(threshold=None, cache="none")
 
+# Two code models on Dream's network and sampler (`config.json` says "Dream"). Their sampling defaults are
+# their READMEs' `diffusion_generate` calls (alg entropy, alg_temp 0, one token per step); top_k 50 and
+# Fast-dLLM's dual cache with threshold 0.9 are kept from Dream 7B (their remote code is Dream's, run under
+# transformers 4; their generation_config.json files were not read). Their context lengths are read from their
+# config.json once downloaded.
+#: apple/ml-diffucoder's README, "Usage for Instruct model": 256 tokens in 256 steps, temperature 0.4 (the base
+#: model's example and the paper's default: 0.2), top_p 0.95; a Qwen chat prompt (its tokenizer ships
+#: chat_template.jinja); the answer ends at <|im_end|>, then `<|dlm_pad|>` fills the canvas (the README cuts
+#: there). A tokenizer without `<|dlm_pad|>` ends at its own end-of-text token.
+DIFFUCODER_TOKENS = FamilyTokens(mask="<|mask|>", eos="<|dlm_pad|>", eot="<|im_end|>", bos="<|beginoftext|>")
+DIFFUCODER_DEFAULTS = DREAM_DEFAULTS.replace(max_new_tokens=256, steps=256, temperature=0.4)
+#: DreamLM/Dream-Coder's README quick start: 768 tokens in 768 steps, temperature 0.1, top_p 0.95, through the
+#: tokenizer's chat template, the text cut at its end-of-text token; Dream's tokens.
+DREAM_CODER_DEFAULTS = DREAM_DEFAULTS.replace(max_new_tokens=768, steps=768, temperature=0.1)
+
 
 def resolve_shaping(options: SamplingOptions, defaults: SamplingOptions) -> SamplingOptions:
     """Temperature, alg, alg_temp, top_p and top_k filled in from the model's defaults."""
@@ -102,5 +118,12 @@ DREAM = Family(
                   ("generate", "infill"), chat=True, repo_id="Dream-org/Dream-v0-Instruct-7B", shift_logits=True),
         ModelSpec("dream-v0-base-7b", "Dream v0 Base 7B", "dream", DREAM_TOKENS, DREAM_DEFAULTS,
                   ("generate", "infill"), repo_id="Dream-org/Dream-v0-Base-7B", shift_logits=True),
+        # 7.6B parameters: its four bf16 shards hold 15.2 GB
+        ModelSpec("diffucoder-7b-instruct", "DiffuCoder 7B Instruct (Apple, code)", "dream", DIFFUCODER_TOKENS,
+                  DIFFUCODER_DEFAULTS, ("generate", "infill"), chat=True, code=True,
+                  repo_id="apple/DiffuCoder-7B-Instruct", shift_logits=True, parameters=7_615_000_000),
+        ModelSpec("dream-coder-7b-instruct", "Dream-Coder v0 Instruct 7B (code)", "dream", DREAM_TOKENS,
+                  DREAM_CODER_DEFAULTS, ("generate", "infill"), chat=True, code=True,
+                  repo_id="Dream-org/Dream-Coder-v0-Instruct-7B", shift_logits=True),
     ),
 )
