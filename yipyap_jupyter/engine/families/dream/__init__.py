@@ -30,7 +30,7 @@ from ...options import (
     SamplingOptions,
     default,
 )
-from ...samplers.blocks import resolve_blocks
+from ...samplers.block_schedule import resolve_blocks
 from ...specs import FamilyTokens, ModelSpec
 from .. import Family
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ....errors import ValidationError
 from ...layout import has_expand_token
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
-from ...samplers.blocks import resolve_blocks
+from ...samplers.block_schedule import resolve_blocks
 from ...specs import Capability, FamilyTokens, ModelSpec
 from .. import Family, has_model_type
 from ..dreamon import VARIABLE_INFILL
