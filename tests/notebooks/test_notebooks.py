@@ -20,9 +20,9 @@ SANITIZE = Path(__file__).with_name("sanitize.cfg")
 def test_notebooks_reproduce_their_outputs(tmp_path: Path) -> None:
     notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert [p.name[:2] for p in notebooks] == ["01", "02", "03", "04", "05", "06"]
-    run = subprocess.run(
+    run = subprocess.run(  # no:randomly: a notebook's cells run in order, whatever plugins the suite has
         [sys.executable, "-m", "pytest", "--nbval", "--nbval-sanitize-with", str(SANITIZE),
-         "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO), *map(str, notebooks)],
+         "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--rootdir", str(REPO), *map(str, notebooks)],
         cwd=tmp_path, env=notebook_env(tmp_path), capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
