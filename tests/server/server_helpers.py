@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 #: Headers that replace jp_fetch's token: the request arrives unauthenticated.
@@ -57,3 +59,11 @@ async def hang_up_at_first_step(port: int, base_url: str, auth: dict[str, str], 
         assert chunk, received
         received += chunk
     writer.close()
+
+
+async def eventually(condition: Callable[[], Any], saw: Callable[[], Any], timeout: float = 120.0) -> None:
+    """Wait, serving the event loop, until `condition()` holds; after `timeout` s fail with what `saw()` shows."""
+    until = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < until, f"not within {timeout:g} s; saw {saw()!r}"
+        await asyncio.sleep(0.01)
