@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 #: Headers that replace jp_fetch's token: the request arrives unauthenticated.
@@ -44,8 +44,8 @@ def check_steps(events: list[dict[str, Any]], last_step: int) -> list[dict[str, 
 
 
 async def hang_up_at_first_step(port: int, base_url: str, auth: dict[str, str], body: dict[str, Any],
-                                correlation_id: str) -> None:
-    """A raw streaming request whose client closes the connection at its first step frame."""
+                                correlation_id: str, first: Callable[[], Awaitable[None]] | None = None) -> None:
+    """A raw streaming request whose client closes the connection at its first step frame (after `first()`)."""
     payload = json.dumps(body).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = (f"POST {base_url}api/diffusion/generate/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -58,6 +58,8 @@ async def hang_up_at_first_step(port: int, base_url: str, auth: dict[str, str], 
         chunk = await reader.read(65536)
         assert chunk, received
         received += chunk
+    if first is not None:
+        await first()
     writer.close()
 
 
