@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from jupyter_process import start_server
+from jupyter_process import start_server, stop_server
 
 PROMPTS = ["def add(a, b):", "import os\n", "class Stack:\n    def push(self, item):", "for i in range(10):",
            "# read a file\nwith open(path) as f:", "x = [", "def main():\n    args = parse()", "while True:"]
@@ -253,8 +253,7 @@ def main() -> None:
                 verdicts.append(f"{label}: {ceiling}")
             finally:
                 if server is not None:
-                    server.terminate()
-                    server.wait(30)
+                    stop_server(server)
             manager.unload()
     print()
     for verdict in verdicts:

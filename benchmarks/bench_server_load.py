@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
-from jupyter_process import start_server
+from jupyter_process import start_server, stop_server
 
 TARGET_P99_MS = 250.0
 
@@ -60,8 +60,7 @@ def main() -> None:
         try:
             latencies, answered, running = asyncio.run(measure(url, token, args.generations, args.samples, body))
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            stop_server(server)
     quantiles = statistics.quantiles(latencies, n=100)
     p50, p99 = statistics.median(latencies), quantiles[98]
     print(f"model {args.model}: {args.generations} generations of {args.new_tokens} tokens / {args.steps} steps"
