@@ -27,7 +27,8 @@ def test_cli_magic_panel_and_client_agree(ipython, magics, client, tiny_dream_di
     capsys.readouterr()
     assert main([PROMPT, "--model", str(tiny_dream_dir), "--seed", "7", "--max-new-tokens", "16", "--quiet"]) == 0
     from_cli = capsys.readouterr().out
-    assert from_python.options.get("temperature", 0.2) == 0.2
+    assert from_python.options["temperature"] == 0.2  # Dream's own default, the same in every view
+    assert cell.result.options == panel.result.options == from_python.options
     assert from_cli == from_python.text + "\n"
     assert cell.result.raw_text == panel.result.raw_text == from_python.raw_text
     assert cell.result.text == panel.result.text == from_python.text

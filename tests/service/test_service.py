@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine.manager import DiffusionModelManager
@@ -66,12 +67,28 @@ def test_request_overrides_settings(service: DiffusionLLMService) -> None:
     assert done.text == clean(done.raw_text, trim=True, punctuation=False)
 
 
-def test_fixed_and_variable_infill(service: DiffusionLLMService) -> None:
+def test_fixed_and_variable_infill(service: DiffusionLLMService, loaded_manager: DiffusionModelManager) -> None:
     fixed = list(service.infill_events({"prefix": "def x", "suffix": "return y", "length": 6}))
     end = check_shape(fixed)
     assert isinstance(end, CompleteEvent) and len(fixed[1].pieces) == 6
-    variable = service.infill({"prefix": "def x", "suffix": "return y", "variable": True, "max_new_tokens": 12})
-    assert variable.tokens <= 12
+    model = loaded_manager.loaded_model
+    assert model is not None
+    expand = model.ids.expand
+
+    def always_expand(module: torch.nn.Module, args: tuple, logits: torch.Tensor) -> torch.Tensor:
+        logits[..., expand] += 1e4
+        return logits
+
+    hook = model.network.register_forward_hook(always_expand)  # a model that would grow the gap without end
+    try:
+        grown = list(service.infill_events({"prefix": "def x", "suffix": "return y", "variable": True,
+                                            "max_new_tokens": 12}))
+    finally:
+        hook.remove()
+    end = check_shape(grown)
+    steps = [e for e in grown if isinstance(e, StepEvent)]
+    assert isinstance(end, CompleteEvent) and end.tokens == 12, end  # it grows to max_new_tokens and no further
+    assert max(len(s.pieces) for s in steps) == 12 and len(steps[-1].pieces) == 12
 
 
 def test_validation_error_is_an_event_without_the_prompt(service: DiffusionLLMService) -> None:
