@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,15 @@ async def test_one_worker_thread_runs_one_generation_at_a_time(jp_fetch, jp_serv
                      ("second", "generate started"), ("second", "generate finished")], order
 
 
+@pytest.fixture
+def switch_interval() -> Iterator[None]:
+    """The process's switch interval as it was before the test's server set its own."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
 @pytest.mark.parametrize("yipyap_traits", [{"gil_switch_interval": 0.0025}], indirect=True)
-async def test_gil_switch_interval_is_set_for_the_server_process(jp_fetch) -> None:
+async def test_gil_switch_interval_is_set_for_the_server_process(switch_interval: None, jp_fetch) -> None:
     await jp_fetch("api", "diffusion", "models")
     assert sys.getswitchinterval() == pytest.approx(0.0025)
