@@ -113,7 +113,7 @@ CancelToken.cancel = cancel_and_let_through
 """
 
 
-def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kernel) -> None:
+def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kernel, tiny_llada_dir: Path) -> None:
     manager, client = kernel
     assert of_type(execute(client, HOLD_UNTIL_CANCELLED), "error") == []
 
@@ -136,6 +136,12 @@ def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kern
     settled = "''.join(f.text for f in partial.frames)"
     messages = execute(client, f"print(partial.steps < 256, partial.stopped_of, partial.text == {settled})")
     assert of_type(messages, "stream")[0]["text"] == "True 256 True\n"
+    # %diffuse replay shows the stopped run's steps, the last one where it stopped, and names its model
+    stopped_at = int(line.split("stopped at step ")[1].split(" ")[0])
+    (replay,) = of_type(execute(client, "%diffuse replay"), "execute_result")
+    assert replay["data"]["text/plain"] == f"<ReplayPanel: {stopped_at} steps of {tiny_llada_dir}>"
+    messages = execute(client, "_.slider.max, _.canvas.value.count('step ' + str(_.slider.max) + '/256')")
+    assert of_type(messages, "execute_result")[0]["data"]["text/plain"] == f"({stopped_at}, 1)"
     messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
     assert of_type(messages, "error") == []
     summary = of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-2]
