@@ -1,7 +1,7 @@
 """The batching and threading traits on a real server, each asserted by what it does.
 
-The first request's first pass is held (tests/held_network.py) while the others arrive, so
-which requests join its batch and which queue does not depend on this machine's speed.
+The first request's passes are held (tests/held_network.py) while the others arrive and join
+its batch, so how full the batch gets does not depend on this machine's speed.
 Rows per pass are read from the packed passes' lengths: every request here has the same
 canvas, so a pass of n rows is n canvases long.
 """
@@ -21,7 +21,7 @@ from server_helpers import eventually, sse_events
 
 from yipyap_jupyter.server.state import SETTINGS_KEY
 
-BODY = {"prompt": "the cat sat", "max_new_tokens": 8, "steps": 4, "seed": 0}
+BODY = {"prompt": "the cat sat", "max_new_tokens": 8, "steps": 8, "seed": 0}
 
 
 class Passes:
@@ -35,11 +35,13 @@ class Passes:
         self._hook.remove()
 
 
-async def behind_a_held_request(jp_fetch, jp_serverapp, more: int) -> tuple[list[int], list[list[dict]]]:
-    """One request whose first pass is held while `more` identical ones arrive; then all run to the end.
+async def behind_a_held_request(jp_fetch, jp_serverapp, tmp_path: Path, more: int,
+                                full: int) -> tuple[list[int], list[list[dict]]]:
+    """One request whose passes are held while `more` identical ones arrive; then all run to the end.
 
-    Returns the rows of each pass and every request's events (the held one first). The gate opens once
-    a request has queued (its stream says so): the batch had no room for it, so the others have joined.
+    Once all have started, passes go through one at a time (each once at most one request is left in
+    the line: the others have joined or been refused) until one holds `full` rows (a full batch), then
+    freely. Returns the rows of each pass and every request's events (the first request's first).
     """
     manager = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager
     await jp_fetch("api", "diffusion", "generate", method="POST", body=json.dumps(BODY))  # loaded
@@ -48,7 +50,7 @@ async def behind_a_held_request(jp_fetch, jp_serverapp, more: int) -> tuple[list
     await jp_fetch("api", "diffusion", "generate", method="POST", body=json.dumps(BODY))
     solo.remove()
     canvas = solo.lengths[0]
-    passes = Passes(network)
+    passes = Passes(network)  # before the gate's hook, so a held pass is counted
     streams: list[list[bytes]] = [[] for _ in range(1 + more)]
 
     def stream(number: int) -> Any:
@@ -56,16 +58,24 @@ async def behind_a_held_request(jp_fetch, jp_serverapp, more: int) -> tuple[list
                                               body=json.dumps(BODY), streaming_callback=streams[number].append,
                                               headers={"X-Correlation-ID": f"request-{number}"}))
 
-    def queued() -> int:
-        return sum(b"queued" in b"".join(chunks) for chunks in streams)
+    log = tmp_path / "yipyap-logs" / "structured.log"
 
+    def started() -> set[str]:
+        return {r["correlation_id"] for r in map(json.loads, log.read_text().splitlines())
+                if r["message"] == "generate started" and r["correlation_id"].startswith("request-")}
+
+    line = manager._queue  # the manager's turns: the batch's holder, and requests not (yet) in the batch
     try:
         with HeldNetwork(network) as held:
             requests = [stream(0)]
             await held.held(1)
             requests += [stream(number) for number in range(1, 1 + more)]
-            line = manager._queue  # the manager's turns: a request in it has not joined the batch
-            await eventually(lambda: queued() >= 1, lambda: (queued(), line.length))
+            await eventually(lambda: len(started()) == 1 + more, started)
+            while passes.lengths[-1] < full * canvas:  # the others join between passes
+                assert held.arrived < BODY["steps"], f"no pass of {full} rows: {passes.lengths}, canvas {canvas}"
+                await eventually(lambda: line.length <= 1 + more - (full - 1), lambda: line.length)
+                held.allow(1)
+                await held.held(held.arrived + 1)
         await asyncio.gather(*requests)
     finally:
         passes.remove()
@@ -73,24 +83,20 @@ async def behind_a_held_request(jp_fetch, jp_serverapp, more: int) -> tuple[list
     return [length // canvas for length in passes.lengths], [sse_events(b"".join(chunks)) for chunks in streams]
 
 
-def queued_ones(events: list[list[dict]]) -> list[int]:
-    return [number for number, stream in enumerate(events)
-            if any(str(e.get("message", "")).startswith("queued") for e in stream)]
-
-
-async def test_a_batch_takes_max_batch_size_rows_and_the_next_request_waits(jp_fetch, jp_serverapp) -> None:
-    rows, events = await behind_a_held_request(jp_fetch, jp_serverapp, more=8)  # 9 requests, default size 8
+async def test_a_batch_takes_max_batch_size_rows_and_the_next_request_waits(jp_fetch, jp_serverapp,
+                                                                            tmp_path: Path) -> None:
+    rows, events = await behind_a_held_request(jp_fetch, jp_serverapp, tmp_path, more=8, full=8)  # 9 requests, size 8
     assert all(stream[-1]["type"] == "complete" for stream in events)
-    assert len(queued_ones(events)) == 1  # the 9th
-    # the held pass alone, then the 7 that joined with it: 8 rows, never 9; the 9th waited for the next batch
-    assert rows[:2] == [1, 8] and max(rows) == 8 and rows[-BODY["steps"]:] == [1] * BODY["steps"], rows
+    # 8 rows, never 9 while all 9 requests were in flight; the 9th waited and ran in a batch of its own
+    assert max(rows) == 8 and rows[-BODY["steps"]:] == [1] * BODY["steps"], rows
+    assert sum(rows) == 9 * BODY["steps"], rows
 
 
 @pytest.mark.parametrize("yipyap_traits", [{"max_batch_size": 1}], indirect=True)
-async def test_max_batch_size_1_turns_batching_off(jp_fetch, jp_serverapp) -> None:
-    rows, events = await behind_a_held_request(jp_fetch, jp_serverapp, more=2)
+async def test_max_batch_size_1_turns_batching_off(jp_fetch, jp_serverapp, tmp_path: Path) -> None:
+    rows, events = await behind_a_held_request(jp_fetch, jp_serverapp, tmp_path, more=2, full=1)
     assert all(stream[-1]["type"] == "complete" for stream in events)
-    assert len(queued_ones(events)) == 2 and set(rows) == {1}, rows
+    assert rows == [1] * (3 * BODY["steps"]), rows  # one row per pass, every step of each request
 
 
 async def canvas_length(tiny_llada_dir: Path) -> int:
@@ -110,11 +116,11 @@ def yipyap_traits(tiny_llada_dir: Path, request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.mark.parametrize("yipyap_traits", [{"two_canvases": True}], indirect=True)
-async def test_max_batch_tokens_bounds_the_canvas_positions_of_a_batch(jp_fetch, jp_serverapp) -> None:
-    rows, events = await behind_a_held_request(jp_fetch, jp_serverapp, more=3)
+async def test_max_batch_tokens_bounds_the_canvas_positions_of_a_batch(jp_fetch, jp_serverapp,
+                                                                      tmp_path: Path) -> None:
+    rows, events = await behind_a_held_request(jp_fetch, jp_serverapp, tmp_path, more=3, full=2)
     assert all(stream[-1]["type"] == "complete" for stream in events)
-    assert rows[:2] == [1, 2] and max(rows) == 2, rows  # two canvases fit, the others wait their turn
-    assert len(queued_ones(events)) == 2
+    assert max(rows) == 2 and sum(rows) == 4 * BODY["steps"], rows  # two canvases fit, the others wait their turn
 
 
 @pytest.mark.parametrize("yipyap_traits", [{"worker_threads": 1}], indirect=True)
