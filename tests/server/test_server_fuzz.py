@@ -52,7 +52,7 @@ EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: A model id longer than a file name may be, and one naming an unknown user's home: both were 500s.
 ODD_MODEL_IDS = ["x" * 300, "~x"]
-#: Inputs that runs have found, as (method, path) -> the requests tried before the generated ones.
+#: Inputs that runs have found, and refusals beside them, as (method, path) -> requests tried before the generated ones.
 FOUND: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("post", "/models/{model_id}/load"): [{"path_parameters": {"model_id": name}, "body": {}} for name in ODD_MODEL_IDS],
     ("post", "/models/{model_id}/download"): [{"path_parameters": {"model_id": name}} for name in ODD_MODEL_IDS],
@@ -60,8 +60,15 @@ FOUND: dict[tuple[str, str], list[dict[str, Any]]] = {
         *({"body": {"prompt": "x", "model": name}} for name in ODD_MODEL_IDS),
         # classifier-free guidance made NaN confidences where the banned tokens' logits are -inf
         {"body": {"prompt": "the cat", "max_new_tokens": 8, "steps": 4, "cfg_scale": 4.0}},
+        {"body": {"prompt": "x", "temperature": 1e-300}},  # too small to divide by
     ],
-    ("post", "/generate/stream"): [{"body": {"prompt": "x", "model": name}} for name in ODD_MODEL_IDS],
+    ("post", "/generate/stream"): [
+        *({"body": {"prompt": "x", "model": name}} for name in ODD_MODEL_IDS),
+        # refused for its content: 400 before any frame, as documented
+        {"body": {"prompt": "x", "max_new_tokens": 8, "block_length": 3}},
+        {"body": {"prompt": "x", "temperature": 1e-300}},
+    ],
+    ("post", "/infill/stream"): [{"body": {"prefix": "x", "max_new_tokens": 8, "block_length": 3, "variable": False}}],
 }
 
 
