@@ -99,7 +99,8 @@ async def test_max_batch_size_1_turns_batching_off(jp_fetch, jp_serverapp, tmp_p
     assert rows == [1] * (3 * BODY["steps"]), rows  # one row per pass, every step of each request
 
 
-async def canvas_length(tiny_llada_dir: Path) -> int:
+def canvas_length(tiny_llada_dir: Path) -> int:
+    """Positions of BODY's canvas: its prompt's tokens and the tokens to generate."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_llada_dir))
@@ -111,7 +112,7 @@ def yipyap_traits(tiny_llada_dir: Path, request: pytest.FixtureRequest) -> dict:
     """Traits for the test; `two_canvases` sets max_batch_tokens to room for two of BODY's canvases."""
     traits = dict(getattr(request, "param", {}))
     if traits.pop("two_canvases", False):
-        traits["max_batch_tokens"] = 2 * asyncio.run(canvas_length(tiny_llada_dir))
+        traits["max_batch_tokens"] = 2 * canvas_length(tiny_llada_dir)
     return traits
 
 
