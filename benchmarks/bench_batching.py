@@ -2,7 +2,8 @@
 
 N = 1, 4, 8 concurrent generations (same settings, different prompts and seeds) on
 (a) the shipped `tiny` model and (b) a random LLaDA-shaped checkpoint of 29M parameters
-(d_model 384, 12 layers, tiny's tokenizer), each through the service in this process (one thread
+(12 layers, d_model 384, tiny's tokenizer and so its vocabulary of 6,000; not bench_engine.py's
+random model, which has 8 layers and a vocabulary of 16,384), each through the service in this process (one thread
 per request, as the server's executor runs them) and through HTTP+SSE on a real
 Jupyter server (one streaming client per request). Contenders alternate: every round
 runs each N once, and the figures are medians over rounds.
@@ -37,13 +38,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from jupyter_process import start_server, stream_frames
+from jupyter_process import start_server, stop_server, stream_frames
 
 PROMPTS = ["def add(a, b):", "import os\n", "class Stack:\n    def push(self, item):", "for i in range(10):",
            "# read a file\nwith open(path) as f:", "x = [", "def main():\n    args = parse()", "while True:"]
 CONCURRENCY = (1, 4, 8)
 TARGETS = {"tiny": 3.0, "random": 1.5}  # aggregate tokens/s of 8 concurrent over one
 FIRST_STEP_TARGET = 2.0  # first step of the last request / of the first
+#: Each model by its shape, as the figures name it.
+SHAPES = {"tiny": "tiny", "random": "random LLaDA (12 layers, d_model 384, vocabulary 6,000)"}
 
 
 def random_checkpoint(directory: Path) -> Path:
@@ -238,7 +241,8 @@ def main() -> None:
             manager = DiffusionModelManager()
             service = DiffusionLLMService(manager, SettingsStore(Path(tmp) / f"{name}.json"), default_model=None)
             info = manager.load(path, device="cpu")
-            label = f"{name} ({info.parameters / 1e6:.1f}M parameters, {args.new_tokens} tokens, {args.steps} steps)"
+            label = (f"{SHAPES[name]} ({info.parameters / 1e6:.1f}M parameters, {args.new_tokens} tokens, "
+                     f"{args.steps} steps)")
             solo = [through_service(service, [body])[2][0] for body in bodies(max(CONCURRENCY), args.new_tokens,
                                                                               args.steps)]
             server = None
@@ -263,8 +267,7 @@ def main() -> None:
                 verdicts.append(f"{label}: {ceiling}")
             finally:
                 if server is not None:
-                    server.terminate()
-                    server.wait(30)
+                    stop_server(server)
             manager.unload()
     print()
     for verdict in verdicts:

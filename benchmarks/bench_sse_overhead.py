@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from jupyter_process import start_server, stream_frames
+from jupyter_process import start_server, stop_server, stream_frames
 
 PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'
 
@@ -80,8 +80,7 @@ def main() -> None:
                     assert complete["raw_text"] == done.raw_text, "both paths must do the same work"
                     frames = len(complete["history"])
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            stop_server(server)
     local_median, remote_median = statistics.median(local), statistics.median(remote)
     paired = statistics.median(r / loc for r, loc in zip(remote, local, strict=True))
     print(f"model {args.model}: {args.new_tokens} new tokens, {args.steps} steps ({frames} step frames), "

@@ -1,7 +1,16 @@
 """CPU speed of the embedded `tiny` model: 64 new tokens in 32 LLaDA steps (target: under 2 s).
 
 A benchmark, not a test: it prints median wall time and tokens/s over several
-runs after one warm-up run, for the shipped weights loaded in float32.
+runs after one warm-up run, for the shipped weights loaded in float32 (an absolute
+time, against the target). Then two ratios, each measured side by side (alternating
+pairs, median) on the same canvas:
+
+- a pass that computes the vocabulary head only at the current block's 32 positions
+  (what the samplers ask for) against a pass that computes it at every position;
+- passes taken in turn by 1 and by 8 other threads (as request threads would take them)
+  against the same pass on this thread, with `--threads` torch threads: each thread that
+  computes gets an OpenMP team of its own, which is why every pass of the engine runs on
+  one engine thread.
 
     python benchmarks/bench_tiny_cpu.py --runs 7 --threads 2
 """
@@ -12,6 +21,8 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -31,6 +42,42 @@ def run_once(network, canvas: torch.Tensor, mask_id: int, steps: int, block_leng
     return time.perf_counter() - start
 
 
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def head_at_the_block(network, canvas: torch.Tensor, start: int, pairs: int) -> float:
+    """Median of (pass with the vocabulary head at 32 positions) / (pass with it everywhere), alternating."""
+    ratios = []
+    for _ in range(pairs):
+        everywhere = timed(lambda: network(canvas))
+        block = timed(lambda: network(canvas, logits_at=(start, start + 32)))
+        ratios.append(block / everywhere)
+    return statistics.median(ratios)
+
+
+def taking_turns(network, canvas: torch.Tensor, threads: int, pairs: int) -> float:
+    """Median of (a pass on the next of `threads` other threads, in turn) / (the same pass on this one), alternating."""
+    def one_pass() -> float:
+        with torch.inference_mode():
+            return timed(lambda: network(canvas))
+
+    others = [ThreadPoolExecutor(1) for _ in range(threads)]
+    try:
+        for other in others:
+            other.submit(one_pass).result()  # each one's OpenMP team exists before the first timed pass
+        ratios = []
+        for number in range(pairs):
+            here = one_pass()
+            ratios.append(others[number % threads].submit(one_pass).result() / here)
+    finally:
+        for other in others:
+            other.shutdown()
+    return statistics.median(ratios)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path(TINY_MODEL_DIR))
@@ -40,6 +87,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--block-length", type=int, default=32)
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    p.add_argument("--pairs", type=int, default=31, help="alternating pairs for each of the two ratios")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -59,6 +107,15 @@ def main() -> None:
     print(f"runs: {', '.join(f'{t:.3f}s' for t in times)}")
     print(f"median {median:.3f}s  ->  {args.new_tokens / median:.1f} tokens/s  "
           f"({'under' if median < 2 else 'OVER'} the 2 s target)")
+    start = canvas.shape[1] - args.new_tokens
+    with torch.inference_mode():
+        head = head_at_the_block(network, canvas, start, args.pairs)
+    print(f"vocabulary head at the block's 32 positions / at all {canvas.shape[1]}: {head:.3f} "
+          f"({1 - head:.1%} off a pass; median of {args.pairs} pairs)")
+    for threads in (1, 8):
+        ratio = taking_turns(network, canvas, threads, args.pairs)
+        print(f"a pass taken in turn by {threads} other thread(s) / on this thread ({args.threads} torch threads): "
+              f"{ratio:.2f}x (median of {args.pairs} pairs)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A real Jupyter server with the extension, in a subprocess on loopback, for the HTTP benchmarks.
 
 Private config, data and runtime dirs under `workdir`, no rate limit, the model preloaded;
-`start_server` returns once the model answers as loaded. `stream_frames` reads one SSE stream.
+`start_server` returns once the model answers as loaded (or stops the server and exits);
+`stop_server` ends it, killing it if it does not stop in time. `stream_frames` reads one SSE stream.
 """
 
 from __future__ import annotations
@@ -49,18 +50,30 @@ def start_server(
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/diffusion"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited: see {workdir / 'server.log'}")
-        try:
-            if httpx.get(f"{url}/models/current", headers={"Authorization": f"token {token}"}).json().get("loaded"):
-                return server, url, token
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited: see {workdir / 'server.log'}")
+            try:
+                if httpx.get(f"{url}/models/current", headers={"Authorization": f"token {token}"}).json().get("loaded"):
+                    return server, url, token
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"the server did not load the model in time: see {workdir / 'server.log'}")
+    except BaseException:
+        stop_server(server)
+        raise
+
+
+def stop_server(server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Terminate the server; kill it if it has not exited within `timeout` seconds."""
     server.terminate()
-    server.wait(30)
-    raise SystemExit("the server did not load the model in time")
+    try:
+        server.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def stream_frames(client: httpx.Client, url: str, body: dict, route: str = "generate/stream") -> Iterator[dict]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import finish, wait_for_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,11 +24,9 @@ def cli(*args: str, tmp_path: Path) -> subprocess.Popen:
 def test_ctrl_c_prints_where_it_stopped_and_exits_130(tmp_path: Path) -> None:
     process = cli("def main():", "--max-new-tokens", "200", "--steps", "200", tmp_path=tmp_path)
     assert process.stderr is not None
-    for line in process.stderr:  # wait for the first step line
-        if line.lstrip().startswith("1/200"):
-            break
+    wait_for_line(process, process.stderr, "1/200")  # the first step line
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = finish(process)
     assert process.returncode == 130
     assert err.rstrip().splitlines()[-1].startswith("· stopped at step ") and err.rstrip().endswith(" of 200")
     assert "Traceback" not in err and "terminate called" not in err and out == ""
@@ -35,14 +34,14 @@ def test_ctrl_c_prints_where_it_stopped_and_exits_130(tmp_path: Path) -> None:
 
 def test_variable_without_a_suffix_is_a_usage_error(tmp_path: Path) -> None:
     process = cli("def main():", "--variable", tmp_path=tmp_path)
-    out, err = process.communicate(timeout=120)
+    out, err = finish(process)
     assert process.returncode == 2 and out == ""
     assert err.count("needs a suffix") == 1 and err.startswith("usage: yipyap-diffuse")
 
 
 def test_a_failure_is_one_line_with_its_category(tmp_path: Path) -> None:
     process = cli("def main():", "--model", "no-such-model", tmp_path=tmp_path)
-    out, err = process.communicate(timeout=120)
+    out, err = finish(process)
     assert process.returncode == 1 and out == ""
     assert err.splitlines()[-1].startswith("error · model_unavailable error: ") and "Traceback" not in err
 

@@ -30,9 +30,11 @@ def test_tool_is_installed(tool: str) -> None:
     assert result.returncode == 0, f"{tool} is missing: install the test extra ({result.stderr.strip()})"
 
 
+@pytest.mark.timeout(660)  # the tool has 600 s
 def test_ruff_check_passes() -> None:
     _assert_clean(_run("ruff", "check", *RUFF_PATHS))
 
 
+@pytest.mark.timeout(660)  # the tool has 600 s
 def test_mypy_passes() -> None:
     _assert_clean(_run("mypy"))

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]  # JupyterLab's start-up counts in the first
 
 #: The README's example.
 STREAM_CELL = "%%diffuse --steps 32 --max-new-tokens 64 --seed 0 --out story\ndef fibonacci(n):"

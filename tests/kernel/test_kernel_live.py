@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
 
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
         "YIPYAP_SETTINGS_PATH": str(tmp_path_factory.mktemp("kernel-settings") / "settings.json"),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
@@ -35,16 +36,30 @@ def kernel(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
 
 def execute(client, code: str, until=None) -> list[dict]:
     """Run `code`; return its iopub messages up to idle. `until(messages)` may act mid-way (once)."""
-    messages = collect(client, client.execute(code), until)
-    client.get_shell_msg(timeout=120)  # its execute_reply
+    msg_id = client.execute(code)
+    messages = collect(client, msg_id, until)
+    reply(client, msg_id)
     return messages
 
 
-def collect(client, msg_id: str, until=None) -> list[dict]:
-    """The iopub messages of request `msg_id` up to idle."""
+def reply(client, msg_id: str) -> dict:
+    """The execute_reply to request `msg_id`, past any other shell replies (wait_for_ready's extra kernel_info)."""
+    skipped = []
+    while True:
+        message = client.get_shell_msg(timeout=120)
+        if message["parent_header"].get("msg_id") == msg_id:
+            return message["content"]
+        skipped.append(message["msg_type"])
+        assert len(skipped) < 100, skipped
+
+
+def collect(client, msg_id: str, until=None, timeout: float = 300.0) -> list[dict]:
+    """The iopub messages of request `msg_id` up to idle. `until(messages)` may act mid-way (once)."""
     messages: list[dict] = []
     acted = until is None
+    deadline = time.monotonic() + timeout
     while True:
+        assert time.monotonic() < deadline, f"no idle within {timeout:g} s after {[m['msg_type'] for m in messages]}"
         message = client.get_iopub_msg(timeout=120)
         if message["parent_header"].get("msg_id") != msg_id:
             continue
@@ -79,8 +94,28 @@ def test_live_display_updates_in_place_and_gives_way_to_the_result(kernel) -> No
     assert summary.startswith("16 tokens · 8 steps · ") and options.startswith("max new tokens 16 · steps 8 · ")
 
 
-def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kernel) -> None:
+#: Run in the kernel before the interrupted cell: the network holds every pass after the first until the run is
+#: cancelled (the interrupt cancels it), so the generation is still running when the interrupt comes, however fast
+#: the machine is.
+HOLD_UNTIL_CANCELLED = """
+from held_network import HeldNetwork
+from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.kernel.local_backend import LocalBackend
+
+held = HeldNetwork(LocalBackend.shared().service.manager.loaded_model.network, free=1)
+plain_cancel = CancelToken.cancel
+
+def cancel_and_let_through(token):
+    plain_cancel(token)
+    held.open()
+
+CancelToken.cancel = cancel_and_let_through
+"""
+
+
+def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kernel, tiny_llada_dir: Path) -> None:
     manager, client = kernel
+    assert of_type(execute(client, HOLD_UNTIL_CANCELLED), "error") == []
 
     def interrupt_after_first_canvas(messages: list[dict]) -> bool:
         if any("step " in m["data"].get("text/plain", "") for m in of_type(messages, "update_display_data")):
@@ -90,15 +125,23 @@ def test_interrupt_stops_in_one_line_keeps_the_partial_result_and_the_model(kern
 
     msg_id = client.execute("%%diffuse --seed 2 --steps 256 --max-new-tokens 256 --out partial\nonce upon a time")
     messages = collect(client, msg_id, until=interrupt_after_first_canvas)
-    assert client.get_shell_msg(timeout=120)["content"]["status"] == "error"  # so "Run All" stops here
+    assert reply(client, msg_id)["status"] == "error"  # so "Run All" stops here
     errors = of_type(messages, "error")
     assert [e["ename"] for e in errors] == ["GenerationStopped"]
     (line,) = errors[0]["traceback"]
-    assert re.fullmatch(r"\x1b\[1;33mstopped at step \d+ of 256\x1b\[0m", line)
+    # step 1 was shown; the step in flight when the interrupt came (1 or 2) is the last
+    assert re.fullmatch(r"\x1b\[1;33mstopped at step [12] of 256\x1b\[0m", line), line
     assert of_type(messages, "stream") == []  # no traceback printed anywhere else
+    assert of_type(execute(client, "CancelToken.cancel = plain_cancel; held.open()"), "error") == []
     settled = "''.join(f.text for f in partial.frames)"
     messages = execute(client, f"print(partial.steps < 256, partial.stopped_of, partial.text == {settled})")
     assert of_type(messages, "stream")[0]["text"] == "True 256 True\n"
+    # %diffuse replay shows the stopped run's steps, the last one where it stopped, and names its model
+    stopped_at = int(line.split("stopped at step ")[1].split(" ")[0])
+    (replay,) = of_type(execute(client, "%diffuse replay"), "execute_result")
+    assert replay["data"]["text/plain"] == f"<ReplayPanel: {stopped_at} steps of {tiny_llada_dir}>"
+    messages = execute(client, "_.slider.max, _.canvas.value.count('step ' + str(_.slider.max) + '/256')")
+    assert of_type(messages, "execute_result")[0]["data"]["text/plain"] == f"({stopped_at}, 1)"
     messages = execute(client, "%%diffuse --seed 2 --steps 4 --max-new-tokens 8 --out after\nthe cat sat")
     assert of_type(messages, "error") == []
     summary = of_type(messages, "execute_result")[0]["data"]["text/plain"].splitlines()[-2]

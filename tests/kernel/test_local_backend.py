@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,13 @@ def test_a_download_reports_progress_and_ends_cached(
     assert backend.service.downloads.state("llada-8b-base").state == "done"  # the service's own record
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_download_failures_keep_their_category(
     backend: LocalBackend, hub_online: None, hub_cache: Path, tiny_llada_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -38,5 +46,8 @@ def test_download_failures_keep_their_category(
         backend.download("no-such-model")
     with serve_as_hub("someone/else", tiny_llada_dir) as endpoint:
         monkeypatch.setenv("HF_ENDPOINT", endpoint)
-        with pytest.raises((ModelUnavailableError, NetworkError)):
-            backend.download("llada-8b-base")
+        with pytest.raises(ModelUnavailableError, match="GSAI-ML/LLaDA-8B-Base was not found on the hub"):
+            backend.download("llada-8b-base")  # the hub answers, and has no such repository
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(NetworkError):
+        backend.download("llada-8b-base")  # no hub answers at all

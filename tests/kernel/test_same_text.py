@@ -8,11 +8,29 @@ temperature of its own would sample differently.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from yipyap_jupyter.__main__ import main
+from yipyap_jupyter.kernel.client import DiffusionClient
+from yipyap_jupyter.kernel.local_backend import LocalBackend
 from yipyap_jupyter.kernel.panels import TextGeneratorPanel, TextInfillerPanel
 from yipyap_jupyter.kernel.panels.infiller import VARIABLE
+from yipyap_jupyter.service.service import DiffusionLLMService
+from yipyap_jupyter.settings import SettingsStore
 
 PROMPT = "def add(a, b):"
+
+
+@pytest.fixture
+def client(tmp_path: Path, tiny_llada_dir: Path) -> Iterator[DiffusionClient]:
+    """A client over a service of its own: the Dream models these tests load never reach the session's client."""
+    service = DiffusionLLMService(settings_store=SettingsStore(tmp_path / "own-settings.json"),
+                                  default_model=str(tiny_llada_dir))
+    yield DiffusionClient(LocalBackend(service))
+    service.manager.unload()
 
 
 def test_cli_magic_panel_and_client_agree(ipython, magics, client, tiny_dream_dir, capsys) -> None:
@@ -27,7 +45,8 @@ def test_cli_magic_panel_and_client_agree(ipython, magics, client, tiny_dream_di
     capsys.readouterr()
     assert main([PROMPT, "--model", str(tiny_dream_dir), "--seed", "7", "--max-new-tokens", "16", "--quiet"]) == 0
     from_cli = capsys.readouterr().out
-    assert from_python.options.get("temperature", 0.2) == 0.2
+    assert from_python.options["temperature"] == 0.2  # Dream's own default, the same in every view
+    assert cell.result.options == panel.result.options == from_python.options
     assert from_cli == from_python.text + "\n"
     assert cell.result.raw_text == panel.result.raw_text == from_python.raw_text
     assert cell.result.text == panel.result.text == from_python.text

@@ -68,6 +68,9 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
         while not backend.available():
             assert time.monotonic() < deadline, "the extension never answered"
             time.sleep(0.2)
+        while backend.current() is None:  # the preload, which the tests expect done
+            assert time.monotonic() < deadline, f"the default model never loaded:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
         yield server, runtime, home
     finally:
         process.kill()  # a throwaway server: nothing in its temporary dirs needs a clean shutdown

@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nbenv import NOTEBOOKS, REPO, notebook_env
 
 SANITIZE = Path(__file__).with_name("sanitize.cfg")
 
 
+@pytest.mark.timeout(960)  # the child pytest has 900 s
 def test_notebooks_reproduce_their_outputs(tmp_path: Path) -> None:
     notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert [p.name[:2] for p in notebooks] == ["01", "02", "03", "04", "05", "06"]

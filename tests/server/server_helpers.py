@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 #: Headers that replace jp_fetch's token: the request arrives unauthenticated.
@@ -42,8 +44,8 @@ def check_steps(events: list[dict[str, Any]], last_step: int) -> list[dict[str, 
 
 
 async def hang_up_at_first_step(port: int, base_url: str, auth: dict[str, str], body: dict[str, Any],
-                                correlation_id: str) -> None:
-    """A raw streaming request whose client closes the connection at its first step frame."""
+                                correlation_id: str, first: Callable[[], Awaitable[None]] | None = None) -> None:
+    """A raw streaming request whose client closes the connection at its first step frame (after `first()`)."""
     payload = json.dumps(body).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = (f"POST {base_url}api/diffusion/generate/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -56,4 +58,14 @@ async def hang_up_at_first_step(port: int, base_url: str, auth: dict[str, str], 
         chunk = await reader.read(65536)
         assert chunk, received
         received += chunk
+    if first is not None:
+        await first()
     writer.close()
+
+
+async def eventually(condition: Callable[[], Any], saw: Callable[[], Any], timeout: float = 120.0) -> None:
+    """Wait, serving the event loop, until `condition()` holds; after `timeout` s fail with what `saw()` shows."""
+    until = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < until, f"not within {timeout:g} s; saw {saw()!r}"
+        await asyncio.sleep(0.01)

@@ -113,16 +113,19 @@ async def test_damaged_checkpoints_are_refused_and_the_served_model_keeps_answer
         body = json.loads(refused.value.response.body)
         assert (refused.value.code, body["error_type"], body["retryable"]) == (500, "model_loading", False), (
             name, body)
+        if name in ("4 KiB of garbage in the weights", "a NaN in the weights"):
+            assert "holds NaN or infinite values" in body["message"], (name, body)  # the finite-weights check
         assert as_json(await jp_fetch("api", "diffusion", "models", "current"))["id"] == str(tiny_llada_dir), name
         again = as_json(await jp_fetch("api", "diffusion", "generate", **QUICK))
         assert (again["model_used"], again["raw_text"]) == (str(tiny_llada_dir), expected["raw_text"]), name
 
 
 def test_the_garbage_really_is_in_the_weights(other_llada_dir: Path, tmp_path: Path) -> None:
-    """The noise lands inside a tensor, so the test above exercises the finite-weights check."""
+    """The noise lands inside a tensor and makes some of it NaN or infinite: the finite-weights check refuses it."""
     broken = tmp_path / "garbage"
     shutil.copytree(other_llada_dir, broken)
     garbage_in_weights(broken)
     damaged = load_file(str(broken / "model.safetensors"))
     clean = load_file(str(other_llada_dir / "model.safetensors"))
-    assert any(not torch.equal(damaged[name], clean[name]) for name in clean)
+    changed = [name for name in clean if not torch.equal(damaged[name], clean[name])]
+    assert changed and any(not torch.isfinite(damaged[name]).all() for name in changed), changed

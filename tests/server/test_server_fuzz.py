@@ -5,6 +5,14 @@ document is fetched from it and narrowed so the generated generations stay tiny
 (a few tokens, short texts) and the run stays short; every other rule is the
 document's own. Each answer must not be a 5xx and must conform to the document
 (status code, content type, body schema).
+
+The run is the same whichever tests ran before it in this process. Hypothesis mixes into its
+draws the literals of every "local" module imported so far (`hypothesis.internal.constants_ast`),
+so the requests generated here used to depend on which package modules earlier tests had
+imported: `~x` as a model id (a 500 then) came up only after `test_server_proxy.py` had run.
+`hypothesis_of_its_own` pins that pool to nothing and keeps Hypothesis's files in a temporary
+directory rather than `.hypothesis/` in the checkout. Every input a run has ever found is an
+explicit example (`FOUND`), tried first in every run.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.internal.conjecture import providers
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -40,6 +50,26 @@ SHORT_TEXT = 64
 #: Generated requests per operation.
 EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+#: A model id longer than a file name may be, and one naming an unknown user's home: both were 500s.
+ODD_MODEL_IDS = ["x" * 300, "~x"]
+#: Inputs that runs have found, and refusals beside them, as (method, path) -> requests tried before the generated ones.
+FOUND: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("post", "/models/{model_id}/load"): [{"path_parameters": {"model_id": name}, "body": {}} for name in ODD_MODEL_IDS],
+    ("post", "/models/{model_id}/download"): [{"path_parameters": {"model_id": name}} for name in ODD_MODEL_IDS],
+    ("post", "/generate"): [
+        *({"body": {"prompt": "x", "model": name}} for name in ODD_MODEL_IDS),
+        # classifier-free guidance made NaN confidences where the banned tokens' logits are -inf
+        {"body": {"prompt": "the cat", "max_new_tokens": 8, "steps": 4, "cfg_scale": 4.0}},
+        {"body": {"prompt": "x", "temperature": 1e-300}},  # too small to divide by
+    ],
+    ("post", "/generate/stream"): [
+        *({"body": {"prompt": "x", "model": name}} for name in ODD_MODEL_IDS),
+        # refused for its content: 400 before any frame, as documented
+        {"body": {"prompt": "x", "max_new_tokens": 8, "block_length": 3}},
+        {"body": {"prompt": "x", "temperature": 1e-300}},
+    ],
+    ("post", "/infill/stream"): [{"body": {"prefix": "x", "max_new_tokens": 8, "block_length": 3, "variable": False}}],
+}
 
 
 def narrowed(document: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +94,10 @@ def narrowed(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+#: Environment variables that point at state (settings, caches, Jupyter dirs): the server gets its own.
+OWN_STATE = ("YIPYAP_", "HF_", "HUGGINGFACE_", "JUPYTER_")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -74,7 +108,8 @@ def free_port() -> int:
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path) -> Iterator[tuple[str, str]]:
     """A `jupyter server` with the extension and the tiny test checkpoint; yields (API URL, token)."""
     home = tmp_path_factory.mktemp("fuzzed")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith(OWN_STATE)}
+    env = {**inherited, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_CONFIG_DIR": str(home / "config"), "YIPYAP_SETTINGS_PATH": str(home / "settings.json"),
            "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(home / "hf"), "OMP_NUM_THREADS": "1"}
@@ -107,24 +142,41 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path) -> It
         log.close()
 
 
-def fuzz(operation: Any, url: str, auth: dict[str, str]) -> None:
-    """EXAMPLES generated requests of one operation, each answer checked."""
+@pytest.fixture
+def hypothesis_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hypothesis draws from no literals of imported modules, and keeps its files out of the checkout."""
+    monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
+    providers.CONSTANTS_CACHE.cache.clear()  # pools computed before hold the earlier literals
+    set_hypothesis_home_dir(tmp_path / "hypothesis")
+    try:
+        yield
+    finally:
+        set_hypothesis_home_dir(None)
+        providers.CONSTANTS_CACHE.cache.clear()
 
-    @given(case=operation.as_strategy())
+
+def fuzz(operation: Any, url: str, auth: dict[str, str]) -> None:
+    """The found inputs and EXAMPLES generated requests of one operation, each answer checked."""
+
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               database=None)
+    @given(case=operation.as_strategy())
     def call(case: Any) -> None:
         note(f"{operation.method.upper()} {operation.path}")
         case.call_and_validate(base_url=url, headers=auth, checks=CHECKS, timeout=60)
 
+    for found in FOUND.get((operation.method, operation.path), []):
+        call = example(case=operation.Case(media_type="application/json", **found))(call)
     call()
 
 
+@pytest.mark.usefixtures("hypothesis_of_its_own")
 def test_generated_requests_never_meet_a_server_error(served: tuple[str, str]) -> None:
     url, token = served
     auth = {"Authorization": f"token {token}"}
     document = narrowed(httpx.get(f"{url}/openapi.json", headers=auth).json())
     operations = [result.ok() for result in schemathesis.openapi.from_dict(document).get_all_operations()]
     assert len(operations) == sum(len(methods) for methods in document["paths"].values())
+    assert set(FOUND) <= {(operation.method, operation.path) for operation in operations}
     for operation in operations:
         fuzz(operation, url, auth)

@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from server_helpers import TOKENLESS, sse_events
+from held_network import HeldNetwork
+from server_helpers import TOKENLESS, eventually, sse_events
 from tornado.httpclient import HTTPClientError
 
 from yipyap_jupyter.server.state import SETTINGS_KEY
@@ -90,30 +91,29 @@ async def test_a_stream_refused_for_its_content_is_400_before_any_frame(jp_fetch
 async def test_a_generation_queued_behind_an_unload_loads_its_model(jp_fetch, jp_serverapp) -> None:
     """Generation A runs, an unload waits for it, generation B waits behind the unload: B loads the model it was
     planned for (the default) in its own turn and completes."""
-    line = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager._queue  # the manager's turns, to watch
+    manager = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager
+    line = manager._queue  # the manager's turns, to watch
+    await jp_fetch("api", "diffusion", "generate", **post({"prompt": "x", "max_new_tokens": 2, "steps": 1}))  # loaded
 
     chunks: list[bytes] = []
-    first_step = asyncio.Event()
-
-    def on_chunk(chunk: bytes) -> None:
-        chunks.append(chunk)
-        if b'"type":"step"' in chunk:
-            first_step.set()
-
-    running = asyncio.ensure_future(jp_fetch(
-        "api", "diffusion", "generate", "stream", streaming_callback=on_chunk,
-        **post({"prompt": "once upon a time", "max_new_tokens": 256, "steps": 256})))
-    await asyncio.wait_for(first_step.wait(), 120)
-    unload = asyncio.ensure_future(jp_fetch("api", "diffusion", "models", "current", "unload", **post({})))
-    while line.length < 2:  # the unload has taken its place in the line behind A
-        await asyncio.sleep(0.01)
-    queued = await jp_fetch("api", "diffusion", "generate", "stream", **post({"prompt": "x", "max_new_tokens": 4,
-                                                                               "steps": 2}))
-    events = sse_events(queued.body)
+    queued_chunks: list[bytes] = []
+    with HeldNetwork(manager.loaded_model.network) as held:  # A runs until B has queued, however fast it is
+        running = asyncio.ensure_future(jp_fetch(
+            "api", "diffusion", "generate", "stream", streaming_callback=chunks.append,
+            **post({"prompt": "once upon a time", "max_new_tokens": 16, "steps": 16})))
+        await held.held(1)
+        unload = asyncio.ensure_future(jp_fetch("api", "diffusion", "models", "current", "unload", **post({})))
+        await eventually(lambda: line.length >= 2, lambda: f"{line.length} in the line")  # the unload, behind A
+        queued = asyncio.ensure_future(jp_fetch("api", "diffusion", "generate", "stream",
+                                                streaming_callback=queued_chunks.append,
+                                                **post({"prompt": "x", "max_new_tokens": 4, "steps": 2})))
+        await eventually(lambda: b"queued" in b"".join(queued_chunks), lambda: b"".join(queued_chunks))
+    await queued
+    events = sse_events(b"".join(queued_chunks))
     assert "queued: 2 requests ahead" in [e.get("message") for e in events]  # behind A and the unload
     assert events[-1]["type"] == "complete", events[-1]
     assert any(str(e.get("message", "")).startswith("loading") for e in events)
+    await running
     assert sse_events(b"".join(chunks))[-1]["type"] == "complete"
     assert json.loads((await unload).body)["loaded"] is False
-    await running
     assert json.loads((await jp_fetch("api", "diffusion", "models", "current")).body)["loaded"] is True

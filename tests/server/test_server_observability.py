@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
-from server_helpers import hang_up_at_first_step, sse_events
+from held_network import HeldNetwork
+from server_helpers import eventually, hang_up_at_first_step, sse_events
 from tornado.httpclient import HTTPClientError
+
+from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.server.state import SETTINGS_KEY
 
 CANARY = "CANARY-7d41e9 zebra quartz"
 
@@ -63,24 +67,39 @@ def yipyap_traits(slow_llada_dir: Path) -> dict:
     return {"default_model": str(slow_llada_dir)}
 
 
-async def test_disconnect_cancels_the_generation(jp_fetch, jp_http_port: int, jp_base_url: str,
-                                                 jp_auth_header: dict, tmp_path: Path) -> None:
-    await jp_fetch("api", "diffusion", "models", "current")  # the server is listening
+async def test_disconnect_cancels_the_generation_within_one_step(
+    jp_fetch, jp_serverapp, jp_http_port: int, jp_base_url: str, jp_auth_header: dict, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await jp_fetch("api", "diffusion", "generate", **post({"prompt": "x", "max_new_tokens": 2, "steps": 1}))  # loaded
+    noticed = threading.Event()
+    cancel = CancelToken.cancel
+
+    def noting(token: CancelToken) -> None:
+        cancel(token)
+        noticed.set()
+
+    monkeypatch.setattr(CancelToken, "cancel", noting)
     total = 448
     body = {"prompt": "once upon a time", "max_new_tokens": total, "steps": total}
-    await hang_up_at_first_step(jp_http_port, jp_base_url, jp_auth_header, body, "leaving-early")
+    network = jp_serverapp.web_app.settings[SETTINGS_KEY].service.manager.loaded_model.network
+    # step 1 goes out; the client leaves while step 2's pass waits, and that pass ends once the server has noticed
+    with HeldNetwork(network, free=1) as held:
+        await hang_up_at_first_step(jp_http_port, jp_base_url, jp_auth_header, body, "leaving-early",
+                                    first=lambda: held.held(2))
+        await eventually(noticed.is_set, lambda: "the server never cancelled the stream")
 
     log = tmp_path / "yipyap-logs" / "structured.log"
-    for _ in range(600):  # wait for the handler to finish (it waits for the worker first)
-        ended = [json.loads(line) for line in log.read_text().splitlines() if "ended" in line]
-        if any(r["correlation_id"] == "leaving-early" for r in ended):
-            break
-        await asyncio.sleep(0.05)
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    mine = [r["message"] for r in records if r["correlation_id"] == "leaving-early"]
-    assert any(m.startswith("stream generate/stream ended (cancelled)") for m in mine), mine
-    stopped = [int(m.rsplit(" ", 1)[1]) for m in mine if m.startswith("generate cancelled at step")]
-    assert stopped and stopped[0] < total, mine
+
+    def mine() -> list[str]:
+        return [r["message"] for r in map(json.loads, log.read_text().splitlines())
+                if r["correlation_id"] == "leaving-early"]
+
+    # the handler ends after its worker
+    await eventually(lambda: any(m.startswith("stream generate/stream ended") for m in mine()), mine)
+    assert any(m.startswith("stream generate/stream ended (cancelled)") for m in mine()), mine()
+    stopped = [int(m.rsplit(" ", 1)[1]) for m in mine() if m.startswith("generate cancelled at step")]
+    assert stopped == [3], mine()  # step 2 was in flight when the client left; step 3 never ran
     with sqlite3.connect(tmp_path / "metrics.sqlite") as db:
         row = db.execute("SELECT error_type, stream FROM requests WHERE correlation_id = 'leaving-early'").fetchone()
     assert row == ("cancelled", 1)

@@ -67,13 +67,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path) -> 
     )
     url = f"http://127.0.0.1:{port}/up"
     try:
-        for _ in range(600):  # start-up and the preload, bounded
+        deadline = time.monotonic() + 120  # start-up and the preload
+        while True:
             assert process.poll() is None, (root / "server.log").read_text()
+            assert time.monotonic() < deadline, f"not ready in 120 s: {(root / 'server.log').read_text()[-3000:]}"
             try:
                 current = httpx.get(f"{url}/api/diffusion/models/current", headers={"Authorization": f"token {token}"})
                 if current.status_code == 200 and current.json().get("loaded"):
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.1)
         yield Upstream(url, token, env, config_dir / "yipyap_jupyter" / "settings.json")

@@ -7,9 +7,10 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from server_helpers import check_steps, sse_events
 
@@ -111,8 +112,8 @@ async def test_steps_that_queue_behind_a_slow_client_go_out_as_one_frame() -> No
         posted.set()
 
     run = asyncio.ensure_future(stream.run(events))
-    await asyncio.get_running_loop().run_in_executor(None, posted.wait, 30)
-    await asyncio.sleep(0.05)  # the last step reaches the queue while the first frame is still held
+    # every step is in the queue (posted is set after the last one) while the first frame is still held
+    assert await asyncio.get_running_loop().run_in_executor(None, posted.wait, 60)
     handler.release.set()
     await run
     frames = [json.loads(line[len("data: "):]) for text in handler.written for line in text.splitlines() if line]
@@ -120,61 +121,122 @@ async def test_steps_that_queue_behind_a_slow_client_go_out_as_one_frame() -> No
     assert (frames[1]["step"], frames[1]["text"], frames[1]["canvas"]) == (3, "abc", "abc")
 
 
+class StillClock:
+    """Event-loop time that moves only when the test moves it (then it wakes the loop to look at its timers)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.loop: ClockedLoop | None = None
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(lambda: None)
+
+
+class ClockedLoop(asyncio.SelectorEventLoop):
+    """An event loop whose `time()` is a StillClock: frame intervals and keep-alives pass when the test says."""
+
+    def __init__(self, clock: StillClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.wakeups = 0  # calls from other threads
+        clock.loop = self
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        self.wakeups += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def run_with(clock: StillClock, stream: EventStream, events: Callable[[Any], Iterator[Any]]) -> None:
+    """`stream.run(events)` on a ClockedLoop; cancelled after 60 real seconds, so a broken stream fails, not hangs."""
+    loop = ClockedLoop(clock)
+    task = loop.create_task(stream.run(events))
+    watchdog = threading.Timer(60, lambda: loop.call_soon_threadsafe(task.cancel))
+    watchdog.start()
+    try:
+        loop.run_until_complete(task)
+    finally:
+        watchdog.cancel()
+        loop.close()
+
+
 class RecordingHandler(HeldHandler):
-    """A client that reads at once: each write is one wake-up of the reader."""
+    """A client that reads at once: each write is one wake-up of the reader, noted with the loop's clock time.
+
+    The generation can wait for a write (`wait_for_writes`), so each event reaches the loop when the test means it to.
+    """
+
+    def __init__(self, clock: StillClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.times: list[float] = []
+        self._wrote = threading.Condition()
+
+    def write(self, text: str) -> None:
+        with self._wrote:
+            super().write(text)
+            self.times.append(self.clock.now)
+            self._wrote.notify_all()
+
+    def wait_for_writes(self, count: int, counted: Callable[[str], bool] = lambda text: True) -> None:
+        """Block until `count` writes (of those `counted`) have reached the client."""
+        with self._wrote:
+            done = self._wrote.wait_for(lambda: sum(map(counted, self.written)) >= count, timeout=60)
+            assert done, self.written
 
     async def flush(self) -> None:
         pass
 
 
-async def test_steps_faster_than_the_frame_interval_share_a_write_each_its_own_frame() -> None:
-    handler = RecordingHandler()
+def test_steps_faster_than_the_frame_interval_share_a_write_each_its_own_frame() -> None:
+    clock = StillClock()  # never moves: the 5 s interval cannot pass, only the complete event ends the wait
+    handler = RecordingHandler(clock)
     stream = EventStream(handler, ThreadPoolExecutor(1), keepalive_seconds=60, frame_interval=5.0)  # type: ignore[arg-type]
+    wakeups: list[int] = []
 
     def events(cancel: object) -> Iterator[object]:
+        assert clock.loop is not None
         yield StatusEvent(message="Starting text generation...")
-        time.sleep(0.05)  # each event reaches the loop on its own
-        for n in range(1, 4):
-            yield step(n, "abc"[n - 1], "abc"[:n] + "_" * (3 - n), [n - 1])
-            time.sleep(0.05)
+        handler.wait_for_writes(1)
+        yield step(1, "a", "a__", [0])
+        handler.wait_for_writes(2)  # the first step goes out as it comes
+        before = clock.loop.wakeups
+        yield step(2, "b", "ab_", [1])
+        yield step(3, "c", "abc", [2])  # when this yield returns, both steps are in the mailbox
+        wakeups.append(clock.loop.wakeups - before)
         yield CompleteEvent(text="abc", raw_text="abc", generation_time=0.2, model_used="tiny", device="cpu",
                             tokens=3, steps=3)
 
-    started = time.monotonic()
-    await stream.run(events)
-    assert time.monotonic() - started < 5.0, "the complete event ends the wait at once"
+    run_with(clock, stream, events)
+    assert wakeups == [0], "steps within the frame interval do not wake the loop"
     writes = [[json.loads(line[len("data: "):]) for line in text.splitlines() if line] for text in handler.written]
-    # the first step goes out as it comes; the next two wait for the interval and leave with the complete event
-    assert [[f["type"] for f in frames] for frames in writes[1:]] == [["step"], ["step", "step", "complete"]]
+    # the next two steps wait for the interval and leave with the complete event, each its own frame
+    assert [[f["type"] for f in frames] for frames in writes] == [["status"], ["step"], ["step", "step", "complete"]]
     assert [f["step"] for frames in writes for f in frames if f["type"] == "step"] == [1, 2, 3]
 
 
-class TimedHandler(RecordingHandler):
-    """A reading client that notes when each write reached it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def write(self, text: str) -> None:
-        super().write(text)
-        self.times.append(time.monotonic())
-
-
-async def test_a_silent_generation_gets_keep_alives_and_slow_steps_go_out_as_they_come() -> None:
-    handler = TimedHandler()
+def test_a_silent_generation_gets_keep_alives_and_slow_steps_go_out_as_they_come() -> None:
+    clock = StillClock()
+    handler = RecordingHandler(clock)
     stream = EventStream(handler, ThreadPoolExecutor(1), keepalive_seconds=0.3, frame_interval=0.05)  # type: ignore[arg-type]
     posted: list[float] = []
 
     def events(cancel: object) -> Iterator[object]:
-        time.sleep(0.7)  # loading, say: nothing to send for a while
+        while handler.written.count(KEEPALIVE_FRAME) < 2:  # loading, say: nothing to send for a while
+            clock.advance(0.1)
+            time.sleep(0.01)
         for n in range(1, 4):
-            posted.append(time.monotonic())
+            clock.advance(0.2)  # a slow model: each step comes after the frame interval
+            posted.append(clock.now)
             yield step(n, "abc"[n - 1], "abc"[:n] + "_" * (3 - n), [n - 1])
-            time.sleep(0.2)  # a slow model: each step comes after the frame interval
+            handler.wait_for_writes(n, counted=lambda text: text != KEEPALIVE_FRAME)
 
-    await stream.run(events)
-    assert handler.written[0] == KEEPALIVE_FRAME and handler.written.count(KEEPALIVE_FRAME) >= 2
+    run_with(clock, stream, events)
+    assert handler.written[:2] == [KEEPALIVE_FRAME] * 2
     steps = [(text, at) for text, at in zip(handler.written, handler.times, strict=True) if text != KEEPALIVE_FRAME]
     assert [json.loads(text[len("data: "):])["step"] for text, _ in steps] == [1, 2, 3]  # one write each
-    assert all(at - sent < 0.1 for (_, at), sent in zip(steps, posted, strict=True)), "no step waits for the next"
+    assert [at for _, at in steps] == posted, "no step waits for the next: each goes out at the time it came"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine.manager import DiffusionModelManager
@@ -66,12 +67,28 @@ def test_request_overrides_settings(service: DiffusionLLMService) -> None:
     assert done.text == clean(done.raw_text, trim=True, punctuation=False)
 
 
-def test_fixed_and_variable_infill(service: DiffusionLLMService) -> None:
+def test_fixed_and_variable_infill(service: DiffusionLLMService, loaded_manager: DiffusionModelManager) -> None:
     fixed = list(service.infill_events({"prefix": "def x", "suffix": "return y", "length": 6}))
     end = check_shape(fixed)
     assert isinstance(end, CompleteEvent) and len(fixed[1].pieces) == 6
-    variable = service.infill({"prefix": "def x", "suffix": "return y", "variable": True, "max_new_tokens": 12})
-    assert variable.tokens <= 12
+    model = loaded_manager.loaded_model
+    assert model is not None
+    expand = model.ids.expand
+
+    def always_expand(module: torch.nn.Module, args: tuple, logits: torch.Tensor) -> torch.Tensor:
+        logits[..., expand] += 1e4
+        return logits
+
+    hook = model.network.register_forward_hook(always_expand)  # a model that would grow the gap without end
+    try:
+        grown = list(service.infill_events({"prefix": "def x", "suffix": "return y", "variable": True,
+                                            "max_new_tokens": 12}))
+    finally:
+        hook.remove()
+    end = check_shape(grown)
+    steps = [e for e in grown if isinstance(e, StepEvent)]
+    assert isinstance(end, CompleteEvent) and end.tokens == 12, end  # it grows to max_new_tokens and no further
+    assert max(len(s.pieces) for s in steps) == 12 and len(steps[-1].pieces) == 12
 
 
 def test_validation_error_is_an_event_without_the_prompt(service: DiffusionLLMService) -> None:
@@ -120,11 +137,13 @@ def test_queue_position_is_reported(service: DiffusionLLMService, loaded_manager
     events: list = []
     waiter = threading.Thread(target=lambda: events.extend(service.generate_events({"prompt": "y", "max_new_tokens": 4})))
     waiter.start()
-    while not any(isinstance(e, StatusEvent) and "queued" in e.message for e in list(events)):
-        waiter.join(0.05)
-        assert waiter.is_alive(), events
-    holder.close()
-    waiter.join()
+    try:
+        wait_until(lambda: any(isinstance(e, StatusEvent) and "queued" in e.message for e in list(events)),
+                   saw=lambda: (events, waiter.is_alive()))
+    finally:
+        holder.close()  # the turn is given back, so the waiter ends either way
+    waiter.join(60)
+    assert not waiter.is_alive(), events
     assert any(e.message == "queued: 1 request ahead" for e in events if isinstance(e, StatusEvent))
     assert isinstance(events[-1], CompleteEvent)
 
@@ -209,22 +228,24 @@ def test_a_request_queued_behind_an_unload_loads_its_model(
     assert not isinstance(next(e for e in running if isinstance(e, StepEvent)), ErrorEvent)  # holds the turn now
     unloading = threading.Thread(target=service.unload_model)
     unloading.start()
-    wait_until(lambda: service.manager._queue.length == 2)
+    wait_until(lambda: service.manager._queue.length == 2, saw=lambda: service.manager._queue.length)
     queued: list = []
     waiting = threading.Thread(target=lambda: queued.extend(
         service.generate_events({"prompt": "the dog", "max_new_tokens": 4, "steps": 2})))
     waiting.start()  # planned against the loaded model, queued behind the unload
-    wait_until(lambda: service.manager._queue.length == 3)
+    wait_until(lambda: service.manager._queue.length == 3, saw=lambda: service.manager._queue.length)
     list(running)
     unloading.join(30)
     waiting.join(60)
+    assert not unloading.is_alive() and not waiting.is_alive(), queued
     assert isinstance(queued[-1], CompleteEvent) and queued[-1].model_used == str(tiny_llada_dir)
 
 
-def wait_until(condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition, seconds: float = 30.0, saw=lambda: None) -> None:  # type: ignore[no-untyped-def]
+    """Poll `condition` until it holds; after `seconds` fail with what `saw()` shows."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, f"not within {seconds:g} s; saw {saw()!r}"
         time.sleep(0.01)
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import finish
 
 from yipyap_jupyter.errors import ValidationError
 from yipyap_jupyter.settings import SETTINGS_PATH_ENV, SettingsStore, UserSettings
@@ -68,8 +69,14 @@ def test_two_processes_updating_different_keys_lose_nothing(tmp_path: Path) -> N
     processes = [subprocess.Popen([sys.executable, "-c", worker, str(path), key, str(go)], env=env,
                                   stdout=subprocess.PIPE, text=True)
                  for key in ("max_new_tokens", "request_timeout")]
-    go.touch()
-    lost = [int(process.communicate(timeout=120)[0]) for process in processes]
+    try:
+        go.touch()
+        lost = [int(finish(process)[0]) for process in processes]
+    finally:
+        for process in processes:  # one that failed leaves no other behind
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert lost == [0, 0]
     saved = SettingsStore(path).load()
     assert (saved.max_new_tokens, saved.request_timeout) == (201, 201)

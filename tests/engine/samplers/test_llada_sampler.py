@@ -187,7 +187,8 @@ def test_threshold_out_of_range_is_a_validation_error(tiny_llada, threshold: flo
         list(llada_sample(tiny_llada, _canvas(4), mask_id=MASK, steps=4, block_length=4, threshold=threshold))
 
 
-CACHED = [("none", 0.5), ("prefix", None), ("prefix", 0.5), ("prefix", 0.9), ("dual", None), ("dual", 0.5), ("dual", 0.9)]
+CACHED = [("none", None), ("none", 0.5), ("prefix", None), ("prefix", 0.5), ("prefix", 0.9),
+          ("dual", None), ("dual", 0.5), ("dual", 0.9)]
 
 
 @pytest.mark.parametrize(("cache", "threshold"), CACHED)

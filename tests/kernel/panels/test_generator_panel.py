@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from held_network import HeldNetwork
+
 from yipyap_jupyter.kernel.panels import TextGeneratorPanel, TextInfillerPanel
 from yipyap_jupyter.kernel.panels.infiller import VARIABLE
 
@@ -53,19 +55,22 @@ def test_status_follows_the_run_and_the_decode_order_toggle(client) -> None:
     assert "yipyap-result" in panel.view.canvas.value
 
 
-def test_stop_cancels_keeps_the_partial_canvas_and_the_model_stays_usable(client) -> None:
+def test_stop_cancels_keeps_the_partial_canvas_and_the_model_stays_usable(client, service) -> None:
     panel = TextGeneratorPanel(client)
     panel.prompt.value = "the cat"
     panel.max_new_tokens.value, panel.steps.value = "448", "448"
     stepped = threading.Event()
     panel.view.generation.observe(lambda change: change["new"] == 2 and stepped.set(), names="step")
-    panel.generate_button.click()
-    assert panel.stop_button.disabled is False
-    assert stepped.wait(60)
-    panel.stop_button.click()
+    client.generate("x", max_new_tokens=2, steps=1)  # the model is loaded
+    with HeldNetwork(service.manager.loaded_model.network, free=2) as held:  # still running when Stop comes
+        panel.generate_button.click()
+        assert panel.stop_button.disabled is False
+        assert stepped.wait(60)
+        held.wait_held(3)
+        panel.stop_button.click()
     assert panel.wait(60)
     assert panel.result is None and panel.view.generation.state == "stopped"
-    assert "stopped at step " in panel.view.status.value and " of 448" in panel.view.status.value
+    assert "stopped at step 3 of 448" in panel.view.status.value  # the step in flight at Stop, and no more
     assert panel.view.canvas.value.count("▒") > 0  # the partial canvas stays in view
     panel.max_new_tokens.value, panel.steps.value = "8", "4"
     panel.generate_button.click()
