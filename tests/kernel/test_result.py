@@ -88,6 +88,14 @@ def test_blocks_are_marked_before_the_first_token_of_each_block() -> None:
     assert "│ 'e' 'f'" in text and "│ 'i' 'j'" in text and text.count("│") == 3  # the header's and two marks
 
 
+def test_blocks_that_began_in_the_prompt_are_marked_where_they_end() -> None:
+    """LLaDA 2.x and SDAR share the first block with the prompt's tail: a prompt of 10 tokens, blocks of 4."""
+    frames = [frame(1, 1, TWELVE, list(range(12)))]
+    order = DiffusionResult(text="", raw_text="", history=[], generation_time=0.1, model="tiny", device="cpu",
+                            tokens=12, steps=1, frames=frames, options={"block_length": 4}, block_origin=-10).decode_order()
+    assert marked(order._repr_html_()) == "ab|cdef|ghij|kl"
+
+
 def test_one_block_or_no_block_length_marks_nothing() -> None:
     frames = block_by_block(TWELVE, 4)
     for options in ({"max_new_tokens": 12, "block_length": 12}, {"max_new_tokens": 12}, {}):

@@ -42,6 +42,8 @@ class DiffusionResult:
         frames: every step event (pieces, changed positions, confidences) for `replay()` and `decode_order()`.
         options: the effective sampler options that ran (steps, block length, temperature, ...).
         stopped_of: for a stopped run, the number of steps it would have taken; None when it finished.
+        block_origin: the token position blocks of `options["block_length"]` are counted from (less than 0
+            where the first block began in the prompt: LLaDA 2.x, SDAR).
     """
 
     text: str
@@ -56,6 +58,7 @@ class DiffusionResult:
     frames: list[StepEvent] = field(default_factory=list, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     stopped_of: int | None = None
+    block_origin: int = 0
 
     @property
     def summary(self) -> str:
@@ -131,20 +134,21 @@ def _shown(token: Token) -> bool:
     return bool(piece) or step is None
 
 
-def block_starts(frames: list[StepEvent], block_length: int | None) -> list[int]:
-    """Indices into `committed_at(frames)` of the tokens that begin a block (the first block left out).
+def block_starts(frames: list[StepEvent], block_length: int | None, origin: int = 0) -> list[int]:
+    """Indices into `committed_at(frames)` of the tokens that begin a block (the first token left out).
 
-    Blocks are counted in positions of the generated region, padding included, so the
-    marks stay where the sampler's blocks were when end-of-text padding is left out; a
-    boundary whose position is padding goes before the next token shown. A region of one
-    block, or one whose length changed (variable-length infilling), has none.
+    Blocks are counted in positions of the generated region from `origin` (less than 0 where
+    the first block began in the prompt), padding included, so the marks stay where the
+    sampler's blocks were when end-of-text padding is left out; a boundary whose position is
+    padding goes before the next token shown. A region inside one block, or one whose length
+    changed (variable-length infilling), has none.
     """
     if not frames or not block_length or len({len(frame.pieces) for frame in frames}) > 1:
         return []
     starts: list[int] = []
     shown = 0
     for position, token in enumerate(_positions(frames)):
-        if position and position % block_length == 0 and (not starts or starts[-1] != shown):
+        if position and (position - origin) % block_length == 0 and (not starts or starts[-1] != shown):
             starts.append(shown)
         shown += _shown(token)
     return [start for start in starts if start < shown]
@@ -158,7 +162,7 @@ class DecodeOrder:
         self.tokens = committed_at(result.frames)
         self.per_step = [len(frame.changed) for frame in result.frames]
         self.block_length: int | None = result.options.get("block_length")
-        self.block_starts = block_starts(result.frames, self.block_length)
+        self.block_starts = block_starts(result.frames, self.block_length, result.block_origin)
 
     def _repr_html_(self) -> str:
         return decode_order_html(self.result.context, self.tokens, self.per_step, self.result.summary,
