@@ -137,8 +137,20 @@ def test_a_block_checkpoint_generates_through_the_service(tmp_path: Path, llada2
             steps = [e for e in events if isinstance(e, StepEvent)]
             assert steps and "".join(s.text for s in steps) == end.raw_text
             assert all(end.options[name] == value for name, value in options.items())
+            assert end.block_origin == -len(_load(directory).tokenizer(PROMPT)["input_ids"])  # blocks from the prompt
     finally:
         manager.unload()
+
+
+def test_the_steps_say_where_blocks_begin_in_the_prompt(sdar_dir: Path) -> None:
+    """The first block is shared with the prompt's tail: blocks are counted from the canvas start, and each
+    step commits inside one block counted from there (what the decode-order view marks)."""
+    model = _load(sdar_dir)
+    steps = list(model.generate(PROMPT, SamplingOptions(max_new_tokens=12, block_length=4, steps=2, seed=0,
+                                                         remasking="low_confidence_static")))
+    origin = -len(model.tokenizer(PROMPT)["input_ids"])
+    assert origin % 4 and {step.block_origin for step in steps} == {origin}  # a prompt that is not whole blocks
+    assert all(len({(index - origin) // 4 for index in step.changed}) == 1 for step in steps)
 
 
 def test_edited_tokens_are_marked_as_edited(llada2_dir: Path) -> None:

@@ -107,9 +107,10 @@ def test_observers_see_each_step_with_its_pieces() -> None:
 
 
 def test_run_live_returns_the_result_with_every_frame_and_the_options() -> None:
-    events = [StatusEvent(message="starting"), *steps(4), complete(4, options={"steps": 4, "seed": 0, "cache": None})]
+    events = [StatusEvent(message="starting"), *steps(4),
+              complete(4, options={"steps": 4, "seed": 0, "cache": None}, block_origin=-3)]
     result = run_live(lambda cancel: iter(events), Context(before="p: "), live=False)
-    assert result.text == "w0 w1 w2 w3" and result.raw_text == "w0 w1 w2 w3 "
+    assert result.text == "w0 w1 w2 w3" and result.raw_text == "w0 w1 w2 w3 " and result.block_origin == -3
     assert [f.step for f in result.frames] == [1, 2, 3, 4]
     assert result.filled == "p: w0 w1 w2 w3"
     assert repr(result).splitlines()[-2:] == ["4 tokens · 4 steps · 0.25 s · tiny · cpu", "steps 4 · seed 0"]

@@ -37,6 +37,8 @@ class GenerationStep:
         progress: the share of the region decided, 1.0 when no mask is left; never less than the
             previous step's (a variable-length gap that grows adds masks, and progress holds still).
         text_tokens: tokens in `text`; `ended`: an end-of-text token was committed.
+        block_origin: the region position the sampler's blocks are counted from: 0, or less where
+            the first block begins in the prompt (LLaDA 2.x, SDAR).
     """
 
     step: int
@@ -52,6 +54,7 @@ class GenerationStep:
     progress: float
     text_tokens: int
     ended: bool
+    block_origin: int = 0
 
 
 class IncrementalDecoder:
@@ -121,6 +124,7 @@ class IncrementalDecoder:
             progress=self._progress,
             text_tokens=kept,
             ended=shown_end < len(tokens),
+            block_origin=0 if s.blocks_from is None else s.blocks_from - start,
         )
 
     def _split(self, tokens: tuple[int, ...], states: tuple[int, ...]) -> list[tuple[int, ...]]:

@@ -202,7 +202,7 @@ class LiveGeneration(HasTraits):
             text=complete.text, raw_text=complete.raw_text, history=list(complete.history),
             generation_time=complete.generation_time, model=complete.model_used, device=complete.device,
             tokens=complete.tokens, steps=complete.steps, context=self.context, frames=list(self.frames),
-            options=dict(getattr(complete, "options", {}) or {}),
+            options=dict(getattr(complete, "options", {}) or {}), block_origin=getattr(complete, "block_origin", 0),
         )
 
     def _partial(self) -> DiffusionResult:

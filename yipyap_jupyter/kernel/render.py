@@ -14,7 +14,7 @@ nbconvert.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +168,13 @@ def error_line(error_type: str, message: str, retryable: bool) -> str:
 
 CHART_HEIGHT = 48
 CHART_BAR = 6
+#: The thin rule drawn before the first token of each block (block-diffusion and semi-autoregressive runs).
+BLOCK_MARK_STYLE = (
+    "display: inline-block; width: 0; height: 1.2em; vertical-align: text-bottom;"
+    " border-left: 2px solid #5b6478; margin: 0 1px;"
+)
+#: What the text/plain twin puts before a token that begins a block.
+BLOCK_MARK_TEXT = "│"
 
 
 def step_colour(step: int, last_step: int) -> str:
@@ -177,15 +184,19 @@ def step_colour(step: int, last_step: int) -> str:
 
 
 def decode_order_html(context: Context, tokens: Sequence[tuple[str, int | None, float | None]],
-                      per_step: Sequence[int], footer: str = "") -> str:
+                      per_step: Sequence[int], footer: str = "", block_starts: Collection[int] = ()) -> str:
     """The finished text with each token coloured by the step that committed it, and tokens per step as bars.
 
     `tokens` are (piece, step, confidence) with step None for a position never committed;
-    hovering a token shows its step and confidence, hovering a bar its count.
+    hovering a token shows its step and confidence, hovering a bar its count. A thin rule
+    goes before each token whose index is in `block_starts` (a block begins there).
     """
     last = len(per_step)
+    starts = set(block_starts)
     body = []
-    for piece, step, confidence in tokens:
+    for index, (piece, step, confidence) in enumerate(tokens):
+        if index in starts:
+            body.append(f'<span class="yipyap-block-start" style="{BLOCK_MARK_STYLE}" title="a block begins"></span>')
         if step is None:
             body.append(_span(MASK_SHOWN, MASK_STYLE, "still masked"))
             continue
@@ -213,15 +224,19 @@ def _chart(per_step: Sequence[int]) -> str:
     return svg + label
 
 
-def decode_order_text(tokens: Sequence[tuple[str, int | None, float | None]], per_step: Sequence[int]) -> str:
-    """The plain-text twin: per step, a bar of its token count and the tokens it committed."""
+def decode_order_text(tokens: Sequence[tuple[str, int | None, float | None]], per_step: Sequence[int],
+                      block_starts: Collection[int] = (), block_length: int | None = None) -> str:
+    """The plain-text twin: per step, a bar of its token count and the tokens it committed, each token
+    that begins a block (its index in `block_starts`) preceded by `BLOCK_MARK_TEXT`."""
+    starts = set(block_starts)
     by_step: dict[int, list[str]] = {}
-    for piece, step, _ in tokens:
+    for index, (piece, step, _) in enumerate(tokens):
         if step is not None:
-            by_step.setdefault(step, []).append(piece)
+            by_step.setdefault(step, []).append(f"{BLOCK_MARK_TEXT} {piece!r}" if index in starts else repr(piece))
     width = len(str(len(per_step)))
-    lines = [f"decode order: {sum(per_step)} tokens in {len(per_step)} steps"]
+    blocks = f" · blocks of {block_length} ({BLOCK_MARK_TEXT} before a block's first token)" if starts else ""
+    lines = [f"decode order: {sum(per_step)} tokens in {len(per_step)} steps{blocks}"]
     for step, count in enumerate(per_step, start=1):
-        pieces = " ".join(repr(piece) for piece in by_step.get(step, []))
+        pieces = " ".join(by_step.get(step, []))
         lines.append(f"step {step:>{width}} {'█' * count:<{max(per_step, default=0)}} {count:>3}  {pieces}".rstrip())
     return "\n".join(lines)

@@ -42,6 +42,8 @@ class DiffusionResult:
         frames: every step event (pieces, changed positions, confidences) for `replay()` and `decode_order()`.
         options: the effective sampler options that ran (steps, block length, temperature, ...).
         stopped_of: for a stopped run, the number of steps it would have taken; None when it finished.
+        block_origin: the token position blocks of `options["block_length"]` are counted from (less than 0
+            where the first block began in the prompt: LLaDA 2.x, SDAR).
     """
 
     text: str
@@ -56,6 +58,7 @@ class DiffusionResult:
     frames: list[StepEvent] = field(default_factory=list, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     stopped_of: int | None = None
+    block_origin: int = 0
 
     @property
     def summary(self) -> str:
@@ -96,7 +99,13 @@ Token = tuple[str, "int | None", "float | None"]
 
 
 def committed_at(frames: list[StepEvent]) -> list[Token]:
-    """Each position of the last frame with the step that committed it and its confidence.
+    """Each position of the last frame with the step that committed it and its confidence,
+    leaving out end-of-text padding (empty pieces)."""
+    return [token for token in _positions(frames) if _shown(token)]
+
+
+def _positions(frames: list[StepEvent]) -> list[Token]:
+    """Every position of the last frame, padding included, with the step that committed it and its confidence.
 
     Variable-length infilling grows and shrinks the region; when its length changes,
     what is known about the old positions follows them through a sequence alignment.
@@ -116,8 +125,33 @@ def committed_at(frames: list[StepEvent]) -> list[Token]:
             steps[index] = frame.step
             confidences[index] = frame.confidences[k] if k < len(frame.confidences) else None
         previous = list(frame.pieces)
-    return [(piece, step, confidence) for piece, step, confidence in zip(previous, steps, confidences, strict=True)
-            if piece or step is None]
+    return list(zip(previous, steps, confidences, strict=True))
+
+
+def _shown(token: Token) -> bool:
+    """A position the view draws: a real piece, or a mask never committed (a stopped run)."""
+    piece, step, _ = token
+    return bool(piece) or step is None
+
+
+def block_starts(frames: list[StepEvent], block_length: int | None, origin: int = 0) -> list[int]:
+    """Indices into `committed_at(frames)` of the tokens that begin a block (the first token left out).
+
+    Blocks are counted in positions of the generated region from `origin` (less than 0 where
+    the first block began in the prompt), padding included, so the marks stay where the
+    sampler's blocks were when end-of-text padding is left out; a boundary whose position is
+    padding goes before the next token shown. A region inside one block, or one whose length
+    changed (variable-length infilling), has none.
+    """
+    if not frames or not block_length or len({len(frame.pieces) for frame in frames}) > 1:
+        return []
+    starts: list[int] = []
+    shown = 0
+    for position, token in enumerate(_positions(frames)):
+        if position and (position - origin) % block_length == 0 and (not starts or starts[-1] != shown):
+            starts.append(shown)
+        shown += _shown(token)
+    return [start for start in starts if start < shown]
 
 
 class DecodeOrder:
@@ -127,9 +161,12 @@ class DecodeOrder:
         self.result = result
         self.tokens = committed_at(result.frames)
         self.per_step = [len(frame.changed) for frame in result.frames]
+        self.block_length: int | None = result.options.get("block_length")
+        self.block_starts = block_starts(result.frames, self.block_length, result.block_origin)
 
     def _repr_html_(self) -> str:
-        return decode_order_html(self.result.context, self.tokens, self.per_step, self.result.summary)
+        return decode_order_html(self.result.context, self.tokens, self.per_step, self.result.summary,
+                                 self.block_starts)
 
     def __repr__(self) -> str:
-        return decode_order_text(self.tokens, self.per_step)
+        return decode_order_text(self.tokens, self.per_step, self.block_starts, self.block_length)

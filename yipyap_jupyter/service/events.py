@@ -77,6 +77,8 @@ class CompleteEvent(BaseModel):
     tokens: int
     steps: int
     options: dict[str, Any] = Field(default_factory=dict, description="the effective sampler options that ran")
+    block_origin: int = Field(default=0, description="the position in the generated text (in tokens) its blocks of "
+                              "`block_length` are counted from: 0, or less where the first block begins in the prompt")
 
 
 class ErrorEvent(BaseModel):

@@ -308,6 +308,7 @@ class DiffusionLLMService:
             tokens=last.text_tokens,
             steps=last.step,
             options=plan.effective_options(model_used),
+            block_origin=last.block_origin,
         )
         log.info("%s finished", plan.kind, extra={"fields": {
             "model": event.model_used, "device": event.device, "steps": event.steps,

@@ -66,6 +66,8 @@ class SamplerStep:
         settled_end: where the final text ends when the states do not say it (a settled position of
             uniform-state diffusion's draft may still change); None: at the first position not settled.
         progress: the share of the run done, when the region does not tell it (it grows canvas by canvas).
+        blocks_from: the canvas position the sampler's blocks are counted from (the block families: 0,
+            their first block shared with the prompt's tail); None: the region's start.
     """
 
     step: int
@@ -77,6 +79,7 @@ class SamplerStep:
     states: torch.Tensor | None = None
     settled_end: int | None = None
     progress: float | None = None
+    blocks_from: int | None = None
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:

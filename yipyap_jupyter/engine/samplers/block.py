@@ -253,7 +253,7 @@ def block_program(
             yield SamplerStep(
                 step=step, total_steps=total_steps, canvas=canvas_now,
                 changed=(positions[inside] + block_start).cpu(), confidences=probs[positions[inside]].float().cpu(),
-                span=(start, end), states=states,
+                span=(start, end), states=states, blocks_from=0,
             )
             if stop_mid_block and _ended_mid_block(x[0, start:block_end], predicted[chosen], stops, mask_id):
                 return

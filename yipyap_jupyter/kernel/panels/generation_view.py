@@ -115,7 +115,8 @@ class GenerationView:
             return
         if self.decode_order.value:
             order = result.decode_order()
-            self.canvas.value = decode_order_html(result.context, order.tokens, order.per_step)
+            self.canvas.value = decode_order_html(result.context, order.tokens, order.per_step,
+                                                   block_starts=order.block_starts)
         else:
             self.canvas.value = text_html(result.context, result.text)
         self.status.value = footer_html(result.summary)
