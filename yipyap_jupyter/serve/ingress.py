@@ -47,8 +47,8 @@ from .replica import replica_name
 log = get_logger(__name__)
 
 API = "/api/diffusion"
-#: Rounds of load (or unload) calls at most, each to as many replicas as have not answered yet.
-BROADCAST_ROUNDS = 4
+#: Rounds of load (or unload) calls at most, each round twice as many calls as there are live replicas.
+BROADCAST_ROUNDS = 6
 #: What a request in flight on a replica raises when that replica dies or cannot be reached.
 REPLICA_FAILURES = (ray.exceptions.RayError, RayServeException)
 #: The category of HTTP errors Starlette raises itself (unknown route, wrong verb), as the extension names them.
@@ -351,17 +351,17 @@ class DiffusionIngress:
     async def _on_every_replica(self, send: Callable[[], Awaitable[tuple[str, Any]]]) -> dict[str, Any]:
         """Send a call as often as it takes for every live replica to have answered once (bounded rounds).
 
-        Serve routes each call to one replica of its choosing, so a round sends as many calls as
-        replicas have not answered yet, all at once (a busy replica is not chosen again while
-        another is idle); a replica that answers twice counts once.
+        Serve routes each call to one replica of its choosing (of two it draws, the one with fewer
+        calls in flight), so a round sends twice as many calls as there are live replicas, all at
+        once, for the router to spread; the calls are idempotent, and a replica that answers twice
+        counts once. A round of one call at a time could meet the same replica round after round.
         """
         answers: dict[str, Any] = {}
         for _ in range(BROADCAST_ROUNDS):
             live = {report["replica"] for report in await self._reports()}
-            missing = len(live - answers.keys()) if answers else max(1, len(live))
-            if not missing:
+            if answers and not live - answers.keys():
                 break
-            for replica, answer in await asyncio.gather(*(send() for _ in range(missing))):
+            for replica, answer in await asyncio.gather(*(send() for _ in range(2 * max(1, len(live))))):
                 answers.setdefault(replica, answer)
         return answers
 
