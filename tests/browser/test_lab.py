@@ -51,10 +51,15 @@ def outputs(cell) -> list[str]:
     return cell.locator(".jp-OutputArea-output").all_inner_texts()
 
 
-def test_a_streaming_cell_ends_as_its_last_canvas_showed(page) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def tiny_loaded(page) -> None:
+    """The magics loaded and `tiny` on the CPU before any test, so each test stands alone in any order."""
     cell = run_cell(page, "%load_ext yipyap_jupyter\n%diffuse load tiny --device cpu")
     finished(cell)
     assert "on cpu" in outputs(cell)[0]
+
+
+def test_a_streaming_cell_ends_as_its_last_canvas_showed(page) -> None:
     cells = page.locator(".jp-Notebook .jp-Cell")
     cells.nth(cells.count() - 1).evaluate(RECORD_CANVASES)
     cell = run_cell(page, STREAM_CELL)
@@ -70,6 +75,7 @@ def test_a_streaming_cell_ends_as_its_last_canvas_showed(page) -> None:
 
 
 def test_the_decode_order_view_renders(page) -> None:
+    finished(run_cell(page, STREAM_CELL))
     cell = run_cell(page, "story.decode_order()")
     finished(cell)
     view = cell.locator(".yipyap-decode-order")
