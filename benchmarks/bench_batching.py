@@ -54,7 +54,7 @@ def random_checkpoint(directory: Path) -> Path:
     import torch
 
     from yipyap_jupyter.constants import TINY_MODEL_DIR
-    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
     from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
     from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 

@@ -159,7 +159,7 @@ def timed_random_prompt(network: nn.Module, gen: int, prompt_tokens: int = 32) -
 
 def random_checkpoint(directory: Path, family: str) -> Path:
     """A random ~29M-parameter checkpoint in the official layout of `family`."""
-    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
     from yipyap_jupyter.engine.families.dream.config import DreamConfig
     from yipyap_jupyter.engine.families.dream.network import DreamModel
     from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
@@ -189,7 +189,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
 
-    from yipyap_jupyter.engine.checkpoint import load_network
+    from yipyap_jupyter.engine.checkpoint.weights import load_network
     from yipyap_jupyter.engine.manager import DiffusionModelManager
 
     gen = 1024 if args.long else 256

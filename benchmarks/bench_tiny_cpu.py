@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from yipyap_jupyter.constants import TINY_MODEL_DIR
-from yipyap_jupyter.engine.checkpoint import load_network
+from yipyap_jupyter.engine.checkpoint.weights import load_network
 from yipyap_jupyter.engine.families.llada.sampler import llada_sample
 from yipyap_jupyter.engine.tokenizer import load_tokenizer
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from yipyap_jupyter.constants import MASK_GLYPH, TINY_MODEL_DIR
-from yipyap_jupyter.engine.checkpoint import load_network
+from yipyap_jupyter.engine.checkpoint.weights import load_network
 from yipyap_jupyter.engine.families import detect
 from yipyap_jupyter.engine.families.dreamon.sampler import variable_infill
 from yipyap_jupyter.engine.families.llada.network import LLaDAModel

@@ -17,10 +17,10 @@ import torch
 from ..cancel import CancelToken
 from ..constants import MASK_GLYPH
 from ..errors import ValidationError
-from .checkpoint import load_network
-from .checks import check_model
+from .checkpoint.weights import load_network
+from .checkpoint.checks import check_model
 from .decoder import GenerationStep, IncrementalDecoder
-from .layout import context_length, generation_ends, read_config
+from .checkpoint.files import context_length, generation_ends, read_config
 from .options import Job, SamplingOptions, resolve, sampler_for
 from .samplers.base import Program
 from .specs import ModelSpec

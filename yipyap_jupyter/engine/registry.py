@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ModelUnavailableError, NetworkError
 from ..service.schemas import ModelInfo
 from .families import KNOWN_MODELS, detect, with_checkpoint_defaults
-from .layout import CONFIG_FILE, checkpoint_files, context_length
+from .checkpoint.files import CONFIG_FILE, checkpoint_files, context_length
 from .specs import ModelSpec
 
 #: What a download fetches: weights, configs and tokenizer files (no remote code, no duplicate .bin weights).

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import ModelLoadingError
-from ..layout import read_config
+from ..checkpoint.files import read_config
 from ..options import SHARED_OPTIONS, Job, Option, Sampler, SamplingOptions
 from ..specs import FamilyTokens, ModelSpec
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ....errors import ValidationError
-from ...layout import has_expand_token
+from ...checkpoint.files import has_expand_token
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
 from ...samplers.block_schedule import resolve_blocks
 from ...specs import Capability, FamilyTokens, ModelSpec

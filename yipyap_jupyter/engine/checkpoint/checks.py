@@ -17,10 +17,10 @@ import math
 import typing
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelLoadingError
+from ...errors import ModelLoadingError
 
 if TYPE_CHECKING:
-    from .model import DiffusionModel
+    from ..model import DiffusionModel
 
 #: Pairs (a, b) of config fields where a must divide b (attention heads split the width evenly).
 DIVIDES = (("n_heads", "d_model"), ("n_kv_heads", "n_heads"),
@@ -118,7 +118,7 @@ def _check_forward(model: DiffusionModel) -> None:
     """One forward pass over a few masks (end tokens for a family without masks) must give finite logits."""
     import torch
 
-    from .devices import is_out_of_memory
+    from ..devices import is_out_of_memory
 
     filler = model.ids.eos if model.ids.mask is None else model.ids.mask
     ids = torch.tensor([[model.ids.eos] + [filler] * (SMOKE_TOKENS - 1)], device=model.device)
