@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..constants import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 from ..errors import DiffusionError, GenerationCancelled, GenerationError, NoModelLoadedError, ValidationError
-from ..service.schemas import ModelInfo
 from .engine_thread import engine_steps, on_engine_thread
+from .model_info import ModelInfo
 from .registry import ModelRegistry
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ import torch
 from ..cancel import CancelToken
 from ..constants import MASK_GLYPH
 from ..errors import ValidationError
-from .checkpoint.weights import load_network
 from .checkpoint.checks import check_model
-from .decoder import GenerationStep, IncrementalDecoder
 from .checkpoint.files import context_length, generation_ends, read_config
+from .checkpoint.weights import load_network
+from .decoder import GenerationStep, IncrementalDecoder
 from .options import Job, SamplingOptions, resolve, sampler_for
 from .samplers.base import Program
 from .specs import ModelSpec
