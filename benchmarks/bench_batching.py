@@ -224,8 +224,8 @@ def main() -> None:
 
     import torch
 
-    from yipyap_jupyter.engine.engine_thread import on_engine_thread
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime.engine_thread import on_engine_thread
     from yipyap_jupyter.service.service import DiffusionLLMService
     from yipyap_jupyter.settings import SettingsStore
 

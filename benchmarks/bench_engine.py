@@ -190,7 +190,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from yipyap_jupyter.engine.checkpoint.weights import load_network
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
 
     gen = 1024 if args.long else 256
     block = args.block_length

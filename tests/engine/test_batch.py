@@ -9,9 +9,9 @@ import torch
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.constants import TINY_MODEL_DIR
-from yipyap_jupyter.engine.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.model import DiffusionModel, PreparedRun, SamplingOptions
 from yipyap_jupyter.engine.registry import ModelRegistry
+from yipyap_jupyter.engine.runtime.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.samplers.base import SamplerStep
 from yipyap_jupyter.errors import GenerationCancelled
 

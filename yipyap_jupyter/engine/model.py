@@ -196,7 +196,7 @@ class DiffusionModel:
         return ([self.ids.bos] if self.ids.bos is not None else []), encode
 
     def _alone(self, run: PreparedRun, cancel: CancelToken | None) -> Iterator[GenerationStep]:
-        from .batch import run_alone
+        from .runtime.batch import run_alone
 
         return run.decoder.decode(run_alone(self.fixed_length_network, run.program, cancel))
 

@@ -18,7 +18,7 @@ positions, which the matrix library computes with other kernels.)
 
 A `Dense` layout is the ordinary (batch, seq) pass the official code runs. A network
 that cannot pack (a library's class, `packs = False`) is run one pass per row by the
-batch instead (`engine.batch`).
+batch instead (`engine.runtime.batch`).
 """
 
 from __future__ import annotations

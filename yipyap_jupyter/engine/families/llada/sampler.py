@@ -24,8 +24,8 @@ from torch import nn
 
 from ....cancel import CancelToken
 from ....errors import ValidationError
-from ...batch import run_alone
 from ...kv_cache import KVCache
+from ...runtime.batch import run_alone
 from ...samplers.base import Forward, Program, SamplerStep, make_generator
 from ...samplers.common import CACHES, logits_for, masked_span, network_device, select_positions, window_of
 
