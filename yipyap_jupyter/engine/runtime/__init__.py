@@ -24,7 +24,7 @@ from ...errors import ValidationError
 from ..model_info import ModelInfo
 from ..registry import ModelRegistry
 from .queue import RequestQueue
-from .residency import Residency, parse_dtype
+from .residency import Residency
 from .scheduler import Scheduler
 from .status import Status, StatusCallback, quiet
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..model import DiffusionModel, GenerationStep, SamplingOptions
     from ..specs import ModelSpec
 
-__all__ = ["DiffusionModelManager", "Status", "StatusCallback", "parse_dtype"]
+__all__ = ["DiffusionModelManager", "Status", "StatusCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class DiffusionModelManager:
         model: str | None = None,
         device: str = "auto",
     ) -> Generator[Status | GenerationStep, None, None]:
-        """Statuses and steps of a generation, holding the manager's turn until exhausted or closed.
+        """Statuses and steps of a generation, holding a turn (or a seat in the batch ahead) until exhausted or closed.
 
         With `model`, that model is loaded first (on `device`) in the same turn unless it is the
         resident one, so the request runs on the model it names; without, on the loaded model.
