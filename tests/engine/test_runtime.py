@@ -383,6 +383,27 @@ def test_a_gather_ends_when_the_request_behind_cannot_join() -> None:
     assert not thread.is_alive() and queue.length == 0
 
 
+def test_a_request_offers_itself_to_the_batch_ahead_outside_the_queues_lock() -> None:
+    """Joining may tokenize a prompt: the other requests keep the queue meanwhile."""
+    queue = RequestQueue()
+    front = turn_of(queue.wait(ticket=object()))
+    seen: list[int] = []
+
+    def join(ahead: object) -> bool:
+        reader = threading.Thread(target=lambda: seen.append(queue.length))  # takes the queue's lock
+        reader.start()
+        reader.join(WAIT_SECONDS)
+        return True
+
+    with pytest.raises(StopIteration) as joined:
+        next(queue.wait(join=join))
+    assert joined.value.value is None, "a request that joins the batch ahead gets no turn of its own"
+    assert seen == [2] and queue.length == 1
+    front.release()
+    front.release()  # a second release does nothing
+    assert queue.length == 0
+
+
 def test_a_cancelled_request_leaves_the_queue() -> None:
     queue = RequestQueue()
     cancel = CancelToken()
