@@ -54,7 +54,7 @@ def random_checkpoint(directory: Path) -> Path:
     import torch
 
     from yipyap_jupyter.constants import TINY_MODEL_DIR
-    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
     from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
     from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
@@ -224,8 +224,8 @@ def main() -> None:
 
     import torch
 
-    from yipyap_jupyter.engine.engine_thread import on_engine_thread
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime.engine_thread import on_engine_thread
     from yipyap_jupyter.service.service import DiffusionLLMService
     from yipyap_jupyter.settings import SettingsStore
 

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from yipyap_jupyter.engine.batch import DecodingBatch
 from yipyap_jupyter.engine.families.llada2.config import LLaDA2Config
 from yipyap_jupyter.engine.families.llada2.network import LLaDA2Model
 from yipyap_jupyter.engine.families.llada2.sampler import llada2_program
 from yipyap_jupyter.engine.families.sdar.network import SDARConfig, SDARModel
 from yipyap_jupyter.engine.families.sdar.sampler import sdar_program
+from yipyap_jupyter.engine.runtime.batch import DecodingBatch
 from yipyap_jupyter.engine.samplers.base import Program, SamplerStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' random-network helpers

@@ -80,7 +80,7 @@ def main() -> None:
     from gemma_reference import seeded_generate
     from transformers import DiffusionGemmaForBlockDiffusion
 
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
     from yipyap_jupyter.kernel.client import generate_request
     from yipyap_jupyter.service.service import DiffusionLLMService
     from yipyap_jupyter.settings import SettingsStore

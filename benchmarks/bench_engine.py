@@ -137,13 +137,17 @@ def sampler(family: str, network: nn.Module, canvas: torch.Tensor, mask: int, st
             block: int) -> Callable[[dict], Iterator]:
     """The engine's greedy sampler of `family` ("llada" or "dream", block-wise with alg entropy) over `canvas`,
     as a function of a contender's options."""
-    from yipyap_jupyter.engine.families.dream.sampler import dream_sample
-    from yipyap_jupyter.engine.families.llada.sampler import llada_sample
+    from yipyap_jupyter.engine.families.dream.sampler import dream_program
+    from yipyap_jupyter.engine.families.llada.sampler import llada_program
+    from yipyap_jupyter.engine.runtime.batch import run_alone
+    from yipyap_jupyter.engine.samplers.common import network_device
 
+    on_device = canvas.to(network_device(network, canvas.device))
     if family == "llada":
-        return lambda options: llada_sample(network, canvas, mask_id=mask, steps=steps, block_length=block, **options)
-    return lambda options: dream_sample(network, canvas, mask_id=mask, steps=steps, block_length=block, alg="entropy",
-                                        **options)
+        return lambda options: run_alone(network, llada_program(on_device, mask_id=mask, steps=steps, block_length=block,
+                                                                **options))
+    return lambda options: run_alone(network, dream_program(on_device, mask_id=mask, steps=steps, block_length=block,
+                                                            alg="entropy", **options))
 
 
 def timed_random_prompt(network: nn.Module, gen: int, prompt_tokens: int = 32) -> tuple[ForwardTimer, torch.Tensor, int]:
@@ -159,7 +163,7 @@ def timed_random_prompt(network: nn.Module, gen: int, prompt_tokens: int = 32) -
 
 def random_checkpoint(directory: Path, family: str) -> Path:
     """A random ~29M-parameter checkpoint in the official layout of `family`."""
-    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
     from yipyap_jupyter.engine.families.dream.config import DreamConfig
     from yipyap_jupyter.engine.families.dream.network import DreamModel
     from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
@@ -189,8 +193,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
 
-    from yipyap_jupyter.engine.checkpoint import load_network
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.checkpoint.weights import load_network
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
 
     gen = 1024 if args.long else 256
     block = args.block_length

@@ -43,8 +43,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
 
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
     from yipyap_jupyter.engine.model import SamplingOptions
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
 
     manager = DiffusionModelManager()
     manager.load(args.model, device="cpu")

@@ -54,7 +54,7 @@ def main() -> None:
 
     import torch
 
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
     from yipyap_jupyter.service.service import DiffusionLLMService
     from yipyap_jupyter.settings import SettingsStore
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from yipyap_jupyter.constants import TINY_MODEL_DIR
-from yipyap_jupyter.engine.checkpoint import load_network
-from yipyap_jupyter.engine.families.llada.sampler import llada_sample
+from yipyap_jupyter.engine.checkpoint.weights import load_network
+from yipyap_jupyter.engine.families.llada.sampler import llada_program
+from yipyap_jupyter.engine.runtime.batch import run_alone
 from yipyap_jupyter.engine.tokenizer import load_tokenizer
 
 PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'
@@ -37,7 +38,8 @@ PROMPT = 'def parse_args(argv=None):\n    """Parse the command line."""\n'
 
 def run_once(network, canvas: torch.Tensor, mask_id: int, steps: int, block_length: int) -> float:
     start = time.perf_counter()
-    for _ in llada_sample(network, canvas, mask_id=mask_id, steps=steps, block_length=block_length):
+    program = llada_program(canvas, mask_id=mask_id, steps=steps, block_length=block_length)
+    for _ in run_alone(network, program):
         pass
     return time.perf_counter() - start
 

@@ -48,7 +48,7 @@ SDAR_BLOCK = 4
 
 def engine_knows(directory: Path) -> None:
     """Raise `Skipped` with the engine's own words when its registry refuses the checkpoint's family."""
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
     from yipyap_jupyter.errors import ModelLoadingError
 
     try:

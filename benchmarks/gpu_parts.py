@@ -113,7 +113,7 @@ def release_memory() -> None:
 
 def serve(ctx: Context, directory: Path, **manager_options: Any) -> tuple[Any, Any, Any]:
     """A manager with `directory` loaded on the run's device, and a service over it: (manager, service, info)."""
-    from yipyap_jupyter.engine.manager import DiffusionModelManager
+    from yipyap_jupyter.engine.runtime import DiffusionModelManager
     from yipyap_jupyter.service.service import DiffusionLLMService
     from yipyap_jupyter.settings import SettingsStore
 

@@ -147,7 +147,7 @@ def caches(ctx: Context, budget: Budget, part: Part) -> None:
     import torch
     from bench_engine import CONTENDERS, compare, sampler, summary, timed_random_prompt
 
-    from yipyap_jupyter.engine.checkpoint import load_network
+    from yipyap_jupyter.engine.checkpoint.weights import load_network
 
     lengths = ctx.sizes["cache_lengths"]
     runs = ctx.sizes["cache_runs"]

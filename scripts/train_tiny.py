@@ -173,7 +173,7 @@ def export(network, tokenizer_dir: Path, export_dir: Path, meta: dict) -> None:
     """Official LLaDA checkpoint layout in fp16 (config.json + model.safetensors) plus the tokenizer files."""
     import shutil
 
-    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
 
     export_dir.mkdir(parents=True, exist_ok=True)
     half = network.to(torch.float16)

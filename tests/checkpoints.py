@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from yipyap_jupyter.engine.checkpoint import save_checkpoint
+from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
 from yipyap_jupyter.engine.families.diffusiongemma import GEMMA_TOKENS
 from yipyap_jupyter.engine.families.dream import DREAM_TOKENS
 from yipyap_jupyter.engine.families.dream.config import DreamConfig

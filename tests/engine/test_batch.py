@@ -9,9 +9,10 @@ import torch
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.constants import TINY_MODEL_DIR
-from yipyap_jupyter.engine.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.model import DiffusionModel, PreparedRun, SamplingOptions
 from yipyap_jupyter.engine.registry import ModelRegistry
+from yipyap_jupyter.engine.runtime.batch import DecodingBatch, run_alone
+from yipyap_jupyter.engine.runtime.status import Status
 from yipyap_jupyter.engine.samplers.base import SamplerStep
 from yipyap_jupyter.errors import GenerationCancelled
 
@@ -179,7 +180,7 @@ def test_out_of_memory_halves_the_pass_says_so_and_loses_no_row(tiny: DiffusionM
         decoding.step()
     assert decoding.max_tokens is not None and decoding.max_tokens <= 200
     taken = [row.take() for row in rows]
-    notices = [item for item in taken[0] if isinstance(item, str)]
+    notices = [item.message for item in taken[0] if isinstance(item, Status)]
     assert notices and "out of memory with 8 requests in one pass" in notices[0]
     assert all(row.error is None for row in rows)
     assert [_canvases([s for s in items if isinstance(s, SamplerStep)]) for items in taken] == expected

@@ -11,11 +11,11 @@ from block_checkpoints import make_block_checkpoint
 from block_reference import llada2_forward, llada20_generate, llada21_generate, sdar_forward, sdar_generate
 from safetensors.torch import load_file
 
+from yipyap_jupyter.engine.checkpoint.files import read_config
 from yipyap_jupyter.engine.families import FAMILIES, KNOWN_MODELS, detect, family
-from yipyap_jupyter.engine.layout import read_config
-from yipyap_jupyter.engine.manager import DiffusionModelManager
 from yipyap_jupyter.engine.model import DiffusionModel
 from yipyap_jupyter.engine.options import SamplingOptions, resolve
+from yipyap_jupyter.engine.runtime import DiffusionModelManager
 from yipyap_jupyter.errors import ValidationError
 from yipyap_jupyter.service.events import CompleteEvent, StepEvent
 from yipyap_jupyter.service.service import DiffusionLLMService

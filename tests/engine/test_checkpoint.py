@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from yipyap_jupyter.engine.checkpoint import load_network, save_checkpoint
+from yipyap_jupyter.engine.checkpoint.weights import load_network, save_checkpoint
 from yipyap_jupyter.engine.families.llada.config import LLaDAConfig
 from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 
@@ -21,7 +21,7 @@ from yipyap_jupyter.engine.families.llada.network import LLaDAModel
 MEASURE = """
 import json, sys, torch
 from pathlib import Path
-from yipyap_jupyter.engine.checkpoint import build_network, load_network
+from yipyap_jupyter.engine.checkpoint.weights import build_network, load_network
 
 def status(field):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
@@ -69,7 +69,7 @@ def test_loading_draws_no_initial_weights_and_imports_no_compiler() -> None:
     imports torch._dynamo (about a second of the first generation). Module constructors draw again afterwards."""
     code = ("import sys, torch\n"
             "from yipyap_jupyter.constants import TINY_MODEL_DIR\n"
-            "from yipyap_jupyter.engine.checkpoint import load_network\n"
+            "from yipyap_jupyter.engine.checkpoint.weights import load_network\n"
             "load_network(TINY_MODEL_DIR)\n"
             "print('torch._dynamo' in sys.modules, torch.nn.Linear(4, 4).weight.abs().sum().item() > 0)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

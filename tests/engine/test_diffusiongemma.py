@@ -13,10 +13,10 @@ import torch
 from gemma_reference import seeded_generate
 from transformers import DiffusionGemmaForBlockDiffusion, DiffusionGemmaGenerationConfig, EntropyBoundSamplerConfig
 
-from yipyap_jupyter.engine.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.families.diffusiongemma import GENERATE_DEFAULTS
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
 from yipyap_jupyter.engine.registry import ModelRegistry
+from yipyap_jupyter.engine.runtime.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.samplers.base import SamplerStep
 from yipyap_jupyter.errors import ModelLoadingError, ValidationError
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from yipyap_jupyter.engine.engine_thread import engine_steps, on_engine_thread
-from yipyap_jupyter.engine.manager import DiffusionModelManager, Status
 from yipyap_jupyter.engine.model import SamplingOptions
+from yipyap_jupyter.engine.runtime import DiffusionModelManager, Status
+from yipyap_jupyter.engine.runtime.engine_thread import engine_steps, on_engine_thread
 
 OPTIONS = SamplingOptions(max_new_tokens=8, steps=4, block_length=8, seed=3)
 request_name: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="-")

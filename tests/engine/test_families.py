@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from yipyap_jupyter.engine.checkpoint.files import read_config
 from yipyap_jupyter.engine.families import FAMILIES, KNOWN_MODELS, all_options, detect, family
-from yipyap_jupyter.engine.layout import read_config
 from yipyap_jupyter.engine.options import SamplingOptions, resolve
 from yipyap_jupyter.errors import ModelLoadingError, ValidationError
 from yipyap_jupyter.kernel.arguments import add_sampler_arguments, sampler_values

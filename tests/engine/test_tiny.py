@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from alone import llada_sample
 
 from yipyap_jupyter.constants import MASK_GLYPH, TINY_MODEL_DIR
-from yipyap_jupyter.engine.checkpoint import load_network
+from yipyap_jupyter.engine.checkpoint.weights import load_network
 from yipyap_jupyter.engine.families import detect
 from yipyap_jupyter.engine.families.dreamon.sampler import variable_infill
 from yipyap_jupyter.engine.families.llada.network import LLaDAModel
-from yipyap_jupyter.engine.families.llada.sampler import llada_sample
 
 # scripts/tiny_data.py puts `pprint` in the held-out split (a hash of the module name), so
 # the tokenizer never saw this file while it was trained.

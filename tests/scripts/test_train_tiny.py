@@ -35,7 +35,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one_and_exports_them(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from yipyap_jupyter.engine.checkpoint import load_network
+    from yipyap_jupyter.engine.checkpoint.weights import load_network
 
     straight, split, export = tmp_path / "straight", tmp_path / "split", tmp_path / "export"
     _train("--out", straight, "--no-export")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from yipyap_jupyter.engine.manager import DiffusionModelManager
+from yipyap_jupyter.engine.runtime import DiffusionModelManager
 from yipyap_jupyter.service.service import DiffusionLLMService
 from yipyap_jupyter.settings import SettingsStore
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from yipyap_jupyter.cancel import CancelToken
-from yipyap_jupyter.engine.manager import DiffusionModelManager
 from yipyap_jupyter.engine.model import SamplingOptions
+from yipyap_jupyter.engine.runtime import DiffusionModelManager
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,

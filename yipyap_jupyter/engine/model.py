@@ -17,10 +17,10 @@ import torch
 from ..cancel import CancelToken
 from ..constants import MASK_GLYPH
 from ..errors import ValidationError
-from .checkpoint import load_network
-from .checks import check_model
+from .checkpoint.checks import check_model
+from .checkpoint.files import context_length, generation_ends, read_config
+from .checkpoint.weights import load_network
 from .decoder import GenerationStep, IncrementalDecoder
-from .layout import context_length, generation_ends, read_config
 from .options import Job, SamplingOptions, resolve, sampler_for
 from .samplers.base import Program
 from .specs import ModelSpec
@@ -196,7 +196,7 @@ class DiffusionModel:
         return ([self.ids.bos] if self.ids.bos is not None else []), encode
 
     def _alone(self, run: PreparedRun, cancel: CancelToken | None) -> Iterator[GenerationStep]:
-        from .batch import run_alone
+        from .runtime.batch import run_alone
 
         return run.decoder.decode(run_alone(self.fixed_length_network, run.program, cancel))
 

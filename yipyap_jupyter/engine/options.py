@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from .samplers.base import Program, SamplerStep
     from .specs import ModelSpec
 
-#: What a run does; with the model's family it picks the sampler.
+#: What a run does (and, in `ModelSpec.capabilities`, what a model can do); with the model's family it picks
+#: the sampler.
 Job = Literal["generate", "infill", "variable_infill"]
 #: Largest number of new tokens, steps or block length one request may ask for.
 MAX_TOKENS = 4096

@@ -18,19 +18,19 @@ positions, which the matrix library computes with other kernels.)
 
 A `Dense` layout is the ordinary (batch, seq) pass the official code runs. A network
 that cannot pack (a library's class, `packs = False`) is run one pass per row by the
-batch instead (`engine.batch`).
+batch instead (`engine.runtime.batch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from .kv_cache import KVCache
-from .layers import bidirectional_attention, merge_heads
+from .layers import bidirectional_attention, merge_heads, rotary_tables
 
 
 class Layout(Protocol):
@@ -156,3 +156,30 @@ def _unpack(t: torch.Tensor, sequences: int) -> torch.Tensor:
     """
     return t[0].unflatten(1, (sequences, -1)).transpose(0, 1)
 
+
+def through_layers(
+    x: torch.Tensor,
+    layers: Iterable[Callable[..., torch.Tensor]],
+    input_ids: torch.Tensor,
+    *,
+    head_dim: int,
+    rope_theta: float,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    packing: Packing | None,
+    logits_at: tuple[int, int] | None,
+) -> torch.Tensor:
+    """`x`, the embedded `input_ids`, through the `layers` of a whole-canvas network (LLaDA, Dream) in one pass.
+
+    The pass's layout is `packing`, or a dense one (`attention_mask`, `logits_at`); the rotary
+    positions are `position_ids`, or the layout's. Each layer is called
+    `layer(x, rope, layout, index)`. Returns the hidden states at the positions that want
+    logits, for the network's final norm and head.
+    """
+    layout: Layout = packing if packing is not None else Dense(attention_mask, logits_at)
+    if position_ids is None:
+        position_ids = layout.positions(input_ids)
+    rope = rotary_tables(position_ids, head_dim, rope_theta, layout.each_row_in_place)
+    for index, layer in enumerate(layers):
+        x = layer(x, rope, layout, index)
+    return layout.logit_positions(x)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelUnavailableError, NetworkError
-from ..service.schemas import ModelInfo
+from .checkpoint.files import CONFIG_FILE, checkpoint_files, context_length
 from .families import KNOWN_MODELS, detect, with_checkpoint_defaults
-from .layout import CONFIG_FILE, checkpoint_files, context_length
+from .model_info import ModelInfo
 from .specs import ModelSpec
 
 #: What a download fetches: weights, configs and tokenizer files (no remote code, no duplicate .bin weights).

@@ -7,12 +7,9 @@ Each family declares its tokens, its defaults and its known checkpoints in its o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from ..constants import TINY_MODEL_DIR
-from .options import SamplingOptions
-
-Capability = Literal["generate", "infill", "variable_infill"]
+from .options import Job, SamplingOptions
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class ModelSpec:
     family: str
     tokens: FamilyTokens
     defaults: SamplingOptions
-    capabilities: tuple[Capability, ...]
+    capabilities: tuple[Job, ...]  # the jobs it has a sampler for
     chat: bool = False
     repo_id: str | None = None
     shift_logits: bool = False

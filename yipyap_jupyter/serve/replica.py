@@ -91,7 +91,7 @@ class DiffusionReplica:
         await self.report()
 
     def _new_service(self, model_id: str) -> _HeldService:
-        from ..engine.manager import DiffusionModelManager
+        from ..engine.runtime import DiffusionModelManager
 
         manager = DiffusionModelManager(max_batch_size=self.config.max_batch_size,
                                         max_batch_tokens=self.config.max_batch_tokens)

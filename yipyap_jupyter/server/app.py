@@ -108,7 +108,7 @@ class DiffusionLLMApp(ExtensionApp):
         quick_executor = ThreadPoolExecutor(max_workers=QUICK_THREADS, thread_name_prefix="yipyap-quick")
         service = downloads = None
         if self.mode == "embedded":
-            from ..engine.manager import DiffusionModelManager
+            from ..engine.runtime import DiffusionModelManager
             from ..service.service import DiffusionLLMService
 
             manager = DiffusionModelManager(max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens)

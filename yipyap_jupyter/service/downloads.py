@@ -18,7 +18,7 @@ from .correlation import in_current_context
 from .logs import get_logger
 
 if TYPE_CHECKING:
-    from ..engine.manager import DiffusionModelManager
+    from ..engine.runtime import DiffusionModelManager
 
 log = get_logger(__name__)
 

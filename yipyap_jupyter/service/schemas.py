@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_validator, model_validator
 
 from ..engine.families import all_options
+from ..engine.model_info import ModelInfo as ModelInfo  # a wire type too: the engine's, re-exported
 from ..engine.options import MAX_TOKENS, Option
 
 #: Longest prompt / prefix / suffix accepted, in characters; checked before anything is tokenised.
@@ -135,22 +136,3 @@ class LoadRequest(BaseModel):
 
     device: Device | None = None
     dtype: DType | None = None
-
-
-class ModelInfo(BaseModel):
-    """What a client sees of a model: identity, cache state and, when loaded, where it runs."""
-
-    id: str
-    name: str
-    family: str
-    repo_id: str | None = None
-    capabilities: list[str]
-    parameters: int | None = None
-    size_on_disk: int = 0
-    cached: bool = False
-    path: str | None = None
-    loaded: bool = False
-    device: str | None = None
-    dtype: str | None = None
-    fallback: str | None = None
-    context_length: int | None = None  # most tokens (text + generation) one request may hold

@@ -42,7 +42,7 @@ from .validation import validate
 
 if TYPE_CHECKING:
     from ..engine.decoder import GenerationStep
-    from ..engine.manager import DiffusionModelManager, Status
+    from ..engine.runtime import DiffusionModelManager, Status, StatusCallback
     from .schemas import ModelInfo
 
 log = get_logger(__name__)
@@ -128,7 +128,7 @@ class DiffusionLLMService:
 
     def _manager_or_new(self) -> DiffusionModelManager:
         if self._manager is None:
-            from ..engine.manager import DiffusionModelManager
+            from ..engine.runtime import DiffusionModelManager
 
             self._manager = DiffusionModelManager()
         return self._manager
@@ -143,7 +143,7 @@ class DiffusionLLMService:
 
     def load_model(
         self, model_id: str, request: LoadRequest | dict[str, Any] | None = None,
-        on_status: Callable[[str], None] | None = None,
+        on_status: StatusCallback | None = None,
     ) -> ModelInfo:
         """Load or switch to `model_id` on the requested device (default: the user's preferred one)."""
         body = validate(LoadRequest, request if request is not None else {})
@@ -235,7 +235,7 @@ class DiffusionLLMService:
         self, kind: Kind, request: Any, cancel: CancelToken | None, admit: Admission
     ) -> Generator[Event, None, None]:
         """The generation proper; raises DiffusionError / GenerationCancelled (in a private context)."""
-        from ..engine.manager import Status
+        from ..engine.runtime import Status
 
         started = time.monotonic()
         if correlation_id.get() == "-":

@@ -11,9 +11,9 @@ import torch
 from block_checkpoints import llada2_config, llada2_network, sdar_config, sdar_network
 from block_reference import llada2_forward, llada20_generate, llada21_generate, sdar_forward, sdar_generate
 
-from yipyap_jupyter.engine.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.families.llada2.sampler import llada2_program
 from yipyap_jupyter.engine.families.sdar.sampler import sdar_program
+from yipyap_jupyter.engine.runtime.batch import DecodingBatch, run_alone
 from yipyap_jupyter.engine.samplers.base import SamplerStep
 from yipyap_jupyter.engine.samplers.block import block_program, transfer_schedule
 from yipyap_jupyter.errors import ValidationError

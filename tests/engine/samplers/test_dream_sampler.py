@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alone import dream_sample
 from fast_dllm_reference import dream_block_loop
 from sampler_networks import MASK, VOCAB, FixedLogits
 
 from yipyap_jupyter.cancel import CancelToken
-from yipyap_jupyter.engine.families.dream.sampler import dream_sample
 from yipyap_jupyter.engine.samplers.base import make_generator
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alone import llada_sample
 from fast_dllm_reference import llada_loop
-from sampler_networks import EOS, EOT, MASK, VOCAB, FixedLogits, at
+from sampler_networks import MASK, VOCAB, FixedLogits, at
 
 from yipyap_jupyter.cancel import CancelToken
-from yipyap_jupyter.engine.families.llada.sampler import llada_sample, num_transfer_tokens
+from yipyap_jupyter.engine.families.llada.sampler import num_transfer_tokens
 from yipyap_jupyter.engine.samplers.base import make_generator
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 
@@ -106,29 +107,6 @@ def test_classifier_free_guidance_masks_the_prompt_and_suffix_in_the_uncondition
     assert plain[-1].canvas[4:6].tolist() == [0, 0]
 
 
-def test_end_token_options() -> None:
-    # position 4 predicts EOS (p 0.98, runner-up token 3), position 5 EoT (p 0.96), position 6 token 2 (p 0.78)
-    logits = torch.zeros(1, 7, VOCAB)
-    logits[0, 4, EOS] = 9.0
-    logits[0, 4, 3] = 5.0
-    logits[0, 5, EOT] = 6.0
-    logits[0, 6, 2] = 4.0
-    network = FixedLogits(logits)
-    kwargs = dict(mask_id=MASK, steps=3, block_length=3, eos_id=EOS, eot_id=EOT)
-
-    plain = list(llada_sample(network, _canvas(3), **kwargs))
-    assert plain[0].changed.tolist() == [4] and int(plain[0].canvas[4]) == EOS
-
-    late = list(llada_sample(network, _canvas(3), confidence_eos_eot_inf=True, **kwargs))
-    assert late[0].changed.tolist() == [6]
-    assert {int(s.changed[0]) for s in late[1:]} == {4, 5}
-    assert [float(s.confidences[0]) for s in late[1:]] == [0.0, 0.0]
-    assert late[-1].canvas[4:].tolist() == [EOS, EOT, 2]
-
-    no_eos = list(llada_sample(network, _canvas(3), logits_eos_inf=True, **kwargs))
-    assert no_eos[-1].canvas[4:].tolist() == [3, EOT, 2]
-
-
 def test_cancel_stops_before_the_next_step(tiny_llada) -> None:
     cancel = CancelToken()
     steps = llada_sample(tiny_llada, _canvas(8), mask_id=MASK, steps=8, block_length=8, cancel=cancel)
@@ -148,8 +126,6 @@ def test_cancel_stops_before_the_next_step(tiny_llada) -> None:
         (_canvas(8), dict(steps=4, block_length=8, remasking="highest"), "remasking"),
         (_canvas(8), dict(steps=4, block_length=8, temperature=-1.0), "temperature"),
         (_canvas(8), dict(steps=4, block_length=8, cfg_scale=-0.5), "cfg_scale"),
-        (_canvas(8), dict(steps=4, block_length=8, logits_eos_inf=True), "eos_id"),
-        (_canvas(8), dict(steps=4, block_length=8, confidence_eos_eot_inf=True), "eos_id or eot_id"),
         (torch.tensor([PROMPT]), dict(steps=4, block_length=4), "no mask"),
         (torch.tensor([[MASK, 1, MASK]]), dict(steps=2, block_length=1), "contiguous"),
         (torch.tensor([MASK, MASK]), dict(steps=2, block_length=2), "(1, L)"),

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alone import dream_sample, llada_sample
 from sampler_networks import MASK, VOCAB, FixedLogits
 
-from yipyap_jupyter.engine.families.dream.sampler import dream_sample
-from yipyap_jupyter.engine.families.llada.sampler import llada_sample
 from yipyap_jupyter.engine.samplers.base import make_generator
 
 PROMPT = [1, 2, 3, 4]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import ModelLoadingError
-from ..layout import read_config
+from ..checkpoint.files import read_config
 from ..options import SHARED_OPTIONS, Job, Option, Sampler, SamplingOptions
 from ..specs import FamilyTokens, ModelSpec
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: How a family's sampler denoises: masked whole-canvas (LLaDA, Dream: masks committed and never
 #: remasked), uniform-state canvases (DiffusionGemma: random tokens re-noised until accepted), or
 #: blocks with an exact key/value cache (LLaDA 2.x, SDAR: finished blocks are cached exactly).
-Kind = Literal["masked", "uniform", "block"]
+Denoising = Literal["masked", "uniform", "block"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Family:
 
     Attributes:
         name: the family's name (`ModelInfo.family`, error messages).
-        kind: how its sampler denoises (see `Kind`), said for readers and listings; the engine asks
+        kind: how its sampler denoises (see `Denoising`), said for readers and listings; the engine asks
             the samplers and networks themselves what they do (`Sampler`, `packs`, step states).
         recognises: whether a checkpoint directory is this family's, from its `config.json`
             (a dict) and the directory (for files beside it, such as the tokenizer).
@@ -59,7 +59,7 @@ class Family:
     """
 
     name: str
-    kind: Kind
+    kind: Denoising
     recognises: Callable[[dict[str, Any], Path], bool]
     tokens: FamilyTokens
     samplers: Mapping[Job, Sampler]

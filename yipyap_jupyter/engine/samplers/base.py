@@ -3,7 +3,7 @@
 A fixed-length sampler is written as a *program* for one request: a generator that
 yields a `Forward` (what the network should run next), receives that pass's logits,
 and yields the `SamplerStep` it made of them. It never calls the network itself, so
-a `DecodingBatch` (`engine.batch`) can run the passes of many programs as one packed
+a `DecodingBatch` (`engine.runtime.batch`) can run the passes of many programs as one packed
 forward, and a request alone runs through the same batch with one row. Nothing in a
 sampler knows about HTTP, widgets or text.
 """
@@ -28,7 +28,7 @@ class Forward:
     of the window's positions `logits_at` (start, end), or of all of them when None: the
     vocabulary head, the largest layer of a small model, runs only where the step reads.
     `inputs` are further keyword arguments for a network that cannot pack (a library's class,
-    run one pass per row: `engine.batch`), such as its own cache or self-conditioning.
+    run one pass per row: `engine.runtime.batch`), such as its own cache or self-conditioning.
     """
 
     ids: torch.Tensor

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...layout import has_expand_token
+from ...checkpoint.files import has_expand_token
 from ...options import (
     BLOCK_LENGTH,
     CACHE,

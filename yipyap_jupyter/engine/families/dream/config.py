@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ....errors import ModelLoadingError
-from ...checks import check_config, known_fields
+from ...checkpoint.checks import check_config, known_fields
 
 
 @dataclass

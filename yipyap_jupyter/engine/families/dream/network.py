@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
-from ...packing import Dense, Layout, Packing
+from ...layers import RMSNorm, apply_rotary, silu_, split_heads
+from ...packing import Layout, Packing, through_layers
 from .config import DreamConfig
 
 
@@ -109,13 +109,9 @@ class DreamModel(nn.Module):
             packing: the rows packed in `input_ids`, their windows, caches and logit positions (see `Packing`).
             logits_at: without `packing`, the positions (start, end) to return logits for (default: all).
         """
-        x = self.model.embed_tokens(input_ids)
-        layout: Layout = packing if packing is not None else Dense(attention_mask, logits_at)
-        if position_ids is None:
-            position_ids = layout.positions(input_ids)
-        rope = rotary_tables(position_ids, self.config.head_dim, self.config.rope_theta, layout.each_row_in_place)
-        for index, layer in enumerate(self.model.layers):
-            x = layer(x, rope, layout, index)
-        x = self.model.norm(layout.logit_positions(x))
+        x = through_layers(self.model.embed_tokens(input_ids), self.model.layers, input_ids,
+                           head_dim=self.config.head_dim, rope_theta=self.config.rope_theta,
+                           attention_mask=attention_mask, position_ids=position_ids, packing=packing, logits_at=logits_at)
+        x = self.model.norm(x)
         head = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
         return nn.functional.linear(x, head)

@@ -20,15 +20,11 @@ network ran on keeps its own).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
-from ....cancel import CancelToken
 from ....errors import ValidationError
-from ...batch import run_alone
 from ...kv_cache import KVCache
 from ...samplers.base import Forward, Program, SamplerStep, make_generator
 from ...samplers.common import (
@@ -38,7 +34,6 @@ from ...samplers.common import (
     check_token_shaping,
     logits_for,
     masked_span,
-    network_device,
     sample_tokens,
     select_positions,
     shifted_rows,
@@ -56,8 +51,8 @@ ALGS = ("origin", *DREAM_ALGS)
 DEFAULT_TOP_K = 50
 
 
-def dream_sample(
-    network: nn.Module,
+@torch.no_grad()
+def dream_program(
     canvas: torch.Tensor,
     *,
     mask_id: int,
@@ -72,15 +67,16 @@ def dream_sample(
     cache: str = "none",
     threshold: float | None = None,
     generator: torch.Generator | None = None,
-    cancel: CancelToken | None = None,
-) -> Iterator[SamplerStep]:
-    """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
+) -> Program:
+    """The program that denoises the masked span of `canvas` (1, L) in `steps` steps, one row of a batch.
+
+    Its passes ask Dream's mask predictor (unshifted logits) for the logits of a window
+    (`Forward`); the batch that runs it (`DecodingBatch`, or `run_alone` for one program)
+    calls the network.
 
     Args:
-        network: Dream mask predictor returning unshifted logits (batch, seq, vocab), called with
-            `logits_at=(start, end)` (return only those positions' logits) and, when a `cache` is
-            used, a `packing=` keyword (see `engine.packing`).
-        canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
+        canvas: prompt + masks, or prefix + masks + suffix, on the network's device; the masks
+            are one contiguous run.
         mask_id: the mask token.
         steps: number of steps (with blocks: shared evenly by them, at least two each);
             every mask is filled by the last one.
@@ -103,43 +99,14 @@ def dream_sample(
             block takes as many steps as it needs, `steps`, `alg` and `alg_temp` are not used
             and `total_steps` is an upper bound.
         generator: source of all randomness.
-        cancel: checked before every step.
 
     Yields:
         One `SamplerStep` per step (one forward pass); `confidences` are the probabilities of
         the committed tokens.
 
     Raises:
-        ValidationError: bad arguments.
-        GenerationCancelled: `cancel` was set.
+        ValidationError: bad arguments (when the program starts).
     """
-    program = dream_program(
-        canvas.to(network_device(network, canvas.device)),
-        mask_id=mask_id, steps=steps, alg=alg, alg_temp=alg_temp, temperature=temperature, top_p=top_p,
-        top_k=top_k, eps=eps, block_length=block_length, cache=cache, threshold=threshold,
-        generator=generator,
-    )
-    return run_alone(network, program, cancel)
-
-
-@torch.no_grad()
-def dream_program(
-    canvas: torch.Tensor,
-    *,
-    mask_id: int,
-    steps: int,
-    alg: str = "maskgit_plus",
-    alg_temp: float = 0.0,
-    temperature: float = 0.0,
-    top_p: float | None = None,
-    top_k: int | None = DEFAULT_TOP_K,
-    eps: float = 1e-3,
-    block_length: int | None = None,
-    cache: str = "none",
-    threshold: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Program:
-    """`dream_sample` as a program for one row of a `DecodingBatch`: `canvas` (1, L) is on the network's device."""
     start, end = masked_span(canvas, mask_id)
     if steps < 1:
         raise ValidationError(f"steps must be >= 1, got {steps}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ...layout import has_expand_token
+from ...checkpoint.files import has_expand_token
 from ...options import Job, Sampler, SamplingOptions
 from ...specs import FamilyTokens, ModelSpec
 from .. import Family

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from ...model import DiffusionModel
     from ...options import SamplingOptions
 
-#: Where the variable-length middle starts: this fraction of `max_new_tokens` as masks.
-START_FRACTION = 4
+#: The variable-length middle starts as `max_new_tokens // START_DIVISOR` masks (a quarter).
+START_DIVISOR = 4
 
 
 
@@ -170,14 +170,14 @@ def model_steps(model: DiffusionModel, before: list[int], after: list[int], opti
                 cancel: CancelToken | None) -> Iterator[SamplerStep]:
     """The steps of a resolved request on a loaded model: the middle between `before` and `after` grown or shrunk.
 
-    The middle starts as `max_new_tokens // START_FRACTION` masks (at least one) and may grow
+    The middle starts as `max_new_tokens // START_DIVISOR` masks (at least one) and may grow
     to `max_new_tokens`; DreamOn's input ends with its delete token.
     """
     if model.ids.expand is None:
         raise ValidationError(f"model {model.spec.id} cannot infill variable-length: its tokenizer has no"
                               f" {model.spec.tokens.expand or 'expand'} token")
     n = options.max_new_tokens
-    start = max(1, n // START_FRACTION)
+    start = max(1, n // START_DIVISOR)
     canvas = model.canvas(before + [model.ids.mask_id] * start + after + [model.ids.eos], growth=n - start)
     return variable_infill(
         model.network, canvas, mask_id=model.ids.mask_id, delete_id=model.ids.eos, expand_id=model.ids.expand,

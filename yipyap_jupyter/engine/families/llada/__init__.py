@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ....errors import ValidationError
-from ...layout import has_expand_token
+from ...checkpoint.files import has_expand_token
 from ...options import BLOCK_LENGTH, CACHE, STEPS, TEMPERATURE, THRESHOLD, Job, Option, Sampler, SamplingOptions, default
 from ...samplers.block_schedule import resolve_blocks
-from ...specs import Capability, FamilyTokens, ModelSpec
+from ...specs import FamilyTokens, ModelSpec
 from .. import Family, has_model_type
 from ..dreamon import VARIABLE_INFILL
 
@@ -49,7 +49,7 @@ LLADA_DEFAULTS = SamplingOptions(max_new_tokens=128, steps=128, block_length=32,
                                  cache="dual")
 LOCAL_DEFAULTS = LLADA_DEFAULTS.replace(threshold=None, cache="none")
 TINY_DEFAULTS = SamplingOptions(max_new_tokens=64, steps=32, block_length=32, temperature=0.0)
-WITH_EXPAND: tuple[Capability, ...] = ("generate", "infill", "variable_infill")
+WITH_EXPAND: tuple[Job, ...] = ("generate", "infill", "variable_infill")
 
 
 def _resolve(options: SamplingOptions, spec: ModelSpec, job: Job, length: int | None) -> SamplingOptions:

@@ -18,8 +18,8 @@ from typing import cast
 import torch
 from torch import nn
 
-from ...layers import RMSNorm, apply_rotary, rotary_tables, silu_, split_heads
-from ...packing import Dense, Layout, Packing
+from ...layers import RMSNorm, apply_rotary, silu_, split_heads
+from ...packing import Layout, Packing, through_layers
 from .config import LLaDAConfig
 
 
@@ -99,14 +99,10 @@ class LLaDAModel(nn.Module):
         x = t["wte"](input_ids)
         if self.config.input_emb_norm:
             x = x * (self.config.d_model**0.5)
-        layout: Layout = packing if packing is not None else Dense(attention_mask, logits_at)
-        if position_ids is None:
-            position_ids = layout.positions(input_ids)
-        head_dim = self.config.d_model // self.config.n_heads
-        rope = rotary_tables(position_ids, head_dim, self.config.rope_theta, layout.each_row_in_place)
-        for index, block in enumerate(cast(nn.ModuleList, t["blocks"])):
-            x = block(x, rope, layout, index)
-        x = t["ln_f"](layout.logit_positions(x))
+        x = through_layers(x, cast(nn.ModuleList, t["blocks"]), input_ids,
+                           head_dim=self.config.d_model // self.config.n_heads, rope_theta=self.config.rope_theta,
+                           attention_mask=attention_mask, position_ids=position_ids, packing=packing, logits_at=logits_at)
+        x = t["ln_f"](x)
         bias: torch.Tensor | None = None
         if self.config.weight_tying:
             head = cast(nn.Embedding, t["wte"]).weight

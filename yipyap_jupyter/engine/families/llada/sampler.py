@@ -15,19 +15,15 @@ block-wise key/value `cache` ("prefix" or "dual", see `kv_cache`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ....cancel import CancelToken
 from ....errors import ValidationError
-from ...batch import run_alone
 from ...kv_cache import KVCache
 from ...samplers.base import Forward, Program, SamplerStep, make_generator
-from ...samplers.common import CACHES, logits_for, masked_span, network_device, select_positions, window_of
+from ...samplers.common import CACHES, logits_for, masked_span, select_positions, window_of
 
 if TYPE_CHECKING:
     from ...model import DiffusionModel
@@ -54,7 +50,6 @@ def choose_transfers(
     generator: torch.Generator | None,
     count: int | None,
     threshold: float | None,
-    end_ids: list[int],
     float64: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pick what one step commits from the predictions `row_logits` (rows, vocab) for `rows`.
@@ -76,13 +71,8 @@ def choose_transfers(
         shape = (1, window, row_logits.shape[-1])
         noise = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)[0, rows]
         x0 = (row_logits.to(torch.float64).exp() / (-torch.log(noise)) ** temperature).max(-1).indices
-    elif end_ids or not float64:
+    elif not float64:
         x0 = row_logits.max(-1).indices  # max, not argmax: the same first index, several times faster on CPU
-    if end_ids:
-        # the chosen token's probability is measured without end tokens: a position
-        # whose best guess is EOS / EoT gets probability 0 and is committed last
-        row_logits = row_logits.clone()
-        row_logits[:, end_ids] = -torch.inf
     probs = F.softmax(row_logits, dim=-1, dtype=torch.float64 if float64 else None)  # the cast fused in
     if x0 is None:
         # in float64 the most probable token is exactly the logits' argmax (float32 could round two together)
@@ -98,8 +88,8 @@ def choose_transfers(
     return chosen, x0[picked], x0_p[picked]
 
 
-def llada_sample(
-    network: nn.Module,
+@torch.no_grad()
+def llada_program(
     canvas: torch.Tensor,
     *,
     mask_id: int,
@@ -109,21 +99,17 @@ def llada_sample(
     cfg_scale: float = 0.0,
     remasking: str = "low_confidence",
     generator: torch.Generator | None = None,
-    cancel: CancelToken | None = None,
-    logits_eos_inf: bool = False,
-    confidence_eos_eot_inf: bool = False,
-    eos_id: int | None = None,
-    eot_id: int | None = None,
     threshold: float | None = None,
     cache: str = "none",
-) -> Iterator[SamplerStep]:
-    """Denoise the masked span of `canvas` (1, L) in `steps` steps, yielding each step.
+) -> Program:
+    """The program that denoises the masked span of `canvas` (1, L) in `steps` steps, one row of a batch.
+
+    Its passes ask the mask predictor for the logits of a window (`Forward`); the batch that
+    runs it (`DecodingBatch`, or `run_alone` for one program) calls the network.
 
     Args:
-        network: mask predictor, `network(ids, logits_at=(start, end)) -> logits` (batch, end - start,
-            vocab): only those positions' logits; with a `cache` it is called with a `packing=` keyword
-            (see `engine.packing`).
-        canvas: prompt + masks, or prefix + masks + suffix; the masks are one contiguous run.
+        canvas: prompt + masks, or prefix + masks + suffix, on the network's device; the masks
+            are one contiguous run.
         mask_id: the mask token.
         steps: total steps, shared evenly by the blocks.
         block_length: the span is filled block by block, left to right; the span length
@@ -133,11 +119,6 @@ def llada_sample(
             that was not a mask in `canvas`.
         remasking: which predictions to commit first, "low_confidence" (most probable) or "random".
         generator: source of all randomness (noise and random remasking).
-        cancel: checked before every step.
-        logits_eos_inf: never predict `eos_id` (LLaDA paper, appendix B.4).
-        confidence_eos_eot_inf: rank positions whose prediction is `eos_id` / `eot_id` last, so
-            end-of-text fills in only after the text before it (appendix B.4).
-        eos_id, eot_id: the end-of-sequence and end-of-turn tokens these options refer to.
         threshold: confidence-aware parallel decoding (Fast-dLLM, arXiv 2505.22618): instead of
             the linear schedule, each step commits every masked position of the block whose
             confidence is at least `threshold`, and always the most confident one; a block
@@ -162,38 +143,8 @@ def llada_sample(
 
     Raises:
         ValidationError: bad arguments, including a span length not divisible by `block_length`
-            or `steps` not divisible by the number of blocks.
-        GenerationCancelled: `cancel` was set.
+            or `steps` not divisible by the number of blocks (when the program starts).
     """
-    program = llada_program(
-        canvas.to(network_device(network, canvas.device)),
-        mask_id=mask_id, steps=steps, block_length=block_length, temperature=temperature,
-        cfg_scale=cfg_scale, remasking=remasking, generator=generator, logits_eos_inf=logits_eos_inf,
-        confidence_eos_eot_inf=confidence_eos_eot_inf, eos_id=eos_id, eot_id=eot_id, threshold=threshold,
-        cache=cache,
-    )
-    return run_alone(network, program, cancel)
-
-
-@torch.no_grad()
-def llada_program(
-    canvas: torch.Tensor,
-    *,
-    mask_id: int,
-    steps: int,
-    block_length: int,
-    temperature: float = 0.0,
-    cfg_scale: float = 0.0,
-    remasking: str = "low_confidence",
-    generator: torch.Generator | None = None,
-    logits_eos_inf: bool = False,
-    confidence_eos_eot_inf: bool = False,
-    eos_id: int | None = None,
-    eot_id: int | None = None,
-    threshold: float | None = None,
-    cache: str = "none",
-) -> Program:
-    """`llada_sample` as a program for one row of a `DecodingBatch`: `canvas` (1, L) is on the network's device."""
     start, end = masked_span(canvas, mask_id)
     gen_length = end - start
     if steps < 1:
@@ -216,11 +167,6 @@ def llada_program(
         raise ValidationError(f"remasking must be one of {', '.join(REMASKING)}, got {remasking!r}")
     if cache not in CACHES:
         raise ValidationError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
-    if logits_eos_inf and eos_id is None:
-        raise ValidationError("logits_eos_inf needs eos_id")
-    end_ids = [i for i in (eos_id, eot_id) if i is not None]
-    if confidence_eos_eot_inf and not end_ids:
-        raise ValidationError("confidence_eos_eot_inf needs eos_id or eot_id")
     steps_per_block = steps // num_blocks
     fast_dllm = cache != "none" or threshold is not None
 
@@ -255,8 +201,6 @@ def llada_program(
             if cfg_scale > 0:
                 cond_logits, un_logits = logits.chunk(2, dim=0)
                 logits = un_logits + (cfg_scale + 1) * (cond_logits - un_logits)
-            if logits_eos_inf:
-                logits[:, :, eos_id] = -torch.inf
 
             if rows.numel() == 0:
                 changed, tokens, confidences = rows, rows, torch.zeros(0)
@@ -264,7 +208,7 @@ def llada_program(
                 changed, tokens, confidences = choose_transfers(
                     logits[0], rows_in_window, window_end - window_start, temperature=temperature,
                     remasking=remasking, generator=generator, count=None if threshold is not None else schedule[i],
-                    threshold=threshold, end_ids=end_ids if confidence_eos_eot_inf else [], float64=fast_dllm,
+                    threshold=threshold, float64=fast_dllm,
                 )
                 changed = changed + window_start
             x[0, changed] = tokens

@@ -22,7 +22,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3DecoderLayer, Qwen3RMS
 
 from ....errors import ModelLoadingError
 from ...block_cache import BlockLayout
-from ...checks import check_config
+from ...checkpoint.checks import check_config
 from ...layers import rotary_tables
 from ...packing import Packing
 

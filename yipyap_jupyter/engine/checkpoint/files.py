@@ -1,8 +1,8 @@
-"""The on-disk layout of a checkpoint directory, readable without importing torch.
+"""The files of a checkpoint directory on disk, readable without importing torch.
 
 `config.json` plus `model.safetensors`, or shards listed in
 `model.safetensors.index.json`; the tokenizer files beside them. The registry
-lists models with this module alone; `checkpoint` uses it to load them.
+lists models with this module alone; `weights` uses it to load them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelLoadingError, ModelUnavailableError
+from ...errors import ModelLoadingError, ModelUnavailableError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -1,6 +1,6 @@
 """One decoding batch shared by the threads of its requests: whichever is free runs the next pass.
 
-The service runs each request on its caller's thread and the manager yields its steps
+The service runs each request on its caller's thread and the scheduler yields its steps
 from there; a batch has no thread of its own. A request's thread that finds no step
 waiting for it and nobody stepping the batch steps it once (for every row), then hands
 out what it made; the others wait on the batch's condition. (The pass's torch work itself runs on
@@ -11,8 +11,8 @@ listener leaves (a closed stream, a cancelled cell) is dropped at the next pass.
 Requests join between passes while the batch has room (`max_rows` requests, `max_tokens`
 positions, the lower cap after an out-of-memory split), without waiting for the pass in
 flight; the first pass waits until the opener says the requests that were already in
-line have joined (`gathered`). The last to leave closes the batch and hands back the
-manager's turn.
+line have joined (`gathered`). The last to leave closes the batch and releases the
+opener's `Turn`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
-from ..cancel import CancelToken
+from ...cancel import CancelToken
+from ..model import DiffusionModel, PreparedRun
+from ..samplers.base import SamplerStep
 from .batch import BatchRow, DecodingBatch
 from .engine_thread import on_engine_thread
-from .model import DiffusionModel, PreparedRun
-from .samplers.base import SamplerStep
+from .status import Status
 
 
 class SharedBatch:
@@ -65,8 +66,8 @@ class SharedBatch:
             self._joining.append(row)
             return row
 
-    def steps(self, row: BatchRow) -> Iterator[SamplerStep | str]:
-        """`row`'s steps (and the batch's notices) as they are made, stepping the batch when nobody else does.
+    def steps(self, row: BatchRow) -> Iterator[SamplerStep | Status]:
+        """`row`'s steps (and the batch's statuses) as they are made, stepping the batch when nobody else does.
 
         Raises: what the row failed with (GenerationCancelled, GenerationTimeoutError, out of memory, ...).
         """

@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import ModelLoadingError
-from .layout import CONFIG_FILE, WEIGHTS_FILE, read_config, weight_files
+from ...errors import ModelLoadingError
+from .files import CONFIG_FILE, WEIGHTS_FILE, read_config, weight_files
 
 #: safetensors dtype names
 _DTYPES = {
@@ -89,7 +89,7 @@ def build_network(config: dict[str, Any], directory: Path | str = ".") -> nn.Mod
     Raises:
         ModelLoadingError: no family recognises the config, or its family refuses it.
     """
-    from .families import FAMILIES
+    from ..families import FAMILIES
 
     directory = Path(directory)
     family = next((f for f in FAMILIES if f.recognises(config, directory)), None)
@@ -112,7 +112,7 @@ def load_network(
         ModelUnavailableError: the directory lacks config or weight files.
         ModelLoadingError: corrupt files, missing or unexpected tensors, or shape mismatches.
     """
-    from .families import detect
+    from ..families import detect
 
     directory = Path(directory)
     config = read_config(directory)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ from checkpoints import add_to_hub_cache, serve_as_hub
 from pretend_gpu import PretendGpu, fail_forward, full_while_on_gpu
 
 from yipyap_jupyter.cancel import CancelToken
-from yipyap_jupyter.engine import batch as batch_module
 from yipyap_jupyter.engine import families
-from yipyap_jupyter.engine.manager import DiffusionModelManager, RequestQueue, Status
 from yipyap_jupyter.engine.model import DiffusionModel, SamplingOptions
-from yipyap_jupyter.engine.shared_batch import SharedBatch
+from yipyap_jupyter.engine.runtime import DiffusionModelManager, Status
+from yipyap_jupyter.engine.runtime import batch as batch_module
+from yipyap_jupyter.engine.runtime.queue import RequestQueue, Turn
+from yipyap_jupyter.engine.runtime.shared_batch import SharedBatch
 from yipyap_jupyter.errors import (
     GenerationCancelled,
     GenerationError,
@@ -69,9 +71,9 @@ def manager() -> DiffusionModelManager:
 def test_load_then_generate_on_cpu(
     manager: DiffusionModelManager, tiny_llada_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="yipyap_jupyter.engine.manager")
+    caplog.set_level("INFO", logger="yipyap_jupyter.engine.runtime.residency")
     statuses: list[str] = []
-    info = manager.load(str(tiny_llada_dir), device="cpu", on_status=statuses.append)
+    info = manager.load(str(tiny_llada_dir), device="cpu", on_status=lambda status: statuses.append(status.message))
     model_id = str(tiny_llada_dir.resolve())
     assert (info.id, info.loaded, info.device, info.dtype, info.fallback) == (model_id, True, "cpu", "float32", None)
     assert info.parameters == manager.loaded_model.parameters
@@ -82,7 +84,7 @@ def test_load_then_generate_on_cpu(
     assert [s.step for s in steps] == [1, 2, 3, 4]
     assert steps[-1].progress == 1.0 and len(steps[-1].tokens) == 8
     assert manager.loaded_model.ids.mask not in steps[-1].tokens
-    assert any("loaded" in r.getMessage() for r in caplog.records if r.name == "yipyap_jupyter.engine.manager")
+    assert any("loaded" in r.getMessage() for r in caplog.records if r.name == "yipyap_jupyter.engine.runtime.residency")
     assert "secret" not in caplog.text
 
 
@@ -141,7 +143,7 @@ def test_reloading_the_same_model_keeps_it(manager: DiffusionModelManager, tiny_
     manager.load(str(tiny_llada_dir), device="cpu")
     model = manager.loaded_model
     statuses: list[str] = []
-    manager.load(str(tiny_llada_dir), device="auto", on_status=statuses.append)
+    manager.load(str(tiny_llada_dir), device="auto", on_status=lambda status: statuses.append(status.message))
     assert manager.loaded_model is model and statuses == [f"{tiny_llada_dir.resolve()} is already loaded on cpu"]
     manager.load(str(tiny_llada_dir), device="cpu", dtype="bf16")
     assert manager.loaded_model is not model and manager.current().dtype == "bfloat16"
@@ -194,7 +196,7 @@ def test_out_of_memory_at_load_falls_back_to_cpu(
 ) -> None:
     PretendGpu(monkeypatch, capacity=0)
     statuses: list[str] = []
-    info = manager.load(str(tiny_llada_dir), device="auto", on_status=statuses.append)
+    info = manager.load(str(tiny_llada_dir), device="auto", on_status=lambda status: statuses.append(status.message))
     fallback = "out of memory on cuda:0 at load; running on cpu"
     assert (info.device, info.fallback) == ("cpu", fallback)
     assert info.dtype == "bfloat16"  # the accelerator's dtype is kept: half the host memory of fp32
@@ -213,7 +215,7 @@ def test_switching_on_a_full_gpu_moves_the_previous_model_aside(
     gpu = PretendGpu(monkeypatch, capacity=1)
     assert manager.load(str(tiny_llada_dir)).device == "cuda:0"
     statuses: list[str] = []
-    info = manager.load(str(other_llada_dir), on_status=statuses.append)
+    info = manager.load(str(other_llada_dir), on_status=lambda status: statuses.append(status.message))
     assert (info.id, info.device, info.fallback) == (str(other_llada_dir.resolve()), "cuda:0", None)
     assert "out of memory on cuda:0; moving the previous model to cpu to make room" in statuses
     assert list(gpu.resident) == [manager.loaded_model]
@@ -274,8 +276,9 @@ def test_out_of_memory_in_a_batch_moves_the_model_once_and_every_request_finishe
     expected = [final_tokens(list(reference.generate(p, o))) for p, o in (("def x", OPTIONS), ("import y", other))]
     manager.load(str(tiny_llada_dir), dtype="float32")
     moves: list[str] = []
-    real_move = manager._move_to_cpu
-    monkeypatch.setattr(manager, "_move_to_cpu", lambda model, why: (moves.append(why), real_move(model, why)))
+    real_move = manager.residency._move_to_cpu
+    monkeypatch.setattr(manager.residency, "_move_to_cpu",
+                        lambda resident, why: (moves.append(why), real_move(resident, why)))
     holder = manager.generate("def x", OPTIONS)
     first = next(holder)  # its batch is open, and nobody reads it for now
     full = full_while_on_gpu(manager, manager.loaded_model)
@@ -323,9 +326,9 @@ def test_a_load_waits_for_the_generation_in_flight(
     statuses: list[str] = []
     outcome: dict[str, Any] = {}
 
-    def on_status(message: str) -> None:
-        statuses.append(message)
-        if message.startswith("queued"):
+    def on_status(status: Status) -> None:
+        statuses.append(status.message)
+        if status.message.startswith("queued"):
             queued.set()
 
     def switch() -> None:
@@ -346,6 +349,16 @@ def test_a_load_waits_for_the_generation_in_flight(
     assert manager.current() == outcome["info"] and outcome["info"].id == str(other_llada_dir.resolve())
 
 
+def turn_of(line: Generator[Status, None, Turn | None]) -> Turn:
+    """The turn a wait in line ends with (its statuses unread)."""
+    while True:
+        try:
+            next(line)
+        except StopIteration as reached:
+            assert reached.value is not None, "a request that joins no batch gets its turn"
+            return reached.value
+
+
 def test_a_gather_ends_when_the_request_behind_cannot_join() -> None:
     queue = RequestQueue()
     holder = object()
@@ -356,21 +369,39 @@ def test_a_gather_ends_when_the_request_behind_cannot_join() -> None:
             asked.set()
             return False  # say, a request for another model
 
-        for message in queue.waiting(ticket=object(), join=join):
-            if not message:
-                break
+        turn_of(queue.wait(ticket=object(), join=join)).release()
 
-    turn = queue.waiting(ticket=holder)
-    assert next(turn) == ""
+    turn = turn_of(queue.wait(ticket=holder))
     thread = threading.Thread(target=wait_in_line, daemon=True)
     thread.start()
     assert asked.wait(WAIT_SECONDS)
     started = time.monotonic()
     queue.gather(holder, timeout=WAIT_SECONDS)  # the refusal ends it, not the timeout
     assert time.monotonic() - started < WAIT_SECONDS / 2
-    turn.close()
+    turn.release()
     thread.join(WAIT_SECONDS)
     assert not thread.is_alive() and queue.length == 0
+
+
+def test_a_request_offers_itself_to_the_batch_ahead_outside_the_queues_lock() -> None:
+    """Joining may tokenize a prompt: the other requests keep the queue meanwhile."""
+    queue = RequestQueue()
+    front = turn_of(queue.wait(ticket=object()))
+    seen: list[int] = []
+
+    def join(ahead: object) -> bool:
+        reader = threading.Thread(target=lambda: seen.append(queue.length))  # takes the queue's lock
+        reader.start()
+        reader.join(WAIT_SECONDS)
+        return True
+
+    with pytest.raises(StopIteration) as joined:
+        next(queue.wait(join=join))
+    assert joined.value.value is None, "a request that joins the batch ahead gets no turn of its own"
+    assert seen == [2] and queue.length == 1
+    front.release()
+    front.release()  # a second release does nothing
+    assert queue.length == 0
 
 
 def test_a_cancelled_request_leaves_the_queue() -> None:
@@ -379,8 +410,8 @@ def test_a_cancelled_request_leaves_the_queue() -> None:
     statuses: list[str] = []
     outcome: dict[str, Any] = {}
 
-    def on_status(message: str) -> None:
-        statuses.append(message)
+    def on_status(status: Status) -> None:
+        statuses.append(status.message)
         cancel.cancel()
 
     def wait_in_line() -> None:
@@ -408,10 +439,10 @@ def test_queue_positions_count_down_in_arrival_order() -> None:
     third_moved_up = threading.Event()
 
     def request(name: str) -> None:
-        def on_status(message: str) -> None:
-            reports[name].append(message)
+        def on_status(status: Status) -> None:
+            reports[name].append(status.message)
             lined_up[name].set()
-            if name == "third" and message == "queued: 1 request ahead":
+            if name == "third" and status.message == "queued: 1 request ahead":
                 third_moved_up.set()
 
         with queue.turn(on_status):
@@ -489,7 +520,7 @@ def test_unload_frees_the_model(manager: DiffusionModelManager, tiny_llada_dir: 
 
 
 def test_importing_the_manager_does_not_import_torch() -> None:
-    code = "import sys, yipyap_jupyter.engine.manager; print('torch' in sys.modules)"
+    code = "import sys, yipyap_jupyter.engine.runtime; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

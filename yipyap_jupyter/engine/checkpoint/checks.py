@@ -7,7 +7,7 @@ is not what its family's schema says (types, ranges, special ids inside the
 vocabulary); `check_model` refuses a loaded model whose tokenizer disagrees with
 its network, whose weights are not finite, or whose first forward pass does not
 give finite logits. Every refusal is a `ModelLoadingError`, raised before the
-manager swaps models, so the previous model keeps answering.
+runtime swaps models, so the previous model keeps answering.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import math
 import typing
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelLoadingError
+from ...errors import ModelLoadingError
 
 if TYPE_CHECKING:
-    from .model import DiffusionModel
+    from ..model import DiffusionModel
 
 #: Pairs (a, b) of config fields where a must divide b (attention heads split the width evenly).
 DIVIDES = (("n_heads", "d_model"), ("n_kv_heads", "n_heads"),
@@ -118,7 +118,7 @@ def _check_forward(model: DiffusionModel) -> None:
     """One forward pass over a few masks (end tokens for a family without masks) must give finite logits."""
     import torch
 
-    from .devices import is_out_of_memory
+    from ..devices import is_out_of_memory
 
     filler = model.ids.eos if model.ids.mask is None else model.ids.mask
     ids = torch.tensor([[model.ids.eos] + [filler] * (SMOKE_TOKENS - 1)], device=model.device)
@@ -127,7 +127,7 @@ def _check_forward(model: DiffusionModel) -> None:
             logits = model.network(ids)
     except Exception as error:
         if is_out_of_memory(error):
-            raise  # the manager's fallback handles it
+            raise  # the runtime's fallback handles it (`runtime.residency`)
         raise ModelLoadingError(f"the model's first forward pass failed: {type(error).__name__}: {error}") from None
     if not torch.isfinite(logits).all():
         raise ModelLoadingError("the model's first forward pass gave NaN or infinite logits: the weights are corrupt")

@@ -12,7 +12,7 @@ others; each row computes exactly what it would alone (see `packing`).
 Memory: a step packs at most `max_tokens` positions per forward and runs the rest in
 further passes. When the accelerator runs out of memory mid-pass the pass is split in
 two and the cap lowered to what fitted, which every row is told; a single row that
-does not fit fails with the out-of-memory error, for the manager's CPU fallback.
+does not fit fails with the out-of-memory error, for the runtime's CPU fallback (`residency`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from typing import cast
 import torch
 from torch import nn
 
-from ..cancel import CancelToken
-from ..errors import DiffusionError, GenerationCancelled
-from .devices import free_accelerator_memory, is_out_of_memory
+from ...cancel import CancelToken
+from ...errors import DiffusionError, GenerationCancelled
+from ..devices import free_accelerator_memory, is_out_of_memory
+from ..packing import Packing, Segment
+from ..samplers.base import Forward, Program, SamplerStep
 from .engine_thread import on_engine_thread
-from .packing import Packing, Segment
-from .samplers.base import Forward, Program, SamplerStep
+from .status import Status
 
 
 @dataclass(eq=False)
@@ -41,13 +42,13 @@ class BatchRow:
     cancel: CancelToken | None
     tokens: int = 0
     pending: Forward | None = None
-    outbox: deque[SamplerStep | str] = field(default_factory=deque)
+    outbox: deque[SamplerStep | Status] = field(default_factory=deque)
     error: Exception | None = None
     done: bool = False
     steps: int = 0
 
-    def take(self) -> list[SamplerStep | str]:
-        """The steps (and batch notices) produced since the last call."""
+    def take(self) -> list[SamplerStep | Status]:
+        """The steps (and the batch's statuses) produced since the last call."""
         taken = list(self.outbox)
         self.outbox.clear()
         return taken
@@ -173,8 +174,8 @@ class DecodingBatch:
         if self.max_tokens is None or fitted < self.max_tokens:
             self.max_tokens = fitted
             for row in self.rows:
-                row.outbox.append(f"out of memory with {len(group)} requests in one pass on {device}; "
-                                  f"passes now hold at most {fitted} tokens")
+                row.outbox.append(Status(f"out of memory with {len(group)} requests in one pass on {device}; "
+                                         f"passes now hold at most {fitted} tokens"))
         return self._fitting(group[:half]) + self._fitting(group[half:])
 
     def _pass(self, group: list[Forward]) -> list[torch.Tensor]:
