@@ -17,7 +17,7 @@ import json
 import httpx
 from tornado import web
 
-from ..errors import NetworkError, error_body
+from ..errors import NetworkError
 from ..service.correlation import HEADER
 from ..service.events import ErrorEvent
 from ..service.logs import get_logger
@@ -126,7 +126,7 @@ class ProxyHandler(DiffusionHandler):
             if not started:
                 raise failure from None
             self._error_type = failure.error_type
-            self.write(frame(ErrorEvent(**error_body(failure))))
+            self.write(frame(ErrorEvent.from_error(failure)))
         self.finish(set_content_type=content_type)
 
 
