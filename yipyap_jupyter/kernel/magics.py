@@ -21,7 +21,7 @@ from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
 from ..errors import DiffusionError
 from .arguments import add_sampler_arguments, sampler_values
 from .client import generate_request, infill_request
-from .live import GenerationStopped
+from .live.state import GenerationStopped
 from .render import error_line
 from .views import ModelTable, ModelView, Notice, SettingsView
 
