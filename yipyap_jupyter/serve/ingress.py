@@ -1,7 +1,7 @@
 """The HTTP front of the Serve application: `/api/diffusion`, as the Jupyter extension serves it.
 
 The same routes, JSON bodies, SSE frames, error objects and statuses (through
-`server/wire.py` and `errors.wire_error`), OpenAPI document and per-client rate limits, so
+`server/bodies.py` and `errors.wire_error`), OpenAPI document and per-client rate limits, so
 the extension's proxy mode and `DiffusionClient`'s server backend talk to it unchanged.
 The ingress holds a service of its own that never loads a model: it validates and plans
 each request (a refusal is answered here and touches no replica), lists the known models
@@ -26,11 +26,11 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.exceptions import HTTPException
 
 from ..errors import DiffusionError, NetworkError, ValidationError, error_body, error_for_status, wire_error
+from ..server.bodies import parse_body
 from ..server.metrics import MetricsStore
 from ..server.openapi import openapi_document
 from ..server.ratelimit import RateLimiter
 from ..server.sse import CONTENT_TYPE, KEEPALIVE_FRAME, frame
-from ..server.wire import parse_body
 from ..service.correlation import correlation_id
 from ..service.events import CompleteEvent, ErrorEvent
 from ..service.logs import get_logger

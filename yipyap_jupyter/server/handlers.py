@@ -37,10 +37,10 @@ from ..service.correlation import (
 )
 from ..service.logs import get_logger
 from ..service.service import DiffusionLLMService
+from .bodies import parse_body
 from .openapi import openapi_document
 from .sse import EventStream
 from .state import SETTINGS_KEY, ExtensionState
-from .wire import parse_body
 
 log = get_logger(__name__)
 T = TypeVar("T")

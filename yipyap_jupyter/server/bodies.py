@@ -1,8 +1,8 @@
-"""The HTTP rules every front end of the API shares, free of any web framework.
+"""Request bodies, as every front end of the API takes them, free of any web framework.
 
 What a request body may be (size, nesting) and how it is parsed. The Jupyter extension's
-handlers and the Ray Serve ingress (`yipyap_jupyter.serve`) both use these, and both answer
-failures through `errors.wire_error`, so the two answer alike.
+handlers and the Ray Serve ingress (`yipyap_jupyter.serve`) both use these (and both answer
+failures through `errors.wire_error`), so the two answer alike.
 """
 
 from __future__ import annotations
