@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from ...errors import DiffusionError, as_error
+from ..answers import human_size
 from ..render import error_line, footer_html
-from ..views import human_size
 from .base import Panel
 from .jobs import BackgroundJob
 

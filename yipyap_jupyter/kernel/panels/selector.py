@@ -9,8 +9,8 @@ import ipywidgets as widgets
 
 from ...constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
 from ...errors import DiffusionError, as_error
+from ..answers import describe_model
 from ..render import error_line, footer_html
-from ..views import describe_model
 from .base import Panel
 from .jobs import BackgroundJob
 
