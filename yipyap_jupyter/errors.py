@@ -122,6 +122,14 @@ _HTTP_STATUS: dict[type[BaseException], int] = {
     RateLimitedError: 429,
 }
 
+#: What each status of an error answer means, as the API's description (OpenAPI) says it.
+HTTP_STATUS_MEANINGS: dict[int, str] = {
+    400: "validation", 403: "not authenticated", 404: "model_unavailable (unknown model, not cached)",
+    409: "model_unavailable (no model loaded)", 413: "validation (request body too large)",
+    429: "network (rate limited; see Retry-After)", 500: "model_loading or generation",
+    502: "network (proxy upstream unreachable)", 504: "timeout",
+}
+
 #: The class a category comes back as (the reverse of each class's `error_type`).
 _CLASS_OF_TYPE: dict[str, type[DiffusionError]] = {
     cls.error_type: cls
@@ -176,9 +184,14 @@ def wire_error(failure: BaseException) -> WireError:
     return WireError(http_status(failure), error_body(failure), headers)
 
 
+def refuses_credentials(status: int) -> bool:
+    """Whether an HTTP status says the credentials were refused (missing, wrong, or not allowed)."""
+    return status in (401, 403)
+
+
 def error_for_status(status: int, message: str) -> DiffusionError:
     """Our error for an HTTP error the web framework raised itself (no credentials, unknown route, wrong verb)."""
-    if status in (401, 403):
+    if refuses_credentials(status):
         return AuthenticationError(message)
     if status < 500:
         return ValidationError(message)
@@ -204,7 +217,7 @@ def error_from_body(body: Mapping[str, Any]) -> DiffusionError:
 def error_from_answer(status: int, body: Any, retry_after: str | None, where: str, path: str = "") -> DiffusionError:
     """Our error from an HTTP error answer of `where` (to `path`): a refusal of credentials, its error object,
     or else its status."""
-    if status in (401, 403):
+    if refuses_credentials(status):
         return AuthenticationError(f"{where} refused the credentials (HTTP {status})")
     try:
         return error_from_body(body)

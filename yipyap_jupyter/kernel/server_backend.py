@@ -28,6 +28,7 @@ from ..errors import (
     NetworkError,
     ValidationError,
     error_from_answer,
+    refuses_credentials,
 )
 from ..service.downloads import DownloadState
 from ..service.events import ErrorEvent, event_from_dict
@@ -110,7 +111,7 @@ class ServerBackend:
             status = self._http.get("models", timeout=PROBE_TIMEOUT).status_code
         except httpx.HTTPError:
             return False
-        if status in (401, 403):
+        if refuses_credentials(status):
             raise _refused(self.server, status)
         return status == 200
 

@@ -27,6 +27,7 @@ from ..errors import (
     ValidationError,
     error_for_status,
     http_status,
+    refuses_credentials,
     wire_error,
 )
 from ..service.correlation import (
@@ -146,7 +147,7 @@ class DiffusionHandler(APIHandler):
 
     def _framework_message(self, status_code: int, error: web.HTTPError) -> str:
         """What to say of an error Jupyter or Tornado raised itself (authentication, XSRF, unknown route, verb)."""
-        if status_code in (401, 403):
+        if refuses_credentials(status_code):
             return NOT_AUTHENTICATED
         if status_code == 405:
             allowed = [m for m in self._allowed_methods() if m != "OPTIONS"]
