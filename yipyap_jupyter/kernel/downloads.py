@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import error_from_body
+from ..errors import NetworkError, error_from_body
 
 if TYPE_CHECKING:
     from ..service.downloads import DownloadState
@@ -28,8 +28,7 @@ def follow_download(state: DownloadState, look: Callable[[str], DownloadState],
         if progress is not None and state.bytes_total:
             progress(state.bytes_done, state.bytes_total)
         if state.state == "failed":
-            raise error_from_body(state.error or {"error_type": "network", "message": "download failed",
-                                                  "retryable": True})
+            raise error_from_body(state.error) if state.error else NetworkError(f"the download of {state.model_id} failed")
         if state.state == "done":
             return state.model_id
         state = look(state.model_id)
