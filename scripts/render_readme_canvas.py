@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from yipyap_jupyter.kernel.client import generate_request
-from yipyap_jupyter.kernel.live import LiveGeneration, live_bundle
+from yipyap_jupyter.kernel.live.cell import live_bundle
+from yipyap_jupyter.kernel.live.state import LiveGeneration
 from yipyap_jupyter.kernel.render import Context
 from yipyap_jupyter.service.service import DiffusionLLMService
 

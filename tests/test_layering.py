@@ -12,13 +12,11 @@ The rules (A imports B = some module under A imports B or a module under it):
    the service drives the engine, never the reverse.
 3. `service` imports none of the views (`server`, `kernel`, `serve`).
 4. `kernel` (the magics and panels) talks to the service only through its backends
-   (`kernel.local_backend`: the service in this process; `kernel.server_backend`: over HTTP).
+   (`kernel.local_backend`: the service in this process; `kernel.server_backend`: over HTTP;
+   `kernel.downloads`: the download follower both share).
    Every other kernel module may import from the service only its wire vocabulary
    (`service.schemas`, `service.events`, `service.validation`: data, not the service), and
    nothing of the engine.
-
-`PENDING` lists the imports that break rule 4 today, each with where it should come from;
-an entry that no longer exists fails too, so the list only shrinks.
 """
 
 from __future__ import annotations
@@ -33,16 +31,8 @@ import yipyap_jupyter
 PACKAGE = Path(yipyap_jupyter.__file__).parent
 ROOT = "yipyap_jupyter"
 VIEWS = ("server", "kernel", "serve")
-KERNEL_BACKENDS = ("kernel.local_backend", "kernel.server_backend")
+KERNEL_BACKENDS = ("kernel.local_backend", "kernel.server_backend", "kernel.downloads")  # the last: what both share
 WIRE = ("service.schemas", "service.events", "service.validation")
-
-#: (module, import) pairs that break rule 4 today: the sampler options' declarations reach the
-#: argument parser and the sampling panel straight from the engine, not through the wire types.
-PENDING = {
-    ("yipyap_jupyter.kernel.arguments", "yipyap_jupyter.engine.families"),
-    ("yipyap_jupyter.kernel.panels.sampling", "yipyap_jupyter.engine.families"),
-    ("yipyap_jupyter.kernel.panels.sampling", "yipyap_jupyter.engine.options"),
-}
 
 
 def under(module: str, layer: str) -> bool:
@@ -113,11 +103,8 @@ def test_every_module_keeps_the_layers() -> None:
         for module, path in package_modules()
         for broken in violations(module, path.read_text(encoding="utf-8"), package=path.name == "__init__.py")
     ]
-    unexpected = [f"{module} imports {target} (rule {rule})" for module, target, rule in found
-                  if (module, target) not in PENDING]
+    unexpected = [f"{module} imports {target} (rule {rule})" for module, target, rule in found]
     assert not unexpected, "imports against the layering:\n" + "\n".join(unexpected)
-    stale = PENDING - {(module, target) for module, target, _ in found}
-    assert not stale, f"PENDING names imports that are gone (remove them from the list): {sorted(stale)}"
 
 
 def test_the_scan_sees_the_whole_package() -> None:

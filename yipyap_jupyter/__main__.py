@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DiffusionError, error_body
     from .kernel.arguments import sampler_values
     from .kernel.client import context_of, generate_request, infill_request
-    from .kernel.live import GenerationStopped, LiveGeneration, drive
+    from .kernel.live.runner import drive
+    from .kernel.live.state import GenerationStopped, LiveGeneration
     from .kernel.render import error_line, shown, stopped_line
     from .service.schemas import GenerateRequest, InfillRequest
     from .service.service import DiffusionLLMService
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.device:
             service.load_model(args.model or DEFAULT_MODEL_ID, {"device": args.device})
-        drive(lambda cancel: events(request, cancel), generation, context_of(request))  # type: ignore[arg-type]
+        generation.begin(context_of(request))
+        drive(lambda cancel: events(request, cancel), generation)  # type: ignore[arg-type]
         result = generation.outcome()
     except GenerationStopped as stopped:
         print(f"· {stopped}", file=sys.stderr)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from yipyap_jupyter.errors import DiffusionError
+from yipyap_jupyter.kernel.answers import ModelTable, ModelView, Notice, SettingsView
 from yipyap_jupyter.kernel.magics import DEFAULT_MARKER
 from yipyap_jupyter.kernel.panels import ReplayPanel, TextLLMPanel
 from yipyap_jupyter.kernel.result import DiffusionResult
-from yipyap_jupyter.kernel.views import ModelTable, ModelView, Notice, SettingsView
 
 OPTIONS = "--seed 3 --steps 4 --max-new-tokens 8"
 

@@ -12,8 +12,8 @@ from held_network import HeldNetwork
 from server_helpers import TOKENLESS, eventually, sse_events
 from tornado.httpclient import HTTPClientError
 
+from yipyap_jupyter.server.bodies import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from yipyap_jupyter.server.state import SETTINGS_KEY
-from yipyap_jupyter.server.wire import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
 
 async def refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict, dict]:

@@ -4,7 +4,7 @@ Nothing here imports torch; the local backend imports it when it first loads a m
 """
 
 from .client import DiffusionClient
-from .live import GenerationStopped
+from .live.state import GenerationStopped
 from .result import DiffusionResult
 
 __all__ = ["DiffusionClient", "DiffusionResult", "GenerationStopped"]

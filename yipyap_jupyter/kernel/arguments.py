@@ -1,7 +1,7 @@
 """The sampler options as command-line arguments, for `%%diffuse` and `yipyap-diffuse` alike.
 
-Made from the families' option declarations (`engine/families/`), so both offer every
-option any family reads, with its type, choices and help. A value's range is the
+Made from the families' option declarations (`service.schemas.SAMPLER_OPTIONS`), so both
+offer every option any family reads, with its type, choices and help. A value's range is the
 request type's to check, as for every view.
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..engine.families import all_options
+from ..service.schemas import SAMPLER_OPTIONS
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--name-with-dashes` argument per sampler option of every family."""
-    for option in all_options():
+    for option in SAMPLER_OPTIONS:
         shown = option.help if option.default == "the model's default" else f"{option.help} (default: {option.default})"
         kind: Any = str if option.choices else _on_off if option.type is bool else option.type
         parser.add_argument(option.flag, dest=option.name, type=kind, choices=option.choices or None,
@@ -33,5 +33,5 @@ def _on_off(text: str) -> bool:
 
 def sampler_values(args: argparse.Namespace) -> dict[str, Any]:
     """The sampler options the command line set (the rest left out, so defaults apply)."""
-    return {option.name: getattr(args, option.name) for option in all_options()
+    return {option.name: getattr(args, option.name) for option in SAMPLER_OPTIONS
             if getattr(args, option.name) is not None}

@@ -19,7 +19,7 @@ from ..errors import NetworkError, ValidationError
 from ..service.schemas import GenerateRequest, InfillRequest
 from ..service.validation import validate
 from .discovery import ServerInfo, find_server
-from .live import run_live
+from .live.cell import run_live
 from .render import Context
 from .result import DiffusionResult
 

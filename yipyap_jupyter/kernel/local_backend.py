@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .downloads import follow_download
+
 #: Seconds between two looks at a download's progress.
 DOWNLOAD_POLL_SECONDS = 0.2
 
@@ -71,15 +73,7 @@ class LocalBackend:
 
     def download(self, model_id: str, progress: Callable[[int, int], None] | None = None) -> ModelInfo:
         """The service's background download (the one the server runs too), followed until it ends."""
-        from ..service.events import ErrorEvent
-
         downloads = self.service.downloads
-        state = downloads.start(model_id)
-        while True:
-            if progress is not None and state.bytes_total:
-                progress(state.bytes_done, state.bytes_total)
-            if state.state == "failed":
-                raise ErrorEvent.model_validate(state.error).to_error()
-            if state.state == "done":
-                return next(m for m in self.models() if m.id == state.model_id)
-            state = downloads.wait(state.model_id, DOWNLOAD_POLL_SECONDS)
+        done = follow_download(downloads.start(model_id), lambda key: downloads.wait(key, DOWNLOAD_POLL_SECONDS),
+                               progress)
+        return next(m for m in self.models() if m.id == done)

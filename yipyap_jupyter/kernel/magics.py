@@ -19,11 +19,11 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
 from ..errors import DiffusionError
+from .answers import ModelTable, ModelView, Notice, SettingsView
 from .arguments import add_sampler_arguments, sampler_values
 from .client import generate_request, infill_request
-from .live import GenerationStopped
+from .live.state import GenerationStopped
 from .render import error_line
-from .views import ModelTable, ModelView, Notice, SettingsView
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

@@ -22,15 +22,19 @@ from httpx_sse import EventSource, SSEError
 
 from ..cancel import CancelToken
 from ..errors import (
+    AuthenticationError,
     DiffusionError,
     GenerationCancelled,
     NetworkError,
-    RateLimitedError,
     ValidationError,
+    error_from_answer,
+    refuses_credentials,
 )
+from ..service.downloads import DownloadState
 from ..service.events import ErrorEvent, event_from_dict
 from ..service.schemas import GenerateRequest, InfillRequest, ModelInfo
 from .discovery import SERVER_TOKEN_ENV, ServerInfo
+from .downloads import follow_download
 
 if TYPE_CHECKING:
     from ..service.events import Event
@@ -57,18 +61,14 @@ def _refused(server: ServerInfo, status: int) -> NetworkError:
 
 
 def _error_from_response(server: ServerInfo, response: httpx.Response) -> DiffusionError:
-    """Our error object from a non-2xx answer; an authentication refusal or a foreign answer as a network error."""
-    if response.status_code in (401, 403):
-        return _refused(server, response.status_code)
+    """Our error from a non-2xx answer (`errors.error_from_answer`); a refusal of credentials says how to go on."""
     try:
         body = response.json()
-        return ErrorEvent(error_type=body["error_type"], message=body["message"], retryable=body["retryable"]).to_error()
-    except (ValueError, KeyError, TypeError):
-        pass
-    if response.status_code == 429:
-        retry_after = float(response.headers.get("Retry-After", "1") or 1)
-        return RateLimitedError(f"rate limited by the Jupyter server; retry in {retry_after:g} s", retry_after=retry_after)
-    return NetworkError(f"the Jupyter server answered HTTP {response.status_code} for {response.request.url.path}")
+    except ValueError:
+        body = None
+    error = error_from_answer(response.status_code, body, response.headers.get("Retry-After"), "the Jupyter server",
+                              response.request.url.path)
+    return _refused(server, response.status_code) if isinstance(error, AuthenticationError) else error
 
 
 def _shutdown(response: httpx.Response) -> Callable[[], None]:
@@ -111,7 +111,7 @@ class ServerBackend:
             status = self._http.get("models", timeout=PROBE_TIMEOUT).status_code
         except httpx.HTTPError:
             return False
-        if status in (401, 403):
+        if refuses_credentials(status):
             raise _refused(self.server, status)
         return status == 200
 
@@ -154,17 +154,15 @@ class ServerBackend:
 
     def download(self, model_id: str, progress: Callable[[int, int], None] | None = None) -> ModelInfo:
         """Start the server's background download, then poll `/downloads` for its progress."""
-        state = self._call("POST", f"models/{quote(model_id, safe='')}/download", {})
-        while True:
-            if progress is not None and state["bytes_total"]:
-                progress(state["bytes_done"], state["bytes_total"])
-            if state["state"] == "failed":
-                raise ErrorEvent.model_validate(state["error"]).to_error()
-            if state["state"] == "done":
-                return next(m for m in self.models() if m.id == state["model_id"])
-            time.sleep(DOWNLOAD_POLL_SECONDS)
-            downloads = self._call("GET", "downloads")["downloads"]
-            state = next(d for d in downloads if d["model_id"] == state["model_id"])
+        started = DownloadState.model_validate(self._call("POST", f"models/{quote(model_id, safe='')}/download", {}))
+        done = follow_download(started, self._download_state, progress)
+        return next(m for m in self.models() if m.id == done)
+
+    def _download_state(self, model_id: str) -> DownloadState:
+        """The state of `model_id`'s download, a poll interval from now."""
+        time.sleep(DOWNLOAD_POLL_SECONDS)
+        downloads = self._call("GET", "downloads")["downloads"]
+        return DownloadState.model_validate(next(d for d in downloads if d["model_id"] == model_id))
 
     # -- generation -------------------------------------------------------------------
 

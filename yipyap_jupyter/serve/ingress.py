@@ -1,7 +1,7 @@
 """The HTTP front of the Serve application: `/api/diffusion`, as the Jupyter extension serves it.
 
 The same routes, JSON bodies, SSE frames, error objects and statuses (through
-`server/wire.py` and `errors.error_body`), OpenAPI document and per-client rate limits, so
+`server/bodies.py` and `errors.wire_error`), OpenAPI document and per-client rate limits, so
 the extension's proxy mode and `DiffusionClient`'s server backend talk to it unchanged.
 The ingress holds a service of its own that never loads a model: it validates and plans
 each request (a refusal is answered here and touches no replica), lists the known models
@@ -15,7 +15,6 @@ done them.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,12 +25,12 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.exceptions import HTTPException
 
-from ..errors import DiffusionError, NetworkError, RateLimitedError, ValidationError, error_body
+from ..errors import DiffusionError, NetworkError, ValidationError, error_body, error_for_status, wire_error
+from ..server.bodies import parse_body
 from ..server.metrics import MetricsStore
 from ..server.openapi import openapi_document
 from ..server.ratelimit import RateLimiter
 from ..server.sse import CONTENT_TYPE, KEEPALIVE_FRAME, frame
-from ..server.wire import http_status, parse_body
 from ..service.correlation import correlation_id
 from ..service.events import CompleteEvent, ErrorEvent
 from ..service.logs import get_logger
@@ -51,8 +50,6 @@ API = "/api/diffusion"
 BROADCAST_ROUNDS = 6
 #: What a request in flight on a replica raises when that replica dies or cannot be reached.
 REPLICA_FAILURES = (ray.exceptions.RayError, RayServeException)
-#: The category of HTTP errors Starlette raises itself (unknown route, wrong verb), as the extension names them.
-_HTTP_ERROR_TYPES = {404: "validation", 405: "validation"}
 
 
 def _record(request: Request, endpoint: str, stream: bool = False) -> RequestRecord:
@@ -64,10 +61,9 @@ def _record(request: Request, endpoint: str, stream: bool = False) -> RequestRec
 
 def error_response(error: BaseException, replica: str | None = None) -> JSONResponse:
     """The extension's answer to `error`: its status, the error object, `Retry-After` when rate limited."""
-    headers = {REPLICA_HEADER: replica} if replica else {}
-    if isinstance(error, RateLimitedError):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return JSONResponse(error_body(error), status_code=http_status(error), headers=headers)
+    answer = wire_error(error)
+    headers = {REPLICA_HEADER: replica, **answer.headers} if replica else answer.headers
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
 async def _diffusion_error(request: Request, error: Exception) -> JSONResponse:
@@ -85,8 +81,7 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     wrong = f"{request.method} is not allowed here" if error.status_code == 405 else "no such route"
-    body = {"error_type": _HTTP_ERROR_TYPES.get(error.status_code, "validation"),
-            "message": f"{wrong} under {API} (see openapi.json)", "retryable": False}
+    body = error_body(error_for_status(error.status_code, f"{wrong} under {API} (see openapi.json)"))
     return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 

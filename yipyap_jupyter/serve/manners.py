@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import AuthenticationError, error_body
+from ..errors import AuthenticationError, wire_error
 from ..server.metrics import MetricsStore
 from ..service.correlation import HEADER, choose_correlation_id, correlation_id
 from ..service.logs import get_logger
@@ -25,8 +25,8 @@ from ..service.logs import get_logger
 log = get_logger(__name__)
 
 REPLICA_HEADER = "X-Replica"
-#: The body of a 403, as the extension answers a request without valid credentials.
-FORBIDDEN = error_body(AuthenticationError("not authenticated: send a valid token (`Authorization: token ...`)"))
+#: The answer to a request without valid credentials (a 403, as the extension answers).
+FORBIDDEN = wire_error(AuthenticationError("not authenticated: send a valid token (`Authorization: token ...`)"))
 
 
 @dataclass
@@ -66,8 +66,9 @@ class Manners:
         correlation_id.set(correlation)
         own = [(HEADER.encode(), correlation.encode())]
         if not hmac.compare_digest(token_of(headers.get("authorization", "")).encode(), self.token.encode()):
-            await _send_json(send, 403, FORBIDDEN, own + [(REPLICA_HEADER.encode(), self.replica.encode())])
-            self._log(scope, 403, started, None)
+            await _send_json(send, FORBIDDEN.status, FORBIDDEN.body,
+                             own + [(REPLICA_HEADER.encode(), self.replica.encode())])
+            self._log(scope, FORBIDDEN.status, started, None)
             return
         record = RequestRecord()
         scope.setdefault("state", {})["record"] = record

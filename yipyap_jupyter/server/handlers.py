@@ -2,7 +2,7 @@
 
 The base handler gives every route the same manners: Jupyter authentication on
 every verb, a correlation id, bounded JSON bodies parsed without logging them, our
-errors as their HTTP status (`wire.HTTP_STATUS`) with the error object as the body, and
+errors answered as `errors.wire_error` says (status, error object, headers), and
 one metrics row per authenticated request.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -22,13 +21,14 @@ from tornado import web
 
 from ..cancel import CancelToken
 from ..errors import (
-    AuthenticationError,
     DiffusionError,
     GenerationCancelled,
     GenerationError,
-    RateLimitedError,
     ValidationError,
-    error_body,
+    error_for_status,
+    http_status,
+    refuses_credentials,
+    wire_error,
 )
 from ..service.correlation import (
     HEADER,
@@ -38,10 +38,10 @@ from ..service.correlation import (
 )
 from ..service.logs import get_logger
 from ..service.service import DiffusionLLMService
+from .bodies import parse_body
 from .openapi import openapi_document
 from .sse import EventStream
 from .state import SETTINGS_KEY, ExtensionState
-from .wire import http_status, parse_body
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -135,26 +135,26 @@ class DiffusionHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = (kwargs.get("exc_info") or (None, None, None))[1]
-        if isinstance(error, RateLimitedError):
-            self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         if status_code == 405:
             self.set_header("Allow", ", ".join(self._allowed_methods()))
         if isinstance(error, web.HTTPError):
-            error = self._our_error(status_code, error)
-        body = error_body(error if error is not None else GenerationError("the request failed"))
-        self._error_type = body["error_type"]
-        self.finish(json.dumps(body))
+            error = error_for_status(status_code, self._framework_message(status_code, error))
+        answer = wire_error(error if error is not None else GenerationError("the request failed"))
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        self._error_type = answer.body["error_type"]
+        self.finish(json.dumps(answer.body))
 
-    def _our_error(self, status_code: int, error: web.HTTPError) -> DiffusionError:
-        """Our error for one that Jupyter or Tornado raised itself (authentication, XSRF, unknown route, verb)."""
-        if status_code in (401, 403):
-            return AuthenticationError(NOT_AUTHENTICATED)
+    def _framework_message(self, status_code: int, error: web.HTTPError) -> str:
+        """What to say of an error Jupyter or Tornado raised itself (authentication, XSRF, unknown route, verb)."""
+        if refuses_credentials(status_code):
+            return NOT_AUTHENTICATED
         if status_code == 405:
             allowed = [m for m in self._allowed_methods() if m != "OPTIONS"]
-            return ValidationError(f"{self.request.method} is not allowed here: this route answers {', '.join(allowed)}")
+            return f"{self.request.method} is not allowed here: this route answers {', '.join(allowed)}"
         if status_code < 500:
-            return ValidationError(error.log_message or self._reason)
-        return GenerationError("the server failed to answer; its log has the details")
+            return error.log_message or self._reason
+        return "the server failed to answer; its log has the details"
 
     def _allowed_methods(self) -> list[str]:
         """The verbs this route implements (for the `Allow` header of a 405)."""

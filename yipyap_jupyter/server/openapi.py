@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .. import __version__
+from ..errors import HTTP_STATUS_MEANINGS
 from ..service.downloads import DownloadState
 from ..service.events import CompleteEvent, ErrorEvent, StatusEvent, StepEvent
 from ..service.schemas import MIN_TEMPERATURE, GenerateRequest, InfillRequest, LoadRequest, ModelInfo
@@ -48,11 +49,7 @@ def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    meaning = {400: "validation", 403: "not authenticated", 404: "model_unavailable (unknown model, not cached)",
-               409: "model_unavailable (no model loaded)", 413: "validation (request body too large)",
-               429: "network (rate limited; see Retry-After)", 500: "model_loading or generation",
-               502: "network (proxy upstream unreachable)", 504: "timeout"}
-    return {str(code): _json(_ref("ErrorBody"), meaning[code]) for code in codes}
+    return {str(code): _json(_ref("ErrorBody"), HTTP_STATUS_MEANINGS[code]) for code in codes}
 
 
 def _operation(summary: str, ok: dict[str, Any], *errors: int, body: dict[str, Any] | None = None,

@@ -17,7 +17,7 @@ import json
 import httpx
 from tornado import web
 
-from ..errors import NetworkError, error_body
+from ..errors import NetworkError, refuses_credentials
 from ..service.correlation import HEADER
 from ..service.events import ErrorEvent
 from ..service.logs import get_logger
@@ -99,7 +99,7 @@ class ProxyHandler(DiffusionHandler):
             async with httpx.AsyncClient(timeout=timeout) as client, client.stream(
                 self.request.method or "GET", url, content=self.request.body or None, headers=headers
             ) as upstream:
-                if upstream.status_code in (401, 403):
+                if refuses_credentials(upstream.status_code):
                     raise NetworkError(
                         f"the upstream diffusion server refused the proxy token (HTTP {upstream.status_code}):"
                         " set DiffusionLLMApp.proxy_token to a token of that server", retryable=False)
@@ -126,7 +126,7 @@ class ProxyHandler(DiffusionHandler):
             if not started:
                 raise failure from None
             self._error_type = failure.error_type
-            self.write(frame(ErrorEvent(**error_body(failure))))
+            self.write(frame(ErrorEvent.from_error(failure)))
         self.finish(set_content_type=content_type)
 
 

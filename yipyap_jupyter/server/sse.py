@@ -28,7 +28,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
 from ..cancel import CancelToken
-from ..errors import DiffusionError, GenerationCancelled, error_body
+from ..errors import DiffusionError, GenerationCancelled
 from ..service.correlation import in_current_context
 from ..service.events import CompleteEvent, ErrorEvent, StepEvent
 from ..service.logs import get_logger
@@ -181,7 +181,7 @@ async def event_batches(
         except Exception as error:  # the service maps its own failures; this is a last resort
             if not isinstance(error, DiffusionError):
                 log.exception("event stream failed (%s)", type(error).__name__)
-            mailbox.post(ErrorEvent(**error_body(error)))
+            mailbox.post(ErrorEvent.from_error(error))
         finally:
             mailbox.post(_END)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from ..errors import DiffusionError, ModelUnavailableError, error_body
+from ..errors import DiffusionError, ModelUnavailableError, NetworkError, error_body
 from .correlation import in_current_context
 from .logs import get_logger
 
@@ -94,8 +94,7 @@ class Downloads:
             return
         except Exception as error:  # huggingface_hub raises more than the registry maps
             self._finish(model_id, state="failed",
-                         error={"error_type": "network", "message": f"download failed: {type(error).__name__}",
-                                "retryable": True})
+                         error=error_body(NetworkError(f"download failed: {type(error).__name__}")))
             log.exception("download of %s failed unexpectedly", model_id)
             return
         with self._lock:

@@ -11,17 +11,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
-from ..errors import (
-    AuthenticationError,
-    DiffusionError,
-    GenerationError,
-    GenerationTimeoutError,
-    ModelLoadingError,
-    ModelUnavailableError,
-    NetworkError,
-    ValidationError,
-    error_body,
-)
+from ..errors import DiffusionError, ValidationError, error_body, error_from_body
 from .validation import describe
 
 
@@ -82,7 +72,7 @@ class CompleteEvent(BaseModel):
 
 
 class ErrorEvent(BaseModel):
-    """The end of a failed generation: the error object of DESIGN.md section 2."""
+    """The end of a failed generation: the error object (`errors.error_body`) of every failure."""
 
     type: Literal["error"] = "error"
     error_type: str
@@ -91,32 +81,16 @@ class ErrorEvent(BaseModel):
     _error: DiffusionError | None = PrivateAttr(None)
 
     @classmethod
-    def from_error(cls, error: DiffusionError) -> ErrorEvent:
-        """The frame of `error` (through `error_body`, so scrubbed); it remembers the exception itself."""
-        event = cls(**error_body(error))
-        event._error = error
+    def from_error(cls, failure: BaseException) -> ErrorEvent:
+        """The frame of any failure (through `error_body`, so scrubbed); it remembers our exception itself."""
+        event = cls(**error_body(failure))
+        if isinstance(failure, DiffusionError):
+            event._error = failure
         return event
 
     def to_error(self) -> DiffusionError:
         """The exception this frame stands for, so a remote error re-raises as the local one."""
-        if self._error is not None:
-            return self._error
-        error_class = _ERROR_CLASSES.get(self.error_type, DiffusionError)
-        error = error_class(self.message, retryable=self.retryable)
-        if error_class is DiffusionError:
-            error.error_type = self.error_type
-        return error
-
-
-_ERROR_CLASSES: dict[str, type[DiffusionError]] = {
-    "validation": ValidationError,
-    "auth": AuthenticationError,
-    "model_unavailable": ModelUnavailableError,
-    "model_loading": ModelLoadingError,
-    "timeout": GenerationTimeoutError,
-    "generation": GenerationError,
-    "network": NetworkError,
-}
+        return self._error if self._error is not None else error_from_body(self.model_dump())
 
 Event = Annotated[StatusEvent | StepEvent | CompleteEvent | ErrorEvent, Field(discriminator="type")]
 

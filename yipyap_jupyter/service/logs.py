@@ -1,4 +1,4 @@
-"""Loggers that redact at the source, and the two log files of DESIGN.md section 3.
+"""Loggers that redact at the source, and the two log files: `structured.log` (JSON lines) and `backend.log`.
 
 `get_logger` attaches the redaction and correlation filters to the logger itself, so
 records are clean before any handler (ours, Jupyter's, pytest's) sees them.

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_v
 
 from ..engine.families import all_options
 from ..engine.model_info import ModelInfo as ModelInfo  # a wire type too: the engine's, re-exported
-from ..engine.options import MAX_TOKENS, Option
+from ..engine.options import MAX_TOKENS
+from ..engine.options import Option as Option  # views read the options' declarations from here, not the engine
 
 #: Longest prompt / prefix / suffix accepted, in characters; checked before anything is tokenised.
 MAX_TEXT_CHARS = 32_768
@@ -35,6 +36,9 @@ MIN_TEMPERATURE = 0.01
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["float32", "float16", "bfloat16"]
+
+#: Every sampler option a request may carry, once each: what views build their fields, knobs and flags from.
+SAMPLER_OPTIONS: tuple[Option, ...] = all_options()
 
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
@@ -72,7 +76,7 @@ if TYPE_CHECKING:
     _OptionFields = _RequestFields  # the generated fields are read by name (`service.plan.OPTION_FIELDS`)
 else:
     _OptionFields = create_model("_OptionFields", __base__=_RequestFields,
-                                 **{option.name: _field(option) for option in all_options()})
+                                 **{option.name: _field(option) for option in SAMPLER_OPTIONS})
 
 
 class SamplingFields(_OptionFields):
@@ -124,9 +128,6 @@ class InfillRequest(SamplingFields):
         if self.variable and not self.suffix.strip():
             raise ValueError("variable-length infilling needs a suffix (the text after the gap)")
         return self
-
-
-Request = GenerateRequest | InfillRequest
 
 
 class LoadRequest(BaseModel):

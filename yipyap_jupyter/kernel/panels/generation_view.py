@@ -1,7 +1,7 @@
 """The live part of the generator and infiller panels: canvas, progress bar, status line, decode order.
 
 A renderer of `LiveGeneration`, like the `%%diffuse` cell: a background job
-feeds the generation its events (see `jobs`), and this view observes its
+runs the generation (`live.runner.drive`, see `jobs`), and this view observes its
 traits, redrawing the canvas at most about ten times a second. The one status
 line follows the run (starting, loading, `step k/N · x tok/s`, a fall back to
 CPU) and ends with the summary, "stopped at step k of N", or the failure's
@@ -15,7 +15,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from ...errors import DiffusionError
-from ..live import EventSource, LiveGeneration, Throttle
+from ..live.runner import EventSource, drive
+from ..live.state import LiveGeneration
+from ..live.throttle import Throttle
 from ..render import Context, canvas_html, decode_order_html, footer_html, text_html
 from ..result import DiffusionResult
 from .jobs import BackgroundJob
@@ -56,11 +58,11 @@ class GenerationView:
         self.generation.observe(lambda change: callback(change["new"] == "running"), names="state")
 
     def start(self, source: EventSource, context: Context) -> bool:
-        """Start consuming `source(cancel)` in the background; False if a generation is still running."""
+        """Start running `source(cancel)` in the background; False if a generation is still running."""
         if self.job.running:
             return False
         self.generation.begin(context)
-        return self.job.start(lambda cancel: self.generation.consume(source, cancel))
+        return self.job.start(lambda cancel: drive(source, self.generation, cancel))
 
     def stop(self) -> None:
         self.job.stop()

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ...errors import DiffusionError
-from ..live import as_diffusion_error
+from ...errors import DiffusionError, as_error
+from ..answers import human_size
 from ..render import error_line, footer_html
-from ..views import human_size
 from .base import Panel
 from .jobs import BackgroundJob
 
@@ -59,7 +58,7 @@ class DownloadRow:
         try:
             info = self.panel.client.download(self.model_id, self._progress)
         except Exception as error:  # noqa: BLE001 - shown with its category, not lost in a thread
-            self._fail(as_diffusion_error(error))
+            self._fail(as_error(error))
         else:
             self.show(info)
             self.panel.status.value = footer_html(f"{self.model_id} downloaded")

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ...engine.families import all_options
-from ...engine.options import Option
 from ...errors import DiffusionError, ValidationError
+from ...service.schemas import SAMPLER_OPTIONS, Option
 from ..client import context_of
 from .base import Panel
 from .generation_view import GenerationView
@@ -69,8 +68,8 @@ class SamplingPanel(Panel):
 
     def __init__(self, client: DiffusionClient | None, run_button: widgets.Button, view_name: str) -> None:
         super().__init__(client)
-        self.knobs = {option.name: _knob(option) for option in all_options()}
-        self._kinds = {option.name: option.type for option in all_options()}
+        self.knobs = {option.name: _knob(option) for option in SAMPLER_OPTIONS}
+        self._kinds = {option.name: option.type for option in SAMPLER_OPTIONS}
         for name, knob in self.knobs.items():
             setattr(self, name, knob)
         self.apply_settings(self.client.settings())

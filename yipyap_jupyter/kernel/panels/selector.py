@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from ...constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
-from ...errors import DiffusionError
-from ..live import as_diffusion_error
+from ...errors import DiffusionError, as_error
+from ..answers import describe_model
 from ..render import error_line, footer_html
-from ..views import describe_model
 from .base import Panel
 from .jobs import BackgroundJob
 
@@ -100,7 +99,7 @@ class ModelSelectorPanel(Panel):
             try:
                 work()
             except Exception as error:  # noqa: BLE001 - shown with its category, not lost in a thread
-                self._fail(as_diffusion_error(error))
+                self._fail(as_error(error))
             else:
                 self.refresh()
             finally:

@@ -1,8 +1,8 @@
-"""The HTTP rules every front end of the API shares, free of any web framework.
+"""Request bodies, as every front end of the API takes them, free of any web framework.
 
-What a request body may be (size, nesting) and how it is parsed, and which HTTP status
-each of our errors is answered with. The Jupyter extension's handlers and the Ray
-Serve ingress (`yipyap_jupyter.serve`) both use these, so the two answer alike.
+What a request body may be (size, nesting) and how it is parsed. The Jupyter extension's
+handlers and the Ray Serve ingress (`yipyap_jupyter.serve`) both use these (and both answer
+failures through `errors.wire_error`), so the two answer alike.
 """
 
 from __future__ import annotations
@@ -10,39 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import errors
-from ..errors import ValidationError
+from ..errors import BodyTooLargeError, ValidationError
 from ..service.redaction import register_sensitive
 
 #: Largest request body accepted, in bytes: two texts of `MAX_TEXT_CHARS`, every character escaped, fit.
 MAX_BODY_BYTES = 1 << 20
 #: Deepest JSON nesting accepted; our bodies are flat objects (depth 1).
 MAX_JSON_DEPTH = 16
-
-
-class BodyTooLargeError(ValidationError):
-    """The request body is over `MAX_BODY_BYTES` (413)."""
-
-
-#: The HTTP status of each error class; an error takes the entry of its nearest class.
-HTTP_STATUS: dict[type[BaseException], int] = {
-    errors.DiffusionError: 500,
-    ValidationError: 400,
-    errors.AuthenticationError: 403,
-    BodyTooLargeError: 413,
-    errors.ModelUnavailableError: 404,
-    errors.NoModelLoadedError: 409,
-    errors.ModelLoadingError: 500,
-    errors.GenerationError: 500,
-    errors.GenerationTimeoutError: 504,
-    errors.NetworkError: 502,
-    errors.RateLimitedError: 429,
-}
-
-
-def http_status(error: BaseException) -> int:
-    """The status `error` is answered with (500 for anything not in `HTTP_STATUS`)."""
-    return next((HTTP_STATUS[cls] for cls in type(error).__mro__ if cls in HTTP_STATUS), 500)
 
 
 def json_depth(data: Any) -> int:

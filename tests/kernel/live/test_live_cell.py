@@ -1,15 +1,25 @@
-"""`%%diffuse` in a real ipykernel: the live display, nbval-stable outputs, and kernel interrupts."""
+"""The cell renderer: `run_live`'s results and failures, and `%%diffuse` in a real ipykernel (the live display,
+nbval-stable outputs, kernel interrupts)."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_events import complete, steps
 
-REPO = Path(__file__).resolve().parents[2]
+from yipyap_jupyter.cancel import CancelToken
+from yipyap_jupyter.errors import GenerationError, ModelUnavailableError
+from yipyap_jupyter.kernel.live.cell import run_live
+from yipyap_jupyter.kernel.live.state import GenerationStopped
+from yipyap_jupyter.kernel.render import Context
+from yipyap_jupyter.service.events import ErrorEvent, StatusEvent, StepEvent
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +172,50 @@ def test_no_stream_shows_only_the_result(kernel) -> None:
     messages = execute(client, "%%diffuse --no-stream --seed 2 --steps 4 --max-new-tokens 8\nthe dog ran")
     assert of_type(messages, "display_data") == [] and of_type(messages, "update_display_data") == []
     assert "text/html" in of_type(messages, "execute_result")[0]["data"]
+
+
+def test_run_live_returns_the_result_with_every_frame_and_the_options() -> None:
+    events = [StatusEvent(message="starting"), *steps(4),
+              complete(4, options={"steps": 4, "seed": 0, "cache": None}, block_origin=-3)]
+    result = run_live(lambda cancel: iter(events), Context(before="p: "), live=False)
+    assert result.text == "w0 w1 w2 w3" and result.raw_text == "w0 w1 w2 w3 " and result.block_origin == -3
+    assert [f.step for f in result.frames] == [1, 2, 3, 4]
+    assert result.filled == "p: w0 w1 w2 w3"
+    assert repr(result).splitlines()[-2:] == ["4 tokens · 4 steps · 0.25 s · tiny · cpu", "steps 4 · seed 0"]
+
+
+def test_error_event_raises_its_category() -> None:
+    events = [StatusEvent(message="starting"),
+              ErrorEvent(error_type="model_unavailable", message="no model loaded", retryable=False)]
+    with pytest.raises(ModelUnavailableError, match="no model loaded"):
+        run_live(lambda cancel: iter(events), Context(), live=False)
+
+
+def test_a_bug_in_the_source_becomes_a_generation_error_without_its_text() -> None:
+    def source(cancel: CancelToken) -> Iterator[StepEvent]:
+        yield steps(2)[0]
+        raise RuntimeError("secret prompt text")
+
+    with pytest.raises(GenerationError) as failed:
+        run_live(source, Context(), live=False)
+    assert "secret" not in failed.value.message and "correlation id" in failed.value.message
+
+
+def test_stream_ending_early_is_a_stop_with_the_partial_text() -> None:
+    with pytest.raises(GenerationStopped) as stopped:
+        run_live(lambda cancel: iter(steps(3)[:2]), Context(before="p"), live=False)
+    assert str(stopped.value) == "stopped at step 2 of 3"
+    partial = stopped.value.result
+    assert (partial.text, partial.steps, partial.stopped_of) == ("w0 w1 ", 2, 3)
+    assert partial.summary.startswith("stopped at step 2 of 3 · ")
+
+
+def test_a_stopped_run_keeps_the_name_of_its_model() -> None:
+    """The service's first status names the model, so a replay after an interrupt says whose steps it shows."""
+    from yipyap_jupyter.kernel.panels import ReplayPanel
+
+    events = [StatusEvent(message="Starting text generation...", model="tiny"), *steps(3)[:2]]
+    with pytest.raises(GenerationStopped) as stopped:
+        run_live(lambda cancel: iter(events), Context(before="p"), live=False)
+    assert stopped.value.result.model == "tiny"
+    assert repr(ReplayPanel(stopped.value.result)) == "<ReplayPanel: 2 steps of tiny>"

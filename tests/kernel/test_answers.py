@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from yipyap_jupyter.kernel.views import (
+from yipyap_jupyter.kernel.answers import (
     ModelTable,
     ModelView,
     SettingsView,
