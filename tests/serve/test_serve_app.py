@@ -83,7 +83,7 @@ async def test_the_ingress_and_the_replica_log_a_request_by_its_correlation_id_w
     correlation = "serve-test-0123456789abcdef"
     await jp_fetch("api", "diffusion", "generate", **post({"prompt": secret, "max_new_tokens": 8, "steps": 4}),
                    headers={"X-Correlation-ID": correlation})
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # the replica's log lines come from another process, later on a busy machine
     while time.monotonic() < deadline:
         lines = [json.loads(line) for line in (serve_app.log_dir / "structured.log").read_text().splitlines()]
         loggers = {line["logger"] for line in lines if line.get("correlation_id") == correlation}
@@ -96,11 +96,16 @@ async def test_the_ingress_and_the_replica_log_a_request_by_its_correlation_id_w
 
 
 async def test_concurrent_requests_spread_over_both_replicas(jp_fetch: Any) -> None:
+    """Rounds of 8 at once until both replicas answered: a loaded machine can let one round's requests
+    arrive one after the other, each finding one replica idle (Serve's router then picks either)."""
     current = as_json(await jp_fetch("api", "diffusion", "models", "current"))
     assert len(replicas_holding(current)) == 2, current
     body = {"prompt": "x = ", "max_new_tokens": 16, "steps": 16}
-    responses = await asyncio.gather(*(jp_fetch("api", "diffusion", "generate", **post(body)) for _ in range(8)))
-    assert {r.headers["X-Replica"] for r in responses} == set(replicas_holding(current))
+    answered: list[set[str]] = []
+    while len(answered) < 5 and set().union(*answered) != set(replicas_holding(current)):
+        responses = await asyncio.gather(*(jp_fetch("api", "diffusion", "generate", **post(body)) for _ in range(8)))
+        answered.append({r.headers["X-Replica"] for r in responses})
+    assert set().union(*answered) == set(replicas_holding(current)), answered
 
 
 async def test_models_load_and_unload_reach_every_replica(jp_fetch: Any, serve_app: Any) -> None:
@@ -174,10 +179,16 @@ async def test_generations_are_rate_limited_per_client(serve_app: Any) -> None:
                                          for _ in range(80)))
         assert {a.status_code for a in refused} == {400}
         quick = {"prompt": "x", "max_new_tokens": 2, "steps": 1}
-        answers = await asyncio.gather(*(client.post(f"{serve_app.url}/api/diffusion/generate", json=quick)
-                                         for _ in range(80)))
+        answers: list[httpx.Response] = []
+        # 80 at once pass a burst of 60 unless the bucket refills (10 a second) while they arrive: a loaded
+        # machine that spreads them over seconds gets more rounds, each spending what the last left
+        for _ in range(4):
+            answers += await asyncio.gather(*(client.post(f"{serve_app.url}/api/diffusion/generate", json=quick)
+                                              for _ in range(80)))
+            if any(a.status_code == 429 for a in answers):
+                break
     limited = [a for a in answers if a.status_code == 429]
-    assert limited and {a.status_code for a in answers} == {200, 429}
+    assert limited and {a.status_code for a in answers} == {200, 429}, [a.status_code for a in answers]
     assert limited[0].json()["error_type"] == "network" and limited[0].json()["retryable"] is True
     assert int(limited[0].headers["Retry-After"]) >= 1
     await asyncio.sleep(6)  # the bucket fills again for the tests after this one
