@@ -1,7 +1,8 @@
 """The Serve application behind a Jupyter server in proxy mode: the same API, spread over replicas, robust to a dead one.
 
-One `yipyap-serve` process (local Ray, `tiny`, two replicas) serves the whole module; the
-test that kills a replica runs last and waits for Ray to bring it back.
+One `yipyap-serve` process (local Ray, `tiny`, two replicas) serves the whole module. Every test
+starts once both replicas hold `tiny`, so tests stand alone in any order: the one that kills a
+replica waits for Serve to bring it back, and a test after it waits too if that took longer.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ GENERATE = {"prompt": "def fibonacci(n):", "max_new_tokens": 64, "steps": 64, "t
 INFILL = {"prefix": "def add(a, b):\n", "suffix": "\n\nprint(add(1, 2))\n", "length": 8, "seed": 1}
 #: Long enough on `tiny` that a replica can be killed while it runs.
 LONG = {"prompt": "import os\n", "max_new_tokens": 400, "steps": 400}
+#: Seconds a replica may take to start and load `tiny` (conftest's START_SECONDS: here, under load, 2.5 minutes
+#: went by from a replica's death to its successor's `tiny` loaded).
+REPLICA_START_SECONDS = 180
 
 
 def post(body: object) -> dict[str, Any]:
@@ -41,6 +45,25 @@ def post(body: object) -> dict[str, Any]:
 def replicas_holding(current: dict[str, Any], model: str = "tiny") -> list[str]:
     """The replicas that `GET /models/current` says have `model` loaded."""
     return [r["replica"] for r in current["replicas"] if any(m["id"] == model for m in r["models"] if m.get("loaded"))]
+
+
+def wait_for_both_replicas(serve_app: Any, timeout: float = REPLICA_START_SECONDS) -> list[str]:
+    """Block until both replicas hold `tiny` (asked of the application itself); the replicas that do."""
+    headers = {"Authorization": f"token {serve_app.token}"}
+    until = time.monotonic() + timeout
+    while True:
+        current = httpx.get(f"{serve_app.url}/api/diffusion/models/current", headers=headers, timeout=60)
+        holding = replicas_holding(current.raise_for_status().json())
+        if len(holding) == 2:
+            return holding
+        assert time.monotonic() < until, f"{len(holding)} replicas held tiny after {timeout:g} s: {current.json()}"
+        time.sleep(1)
+
+
+@pytest.fixture(autouse=True)
+def both_replicas_hold_tiny(serve_app: Any) -> None:
+    """What every test here starts from, whichever test ran before it."""
+    wait_for_both_replicas(serve_app)
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +259,6 @@ async def test_a_replica_killed_mid_stream_ends_it_with_one_network_error(
     after = await jp_fetch("api", "diffusion", "generate", **post({"prompt": "x", "max_new_tokens": 8, "steps": 4}))
     assert after.code == 200 and after.headers["X-Replica"] != killed[0]
 
-    deadline = time.monotonic() + 90  # Serve starts a replica in place of the dead one, which loads tiny first
-    while time.monotonic() < deadline:
-        holding = replicas_holding(as_json(await jp_fetch("api", "diffusion", "models", "current")))
-        if len(holding) == 2:
-            break
-        await asyncio.sleep(1)
-    assert len(holding) == 2 and killed[0] not in holding, holding
+    # Serve starts a replica in place of the dead one, which loads tiny first
+    holding = await asyncio.to_thread(wait_for_both_replicas, serve_app)
+    assert killed[0] not in holding, holding
