@@ -5,6 +5,9 @@ interrupt, a request that queues or times out) hold the network instead of hopin
 a long run is long enough on this machine: what they assert then holds on a machine of
 any speed. A pass that is held longer than `deadline` fails the generation with what it
 waited for, so a test that forgets to let passes through ends instead of hanging.
+
+`HeldNetwork` holds a network in the test's own process; `HeldChild` holds the network of a child
+process (the CLI, a Jupyter server, a kernel) through two files, so that the child runs unchanged.
 """
 
 from __future__ import annotations
