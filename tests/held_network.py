@@ -83,7 +83,8 @@ class HeldChild:
     """The gate of a child process's network (the CLI, a Jupyter server, a kernel), held through two files.
 
     The child runs with `env()` added to its environment: tests/held_child/sitecustomize.py then holds each
-    pass of its network while `allowed` is below the pass's number. The gate starts open; `hold(free)` closes
+    pass of its network while `allowed` is below the pass's number (its children share the count: Serve's
+    replicas). The gate starts open; `hold(free)` closes
     it behind the next `free` passes, counted from the passes the child has made so far, and numbers later
     passes from there, as `HeldNetwork` does.
     """
@@ -104,7 +105,7 @@ class HeldChild:
 
     @property
     def passes(self) -> int:
-        """Passes the child's network has begun (held ones included), since the child started."""
+        """Passes begun (held ones included) by the networks of every process that shares the gate."""
         try:
             return int((self.folder / "passes").read_text())
         except FileNotFoundError:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from held_network import HeldChild
 from server.server_helpers import as_json, check_steps, sse_events
 from tornado.httpclient import HTTPClientError
 
@@ -31,7 +32,7 @@ if importlib.util.find_spec("ray") is None or importlib.util.find_spec("fastapi"
 #: Sampled, not greedy, so the seed decides the text: the same seed must give the same text everywhere.
 GENERATE = {"prompt": "def fibonacci(n):", "max_new_tokens": 64, "steps": 64, "temperature": 0.8, "seed": 3}
 INFILL = {"prefix": "def add(a, b):\n", "suffix": "\n\nprint(add(1, 2))\n", "length": 8, "seed": 1}
-#: Long enough on `tiny` that a replica can be killed while it runs.
+#: A run the test kills a replica in (its network held at the second step, so the run is still going).
 LONG = {"prompt": "import os\n", "max_new_tokens": 400, "steps": 400}
 #: Seconds a replica may take to start and load `tiny` (conftest's START_SECONDS: here, under load, 2.5 minutes
 #: went by from a replica's death to its successor's `tiny` loaded).
@@ -236,7 +237,7 @@ def ray_driver(serve_app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
 
 
 async def test_a_replica_killed_mid_stream_ends_it_with_one_network_error(
-    jp_fetch: Any, serve_app: Any, ray_driver: Any
+    jp_fetch: Any, serve_app: Any, ray_driver: Any, gate: HeldChild
 ) -> None:
     headers: list[str] = []
     chunks: list[bytes] = []
@@ -249,8 +250,13 @@ async def test_a_replica_killed_mid_stream_ends_it_with_one_network_error(
             ray_driver.kill(ray_driver.get_actor(f"SERVE_REPLICA::yipyap#{replica}"))
             killed.append(replica)
 
-    await asyncio.wait_for(jp_fetch("api", "diffusion", "generate", "stream", **post(LONG), header_callback=headers.append,
-                                    streaming_callback=kill_at_first_step), timeout=60)
+    gate.hold(free=1)  # the first step goes through, the second waits: the stream is running when its replica dies
+    try:
+        await asyncio.wait_for(jp_fetch("api", "diffusion", "generate", "stream", **post(LONG),
+                                        header_callback=headers.append, streaming_callback=kill_at_first_step),
+                               timeout=120)
+    finally:
+        gate.open()  # for the replica that Serve starts in place of the dead one: its load makes a check pass
     events = sse_events(b"".join(chunks))
     assert killed and events[-1]["type"] == "error", events[-3:]
     assert [e for e in events if e["type"] in ("error", "complete")] == [events[-1]]
