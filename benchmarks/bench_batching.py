@@ -20,8 +20,13 @@ the rate at which the packed pass runs the linear layers' matrix products, and t
 CPU's rate on a large matrix product. Where the packed pass already runs near that
 rate, no scheduling can make 8 requests much cheaper than 8 passes' worth of arithmetic.
 
-    python benchmarks/bench_batching.py                 # both models, service and HTTP, 3 rounds
-    python benchmarks/bench_batching.py --rounds 5 --no-http
+By default 5 rounds (`--rounds`), so a median is never one noisy run: a round runs 13 generations
+of 64 tokens per model through the service and 13 over HTTP (N = 1, 4, 8), after each model's 8
+solo runs; 5 rounds take 5/3 of the 3 rounds that the README's figures came from
+(`--rounds 3`), several minutes on a quiet 2-core CPU and a good deal longer on a busy one.
+
+    python benchmarks/bench_batching.py                 # both models, service and HTTP, 5 rounds
+    python benchmarks/bench_batching.py --rounds 3 --no-http
 """
 
 from __future__ import annotations
@@ -213,7 +218,7 @@ def main() -> None:
     from yipyap_jupyter.constants import TINY_MODEL_DIR
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5, help="rounds of N = 1, 4, 8 (the median is shown)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--steps", type=int, default=32)

@@ -9,7 +9,13 @@ speed-up, the forward passes, how many tokens the two runs share, and the share 
 cached run's time spent outside the network's forward passes (the sampler's own cost).
 A benchmark, not a test.
 
-    python benchmarks/bench_block.py --tokens 256 1024 --runs 3 --threads 1
+By default 256 tokens and 5 runs of each contender (`--runs`), so a median is never one noisy run:
+one run of both families took 100 s here (the recomputing loop 76 s of it) while a training job
+and tests kept both cores busy, so the default takes about 10 minutes on such a machine. At 1024
+tokens the recomputing loop takes about ten times as long again: ask for it by name.
+
+    python benchmarks/bench_block.py                          # 256 tokens, 5 runs, 1 thread
+    python benchmarks/bench_block.py --tokens 256 1024 --runs 3
 """
 
 from __future__ import annotations
@@ -112,9 +118,9 @@ def _run(network: TimedNetwork, program: Program) -> tuple[float, float, int, li
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokens", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--tokens", type=int, nargs="+", default=[256], help="new tokens, one or more lengths")
     p.add_argument("--prompt", type=int, default=45, help="prompt tokens (whole blocks and a tail)")
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5, help="runs of each contender (the median is shown)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--family", choices=["llada2", "sdar"], nargs="+", default=["llada2", "sdar"])
     p.add_argument("--device", default="cpu")

@@ -10,7 +10,12 @@ cost), and the share of time spent outside the network forward (the sampler's ow
 overhead), timed by hooks around the network. `--dream` adds a random Dream-shaped
 checkpoint (block sampler). A benchmark, not a test.
 
-    python benchmarks/bench_engine.py            # 256 tokens, 256 steps, blocks of 32
+By default each contender runs 5 times (`--runs`), so a median is never one noisy run: one run of
+each took 3.4 minutes in all here (about 100 s of it building the random checkpoint, loading and
+warming up) while a training job and tests kept both cores busy, so the default takes about 10
+minutes on such a machine; `--long` takes several times as long.
+
+    python benchmarks/bench_engine.py            # 256 tokens, 256 steps, blocks of 32, 5 runs
     python benchmarks/bench_engine.py --long     # 1024 tokens, 1024 steps, blocks of 32
 """
 
@@ -185,7 +190,7 @@ def random_checkpoint(directory: Path, family: str) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--long", action="store_true", help="1024 tokens / 1024 steps instead of 256 / 256")
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5, help="runs of each contender (the median is shown)")
     p.add_argument("--block-length", type=int, default=32)
     p.add_argument("--dream", action="store_true", help="add a random Dream-shaped checkpoint (block sampler)")
     p.add_argument("--skip-tiny", action="store_true")

@@ -13,10 +13,14 @@ and a Jupyter server with the extension (embedded mode, one torch thread) in a s
    Jupyter extension's own HTTP+SSE route, alternating; the median of paired ratios and the
    ratio of medians (target <= 1.10).
 
-A benchmark, not a test: run it on a quiet machine.
+A benchmark, not a test: run it on a quiet machine. By default 5 rounds of 16 streams per
+application (`--rounds`; the README's figures came from 3) and 21 single-stream pairs, so no median
+is one noisy run: 160 generations of 64 tokens in the rounds (and a warm-up round) and 42 in the
+pairs, after Ray, both applications and the Jupyter server have started; at the README's rates
+(186-215 tokens/s over 16 streams, about 0.27 s a single stream) that is about 2-3 minutes in all.
 
-    python benchmarks/bench_serve.py                 # 3 rounds of 16, 21 single-stream pairs
-    python benchmarks/bench_serve.py --rounds 5 --pairs 31
+    python benchmarks/bench_serve.py                 # 5 rounds of 16, 21 single-stream pairs
+    python benchmarks/bench_serve.py --rounds 3 --pairs 31
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def deploy(token: str, port: int) -> dict[str, str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5, help="rounds of 16 streams per application (medians)")
     p.add_argument("--pairs", type=int, default=21)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--steps", type=int, default=32)

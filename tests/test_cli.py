@@ -9,23 +9,31 @@ import sys
 from pathlib import Path
 
 import pytest
+from held_network import HeldChild
 from processes import finish, wait_for_line
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, tmp_path: Path) -> subprocess.Popen:
+def cli(*args: str, tmp_path: Path, gate: HeldChild | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "YIPYAP_SETTINGS_PATH": str(tmp_path / "settings.json"), "OMP_NUM_THREADS": "1"}
+    if gate is not None:
+        env = gate.env(env)
     return subprocess.Popen([sys.executable, "-m", "yipyap_jupyter", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_ctrl_c_prints_where_it_stopped_and_exits_130(tmp_path: Path) -> None:
-    process = cli("def main():", "--max-new-tokens", "200", "--steps", "200", tmp_path=tmp_path)
+    gate = HeldChild(tmp_path / "gate")
+    gate.hold(free=2)  # the load's check pass and step 1 go through; step 2 waits
+    process = cli("def main():", "--max-new-tokens", "200", "--steps", "200", tmp_path=tmp_path, gate=gate)
     assert process.stderr is not None
     wait_for_line(process, process.stderr, "1/200")  # the first step line
+    gate.wait_held(3)  # so the generation is running when Ctrl+C comes, on a machine of any speed
     process.send_signal(signal.SIGINT)
+    gate.step_until(lambda: process.poll() is not None)  # the signal lands while steps go one at a time
+    gate.open()
     out, err = finish(process)
     assert process.returncode == 130
     assert err.rstrip().splitlines()[-1].startswith("· stopped at step ") and err.rstrip().endswith(" of 200")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from held_network import HeldChild
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,8 +56,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A running JupyterLab; yields the URL of a fresh notebook, token included."""
+def gate(tmp_path_factory: pytest.TempPathFactory) -> HeldChild:
+    """The gate of the kernel's network (open unless a test holds it)."""
+    return HeldChild(tmp_path_factory.mktemp("gate"))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, gate: HeldChild) -> Iterator[str]:
+    """A running JupyterLab whose kernels' networks pass `gate`; yields the URL of a fresh notebook, token included."""
     home = tmp_path_factory.mktemp("lab")
     root = home / "root"
     root.mkdir()
@@ -64,13 +71,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     news = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}', encoding="utf-8")
-    env = {
+    env = gate.env({
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "YIPYAP_SETTINGS_PATH": str(home / "settings.json"),
         "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(home / "hf"), "OMP_NUM_THREADS": "1",
-    }
+    })
     token, port = secrets.token_hex(16), free_port()
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from held_network import HeldChild
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]  # JupyterLab's start-up counts in the first
 
@@ -38,6 +39,11 @@ def run_cell(page, code: str):
     page.keyboard.insert_text(code)
     page.keyboard.press("Shift+Enter")
     return cell
+
+
+def is_finished(cell) -> bool:
+    """The cell's prompt shows an execution count (no longer `[*]`)."""
+    return re.fullmatch(r"\[\d+\]:", cell.locator(".jp-InputPrompt").inner_text().strip()) is not None
 
 
 def finished(cell) -> None:
@@ -84,12 +90,18 @@ def test_the_decode_order_view_renders(page) -> None:
     assert cell.locator("svg.yipyap-chart rect").count() == 32  # one bar per step
 
 
-def test_an_interrupt_shows_one_line_and_the_next_cell_runs(page) -> None:
+def test_an_interrupt_shows_one_line_and_the_next_cell_runs(page, gate: HeldChild) -> None:
     from playwright.sync_api import expect
 
-    cell = run_cell(page, "%%diffuse --steps 400 --max-new-tokens 400 --seed 1\nclass Stack:")
-    expect(cell.locator(".yipyap-footer")).to_contain_text("step ", timeout=WAIT)
-    page.locator("[data-jp-item-name='interrupt'] button, [data-jp-item-name='interrupt']").first.click()
+    gate.hold(free=1)  # step 1 goes through, step 2 waits: the cell is running when the interrupt comes
+    try:
+        cell = run_cell(page, "%%diffuse --steps 400 --max-new-tokens 400 --seed 1\nclass Stack:")
+        expect(cell.locator(".yipyap-footer")).to_contain_text("step 1/400", timeout=WAIT)
+        gate.wait_held(2)
+        page.locator("[data-jp-item-name='interrupt'] button, [data-jp-item-name='interrupt']").first.click()
+        gate.step_until(lambda: is_finished(cell))  # the interrupt lands while steps go one at a time
+    finally:
+        gate.open()
     finished(cell)
     text = "\n".join(outputs(cell))
     assert re.search(r"stopped at step \d+ of 400", text)
@@ -108,7 +120,7 @@ def test_an_error_shows_once(page) -> None:
     assert len(outputs(cell)) == 1 and text.count("validation error") == 1, text
 
 
-def test_the_panel_generates_stops_and_shows_steps(page) -> None:
+def test_the_panel_generates_stops_and_shows_steps(page, gate: HeldChild) -> None:
     from playwright.sync_api import expect
 
     cell = run_cell(page, "from yipyap_jupyter.kernel.panels import TextGeneratorPanel\n"
@@ -124,9 +136,15 @@ def test_the_panel_generates_stops_and_shows_steps(page) -> None:
     cell.locator(".widget-textarea textarea").fill("def parse(line):")
     knob("max new tokens").fill("400")
     knob("steps").fill("400")
-    cell.locator("button", has_text="Generate").click()
-    expect(status).to_contain_text(re.compile(r"step \d+/400"), timeout=WAIT)
-    cell.locator("button", has_text="Stop").click()
+    gate.hold(free=1)  # step 1 goes through, step 2 waits: the run is going when Stop comes
+    try:
+        cell.locator("button", has_text="Generate").click()
+        expect(status).to_contain_text("step 1/400", timeout=WAIT)
+        gate.wait_held(2)
+        cell.locator("button", has_text="Stop").click()
+        gate.step_until(lambda: "stopped at step" in status.inner_text())  # Stop lands while steps go one at a time
+    finally:
+        gate.open()
     expect(status).to_contain_text(re.compile(r"stopped at step \d+ of 400"), timeout=WAIT)
     knob("max new tokens").fill("16")
     knob("steps").fill("16")

@@ -11,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from held_network import HeldChild
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.errors import (
@@ -36,17 +38,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def jupyter(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path):
+def gate(tmp_path_factory: pytest.TempPathFactory) -> HeldChild:
+    """The gate of the server's network (open unless a test holds it)."""
+    return HeldChild(tmp_path_factory.mktemp("gate"))
+
+
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory: pytest.TempPathFactory, tiny_llada_dir: Path, gate: HeldChild):
     """`jupyter server` with the extension, the test checkpoint as its default model, and its own dirs."""
     home = tmp_path_factory.mktemp("jupyter")
     runtime = home / "runtime"
-    env = {
+    env = gate.env({
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTER_DATA_DIR": str(home / "data"),
         "JUPYTER_CONFIG_DIR": str(home / "config"), "YIPYAP_SETTINGS_PATH": str(home / "settings.json"),
         "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(home / "hf"), "OMP_NUM_THREADS": "1",
-    }
+    })
     token = secrets.token_hex(16)
     log = home / "server.log"
     process = subprocess.Popen(
@@ -121,7 +129,16 @@ def test_models_settings_and_errors_over_http(remote: DiffusionClient, jupyter, 
         ServerBackend(ServerInfo(url=jupyter[0].url, token="wrong")).models()
 
 
-def test_cancel_closes_the_stream_and_the_server_stays_usable(remote: DiffusionClient) -> None:
+def cancelled_streams(server: ServerInfo) -> int:
+    """How many generation streams the server has recorded as cancelled (its metrics, newest 100)."""
+    metrics = httpx.get(f"{server.api_url}/metrics", params={"recent": 100}, timeout=30,
+                        headers={"Authorization": f"token {server.token}"}).raise_for_status().json()
+    return sum(r["endpoint"] == "generate/stream" and r["error_type"] == "cancelled" for r in metrics["recent"])
+
+
+def test_cancel_closes_the_stream_and_the_server_stays_usable(
+    remote: DiffusionClient, jupyter, gate: HeldChild, tiny_llada_dir: Path
+) -> None:
     cancel = CancelToken()
     first_step = threading.Event()
     outcome: list[BaseException] = []
@@ -134,13 +151,24 @@ def test_cancel_closes_the_stream_and_the_server_stays_usable(remote: DiffusionC
         except BaseException as error:
             outcome.append(error)
 
+    remote.load(str(tiny_llada_dir), "cpu")  # loaded before the gate closes: a load's check pass is no step
+    cancelled_before = cancelled_streams(jupyter[0])
     reader = threading.Thread(target=consume)
-    reader.start()
-    assert first_step.wait(120)
-    cancel.cancel()
-    reader.join(120)
-    assert not reader.is_alive() and isinstance(outcome[0], GenerationCancelled)
+    gate.hold(free=1)  # step 1 goes through, step 2 waits: the server is generating when the kernel cancels
+    try:
+        reader.start()
+        assert first_step.wait(120)
+        gate.wait_held(2)
+        cancel.cancel()
+        reader.join(120)
+        assert not reader.is_alive() and isinstance(outcome[0], GenerationCancelled)
+        # the server sees the connection close and stops, while its steps go one at a time
+        gate.step_until(lambda: cancelled_streams(jupyter[0]) > cancelled_before)
+    finally:
+        gate.open()
+    stopped_at = gate.passes
     assert remote.generate("the dog", **REQUEST).steps == 4
+    assert gate.passes == stopped_at + 4  # no pass of the cancelled generation came after it stopped
 
 
 def test_auto_finds_the_server_through_its_runtime_file(jupyter, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from held_network import HeldChild
 from pytest_jupyter.jupyter_server import *  # the plugin's fixtures and hooks, for this folder only
 from traitlets.config import Config
 
@@ -87,12 +88,18 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
+def gate(tmp_path_factory: pytest.TempPathFactory) -> HeldChild:
+    """The gate of the replicas' networks (open unless a test holds it)."""
+    return HeldChild(tmp_path_factory.mktemp("gate"))
+
+
+@pytest.fixture(scope="module")
+def serve_app(tmp_path_factory: pytest.TempPathFactory, gate: HeldChild) -> Iterator[ServeApp]:
     root = tmp_path_factory.mktemp("serve")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_DATA_DIR": str(root / "data"),
+    env = gate.env({**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_DATA_DIR": str(root / "data"),
            "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf"),
            "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])})
     port, token, ray_token = free_port(), secrets.token_hex(12), secrets.token_hex(32)
     env["RAY_AUTH_TOKEN"] = ray_token  # the cluster's own token, instead of one Ray would write to ~/.ray
     settings_file = root / "settings.json"
