@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .constants import DEFAULT_MODEL_ID
+from .constants import DEFAULT_MODEL_ID, default_model_for
 
 #: Exit statuses: a failure, a usage or validation error (argparse's, whoever refused the value), a stop by Ctrl+C.
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = service.infill_events if isinstance(request, InfillRequest) else service.generate_events
     try:
         if args.device:
-            service.load_model(args.model or DEFAULT_MODEL_ID, {"device": args.device})
+            job = "infill" if isinstance(request, InfillRequest) else "generate"
+            service.load_model(args.model or default_model_for(job, None) or DEFAULT_MODEL_ID, {"device": args.device})
         generation.begin(context_of(request))
         drive(lambda cancel: events(request, cancel), generation)  # type: ignore[arg-type]
         result = generation.outcome()

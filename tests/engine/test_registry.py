@@ -132,12 +132,13 @@ def test_local_directory_without_weights_is_unavailable(tmp_path: Path, tiny_lla
 def test_tiny_resolves_to_the_package_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_llada_dir: Path
 ) -> None:
-    monkeypatch.setattr(specs, "TINY_MODEL_DIR", tmp_path / "absent")
+    monkeypatch.setattr(specs, "SHIPPED_MODELS_DIR", tmp_path / "absent")
     with pytest.raises(ModelUnavailableError, match="reinstall"):
         ModelRegistry().resolve("tiny")
-    monkeypatch.setattr(specs, "TINY_MODEL_DIR", tiny_llada_dir)
+    shutil.copytree(tiny_llada_dir, tmp_path / "tiny")
+    monkeypatch.setattr(specs, "SHIPPED_MODELS_DIR", tmp_path)
     spec, path = ModelRegistry().resolve("tiny")
-    assert spec.id == "tiny" and path == tiny_llada_dir
+    assert spec.id == "tiny" and path == tmp_path / "tiny"
 
 
 def test_info_reports_size_and_parameters_without_loading(hub_cache: Path, tiny_llada_dir: Path) -> None:

@@ -236,7 +236,7 @@ class ModelRegistry:
     def _located(self, spec: ModelSpec) -> Path:
         directory = self._directory(spec)
         if spec.local_dir:
-            how = "reinstall yipyap-jupyter (its tiny model ships inside the package)"
+            how = f"reinstall yipyap-jupyter ({spec.id} ships inside the package)"
         else:
             how = f"download it first (`hf download {spec.repo_id}`, or the model manager's download action)"
         if directory is None:
@@ -250,7 +250,7 @@ class ModelRegistry:
         return directory
 
     def _known_at(self, directory: Path) -> ModelSpec | None:
-        """The known model whose weights are this directory (the package's `tiny`, a cached snapshot), if any.
+        """The known model whose weights are this directory (a model shipped in the package, a cached snapshot), if any.
 
         A known model named by its path gets its own spec, so the same weights get the same defaults
         whichever way they are named.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..constants import TINY_MODEL_DIR
+from ..constants import SHIPPED_MODELS_DIR
 from .options import Job, SamplingOptions
 
 
@@ -45,8 +45,9 @@ class ModelSpec:
     code: bool = False  # writes code: `fix_punctuation` would damage it, so it never applies
     context_length: int | None = None  # listed before the weights are cached (then config.json says)
     parameters: int | None = None  # listed before the weights are cached (then their headers say)
+    shipped: bool = False  # the weights ship inside the package, in `models/<id>/`
 
     @property
     def local_dir(self) -> str | None:
-        """Weights shipped inside the package (only `tiny`)."""
-        return str(TINY_MODEL_DIR) if self.id == "tiny" else None
+        """Where the weights shipped inside the package are (`tiny`, `tiny-block`)."""
+        return str(SHIPPED_MODELS_DIR / self.id) if self.shipped else None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES
+from ..constants import DEFAULT_MODEL_ID, DEVICE_CHOICES, default_model_for
 from ..errors import DiffusionError
 from .answers import ModelTable, ModelView, Notice, SettingsView
 from .arguments import add_sampler_arguments, sampler_values
@@ -197,7 +197,8 @@ class DiffusionMagics(Magics):
         else:
             request = generate_request(body, **options)
         if args.device:
-            self.client.load(args.model or self._current_or_default(), args.device)
+            job = "infill" if isinstance(request, InfillRequest) else "generate"
+            self.client.load(args.model or self._current_or_default(job), args.device)
         try:
             result = self.client.run(request, live=not args.no_stream)
         except GenerationStopped as stopped:
@@ -214,9 +215,9 @@ class DiffusionMagics(Magics):
                 raise UsageError("--out needs an IPython shell to store the result in")
             self.shell.user_ns[args.out] = result
 
-    def _current_or_default(self) -> str:
+    def _current_or_default(self, job: str) -> str:
         current = self.client.current()
-        return current.id if current is not None else DEFAULT_MODEL_ID
+        return default_model_for(job, current.id if current is not None else None) or DEFAULT_MODEL_ID
 
     # -- %diffuse ... ---------------------------------------------------------------------
 

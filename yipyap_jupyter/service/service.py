@@ -21,7 +21,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cancel import CancelToken
-from ..constants import DEFAULT_MODEL_ID
+from ..constants import DEFAULT_MODEL_ID, default_model_for
 from ..errors import (
     DiffusionError,
     GenerationCancelled,
@@ -105,7 +105,8 @@ class DiffusionLLMService:
         manager: the model manager; a new one (created on first use) when None.
         settings_store: where user settings live; the default store when None.
         default_model: loaded on demand when a request arrives with no model loaded and
-            names none; None or "" makes such a request fail with `model_unavailable` (409).
+            names none (`constants.default_model_for`: the shipped default hands infill to `tiny`);
+            None or "" makes such a request fail with `model_unavailable` (409).
     """
 
     def __init__(
@@ -224,7 +225,7 @@ class DiffusionLLMService:
             body = validate(InfillRequest, request)
         register_sensitive([body.prompt] if isinstance(body, GenerateRequest) else [body.prefix, body.suffix])
         current = self.manager.current()
-        model = body.model or (current.id if current is not None else None) or self.default_model
+        model = body.model or default_model_for(kind, current.id if current is not None else None, self.default_model)
         if model is None:
             from ..errors import NoModelLoadedError
 

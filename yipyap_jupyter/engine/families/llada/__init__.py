@@ -95,7 +95,7 @@ LLADA = Family(
     network=_network,
     models=(
         ModelSpec("tiny", "yipyap tiny (LLaDA architecture, Python stdlib)", "llada", TINY_TOKENS, TINY_DEFAULTS,
-                  WITH_EXPAND, code=True),
+                  WITH_EXPAND, code=True, shipped=True),
         ModelSpec("llada-8b-instruct", "LLaDA 8B Instruct", "llada", LLADA_TOKENS, LLADA_DEFAULTS,
                   ("generate", "infill"), chat=True, repo_id="GSAI-ML/LLaDA-8B-Instruct"),
         ModelSpec("llada-8b-base", "LLaDA 8B Base", "llada", LLADA_TOKENS, LLADA_DEFAULTS,

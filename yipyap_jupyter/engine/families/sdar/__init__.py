@@ -34,6 +34,12 @@ SDAR_REMASKING = ("low_confidence_dynamic", "low_confidence_static", "sequential
 SDAR_DEFAULTS = SamplingOptions(max_new_tokens=256, steps=4, block_length=4, temperature=1.0, threshold=0.85,
                                 remasking="low_confidence_dynamic", cache="prefix")
 
+#: The package's `tiny-block` (SDAR format, `tiny`'s tokenizer; `scripts/train_tiny_block.py`).
+TINY_BLOCK_TOKENS = FamilyTokens(mask="<|mdm_mask|>", eos="<|endoftext|>", bos="<|startoftext|>")
+#: Chosen by measurement (`scripts/eval_continuations.py`, the model card): the fastest setting that keeps its targets.
+TINY_BLOCK_DEFAULTS = SamplingOptions(max_new_tokens=64, steps=4, block_length=4, temperature=0.0, threshold=0.9,
+                                      remasking="low_confidence_dynamic", cache="prefix")
+
 
 def _resolve(options: SamplingOptions, spec: ModelSpec, job: Job, length: int | None) -> SamplingOptions:
     if options.remasking is not None and options.remasking not in SDAR_REMASKING:
@@ -74,6 +80,8 @@ SDAR = Family(
                                                      ("generate",), chat=True),
     network=_network,
     models=(
+        ModelSpec("tiny-block", "yipyap tiny-block (SDAR architecture, Python stdlib)", "sdar", TINY_BLOCK_TOKENS,
+                  TINY_BLOCK_DEFAULTS, ("generate",), code=True, shipped=True),
         _model("sdar-1.7b-chat", "SDAR 1.7B Chat", "JetLM/SDAR-1.7B-Chat", 2_030_000_000),
         _model("sdar-4b-chat", "SDAR 4B Chat", "JetLM/SDAR-4B-Chat", 4_020_000_000),
         _model("sdar-8b-chat", "SDAR 8B Chat", "JetLM/SDAR-8B-Chat", 8_190_000_000),
