@@ -17,7 +17,7 @@ from yipyap_jupyter.engine.registry import ModelRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from eval_continuations import evaluate  # noqa: E402
+from eval_continuations import evaluate
 
 
 @pytest.fixture(scope="module")
