@@ -191,7 +191,7 @@ def check_training_forward(network, args: argparse.Namespace) -> float:
 
 def export(network, tokenizer_dir: Path, export_dir: Path, meta: dict) -> None:
     """SDAR's checkpoint layout in fp16 (config.json + model.safetensors) plus the tokenizer files, written whole."""
-    from yipyap_jupyter.engine.checkpoint import save_checkpoint
+    from yipyap_jupyter.engine.checkpoint.weights import save_checkpoint
 
     staging = export_dir.with_name(export_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)

@@ -30,7 +30,7 @@ def _train(*args: str | Path) -> str:
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does_and_exports_a_loadable_sdar_checkpoint(
     tmp_path: Path,
 ) -> None:
-    from yipyap_jupyter.engine.checkpoint import load_network
+    from yipyap_jupyter.engine.checkpoint.weights import load_network
     from yipyap_jupyter.engine.families import detect
     from yipyap_jupyter.engine.families.sdar.network import SDARModel
 
