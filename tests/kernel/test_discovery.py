@@ -41,9 +41,15 @@ def no_explicit_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_ancestors_start_with_the_launcher_pid(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ancestor_pids()[0] == os.getppid()
-    monkeypatch.setenv("JPY_PARENT_PID", "4242")
-    assert ancestor_pids()[:2] == [4242, os.getppid()]
+    # a child of this process, whose parent is known however pytest itself was started (even orphaned, under nohup)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert ancestor_pids(child.pid)[0] == os.getpid()
+        monkeypatch.setenv("JPY_PARENT_PID", "4242")
+        assert ancestor_pids(child.pid)[:2] == [4242, os.getpid()]
+    finally:
+        child.kill()
+        child.wait(timeout=10)
 
 
 def test_finds_the_server_we_descend_from(tmp_path: Path) -> None:
