@@ -27,7 +27,8 @@ def cli(*args: str, tmp_path: Path, gate: HeldChild | None = None) -> subprocess
 def test_ctrl_c_prints_where_it_stopped_and_exits_130(tmp_path: Path) -> None:
     gate = HeldChild(tmp_path / "gate")
     gate.hold(free=2)  # the load's check pass and step 1 go through; step 2 waits
-    process = cli("def main():", "--max-new-tokens", "200", "--steps", "200", tmp_path=tmp_path, gate=gate)
+    process = cli("def main():", "--model", "tiny", "--max-new-tokens", "200", "--steps", "200", tmp_path=tmp_path,
+                  gate=gate)
     assert process.stderr is not None
     wait_for_line(process, process.stderr, "1/200")  # the first step line
     gate.wait_held(3)  # so the generation is running when Ctrl+C comes, on a machine of any speed
@@ -55,11 +56,12 @@ def test_a_failure_is_one_line_with_its_category(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ["--block-length", "7"],
-    ["--alg", "entropy"],  # a Dream option, and tiny is a LLaDA model
-    ["--max-new-tokens", "8", "--steps", "16"],
-    ["--suffix", "x", "--variable", "--cache", "dual"],
-    ["--max-new-tokens", "1024"],  # past tiny's context, found only once the model is loaded
+    ["--model", "tiny", "--block-length", "7"],
+    ["--model", "tiny", "--alg", "entropy"],  # a Dream option, and tiny is a LLaDA model
+    ["--model", "tiny", "--max-new-tokens", "8", "--steps", "16"],
+    ["--suffix", "x", "--variable", "--cache", "dual"],  # infill: on tiny
+    ["--max-new-tokens", "1024"],  # past tiny-block's context, found only once the model is loaded
+    ["--remasking", "random"],  # a LLaDA strategy, and the default model is an SDAR one
 ])
 def test_every_validation_error_is_a_usage_error(
     args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -52,14 +52,16 @@ def test_ancestors_start_with_the_launcher_pid(monkeypatch: pytest.MonkeyPatch) 
         child.wait(timeout=10)
 
 
-def test_finds_the_server_we_descend_from(tmp_path: Path) -> None:
+def test_finds_the_server_we_descend_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    launcher = os.getpid()  # alive and, named as the kernel's launcher, our first ancestor however pytest started
+    monkeypatch.setenv("JPY_PARENT_PID", str(launcher))
     runtime_file(tmp_path, dead_pid(), url="http://localhost:1/", token="stale")
     runtime_file(tmp_path, 1, url="http://localhost:2/", token="init")  # alive, but not our ancestor
-    runtime_file(tmp_path, os.getppid())
+    runtime_file(tmp_path, launcher)
     (tmp_path / "jpserver-broken.json").write_text("{not json")
     assert len(running_servers(tmp_path)) == 2
     server = find_server(tmp_path)
-    assert server == ServerInfo(url="http://localhost:8899/lab/", token="secret", pid=os.getppid())
+    assert server == ServerInfo(url="http://localhost:8899/lab/", token="secret", pid=launcher)
     assert server.api_url == "http://localhost:8899/lab/api/diffusion"
     assert "secret" not in repr(server)
 

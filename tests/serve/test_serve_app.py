@@ -70,7 +70,7 @@ def both_replicas_hold_tiny(serve_app: Any) -> None:
 @pytest.fixture(scope="module")
 def local(serve_app: Any) -> DiffusionLLMService:
     """The same model run in this process, with the same user settings as the application."""
-    return DiffusionLLMService(settings_store=SettingsStore(serve_app.settings_file))
+    return DiffusionLLMService(settings_store=SettingsStore(serve_app.settings_file), default_model="tiny")
 
 
 def test_status_line_says_where_it_listens_and_what_each_replica_loaded(serve_app: Any) -> None:
