@@ -13,7 +13,7 @@ model's own defaults, `--option` overrides them), and is scored three ways:
 - characters: non-space characters in the generation, before the cut.
 
     python scripts/eval_continuations.py --models tiny tiny-block --json runs/continuations.json
-    python scripts/eval_continuations.py --models tiny-block --option block_length=8 --option threshold=0.8
+    python scripts/eval_continuations.py --models tiny-block --seeds 0 1 2 --option temperature=0.7
 """
 
 from __future__ import annotations
@@ -93,23 +93,24 @@ def score(prompt: str, generation: str) -> dict[str, Any]:
     }
 
 
-def evaluate(model: str, options: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Generate for every prompt with `model` (its defaults, then `options`) and score each continuation."""
+def evaluate(model: str, options: dict[str, Any], seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """Generate for every prompt and seed with `model` (its defaults, then `options`); score each continuation."""
     from yipyap_jupyter.service.service import DiffusionLLMService
 
     service = DiffusionLLMService(default_model=None)
     service.load_model(model, {"device": "cpu", "dtype": "float32"})
     rows = []
-    for prompt in PROMPTS:
-        start = time.perf_counter()
-        done = service.generate({"prompt": prompt, "model": model, "seed": seed, **options})
-        seconds = time.perf_counter() - start
-        rows.append({"prompt": prompt, "generation": done.text, "tokens": done.tokens, "steps": done.steps,
-                     "seconds": seconds, **score(prompt, done.text)})
+    for seed in seeds:
+        for prompt in PROMPTS:
+            start = time.perf_counter()
+            done = service.generate({"prompt": prompt, "model": model, "seed": seed, **options})
+            seconds = time.perf_counter() - start
+            rows.append({"prompt": prompt, "seed": seed, "generation": done.text, "tokens": done.tokens,
+                         "steps": done.steps, "seconds": seconds, **score(prompt, done.text)})
     lines = sum(r["lines"] for r in rows)
     return {
         "model": model,
-        "options": done.options,
+        "options": {k: v for k, v in done.options.items() if k != "seed"},
         "parse_rate": sum(r["parses"] for r in rows) / len(rows),
         "distinct_line_share": sum(r["distinct_lines"] for r in rows) / lines if lines else 0.0,
         "mean_characters": statistics.mean(r["characters"] for r in rows),
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["tiny", "tiny-block"])
     p.add_argument("--option", action="append", default=[], type=parse_option,
                    help="KEY=VALUE over the model's defaults (JSON values: 0.9, 8, true)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="each prompt runs once per seed")
     p.add_argument("--json", type=Path, help="write every continuation and score here")
     p.add_argument("--show", action="store_true", help="print every continuation")
     args = p.parse_args(argv)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(2)
-    results = [evaluate(model, dict(args.option), args.seed) for model in args.models]
+    results = [evaluate(model, dict(args.option), tuple(args.seeds)) for model in args.models]
     print("| model | parses | distinct lines | non-space chars | tokens/s | passes | options |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:

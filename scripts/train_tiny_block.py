@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3600, help="optimizer steps; the LR schedule spans these")
     p.add_argument("--ar-steps", type=int, default=1200, help="first steps: causal next-token warm-up")
-    p.add_argument("--minutes", type=float, default=90.0, help="wall-clock cap for this invocation")
+    p.add_argument("--minutes", type=float, default=100.0, help="wall-clock cap for this invocation")
     p.add_argument("--stop-step", type=int, default=None,
                    help="stop (and export) at this step, schedule unchanged: replays a run the time cap cut short")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")

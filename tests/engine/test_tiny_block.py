@@ -57,7 +57,7 @@ def test_the_block_cache_changes_nothing(model: DiffusionModel) -> None:
 
 def test_meets_its_model_card_targets() -> None:
     """The model card's figures on the 20 prompts of `scripts/eval_continuations.py`, at the shipped defaults."""
-    result = evaluate("tiny-block", {}, seed=0)
+    result = evaluate("tiny-block", {}, seeds=(0, 1, 2))
     assert result["parse_rate"] >= 0.6
     assert result["distinct_line_share"] >= 0.7
     assert result["mean_characters"] >= 60
