@@ -1,11 +1,10 @@
-"""Screenshots of the README's `%%diffuse` example from a real `tiny` generation.
+"""Screenshots of the README's `%%diffuse` example from a real generation of the default model (`tiny-block`).
 
-Runs the README's example cell (`%%diffuse --steps 32 --max-new-tokens 64 --seed 0`
-on `def fibonacci(n):`), stops at one step, renders exactly the display data the
-cell shows then (the kernel's `live_bundle`), and photographs it with headless Chromium;
+Runs the README's example cell (`%%diffuse --seed 0` on `def fibonacci(n):`), stops at one step,
+renders exactly the display data the cell shows then (the kernel's `live_bundle`), and photographs it with headless Chromium;
 with `--decode-order`, runs it to the end and photographs `result.decode_order()`:
 
-    python scripts/render_readme_canvas.py docs/live-canvas.png --step 20
+    python scripts/render_readme_canvas.py docs/live-canvas.png --step 30
     python scripts/render_readme_canvas.py docs/decode-order.png --decode-order
 """
 
@@ -23,7 +22,7 @@ from yipyap_jupyter.kernel.render import Context
 from yipyap_jupyter.service.service import DiffusionLLMService
 
 PROMPT = "def fibonacci(n):"
-MAGIC = "%%diffuse --steps 32 --max-new-tokens 64 --seed 0"
+MAGIC = "%%diffuse --seed 0"
 PAGE = """<!doctype html><meta charset="utf-8">
 <body style="margin:0;padding:12px;background:#fff;font-family:sans-serif">
 <div style="font:13px monospace;color:#555;margin-bottom:6px">{magic}<br>{prompt}</div>
@@ -33,14 +32,14 @@ PAGE = """<!doctype html><meta charset="utf-8">
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path)
-    p.add_argument("--step", type=int, default=20)
+    p.add_argument("--step", type=int, default=30)
     p.add_argument("--decode-order", action="store_true", help="the finished run's decode-order view instead")
     p.add_argument("--chromium", default="chromium")
     args = p.parse_args()
 
     generation = LiveGeneration()
     generation.begin(Context(before=PROMPT))
-    request = generate_request(PROMPT, steps=32, max_new_tokens=64, seed=0)
+    request = generate_request(PROMPT, seed=0)  # the default model (tiny-block) at its defaults
     for event in DiffusionLLMService().generate_events(request):
         generation.feed(event)
         if event.type == "step" and event.step == args.step and not args.decode_order:
