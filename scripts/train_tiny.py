@@ -153,6 +153,30 @@ def held_out_loss(network, held: torch.Tensor, ids: SpecialIds, length: int) -> 
     return loss, acc
 
 
+def start_or_resume(network, args: argparse.Namespace, ckpt: Path):
+    """AdamW (norm weights not decayed), the run's one generator, and the step and training time to go on from.
+
+    With `--resume` and a checkpoint, the network, optimizer and generator continue where it stopped,
+    so a resumed run ends with the weights of an uninterrupted one.
+    """
+    decay = [p for p in network.parameters() if p.dim() >= 2]
+    no_decay = [p for p in network.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
+    )
+    gen = torch.Generator().manual_seed(args.seed)
+    step, elapsed = 0, 0.0
+    if args.resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min trained so far)", flush=True)
+    return optimizer, gen, step, elapsed
+
+
 def save_state(path: Path, network, optimizer, step: int, gen: torch.Generator, elapsed: float, args) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -203,21 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     doc_starts = (stream[: stream.numel() - args.seq_len] == ids.bos).nonzero().flatten()
     network = build_network(args, tokenizer.get_vocab_size(), ids)
     n_params = sum(p.numel() for p in network.parameters())
-    decay = [p for p in network.parameters() if p.dim() >= 2]
-    no_decay = [p for p in network.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
-    )
-    gen = torch.Generator().manual_seed(args.seed)
-    step, elapsed_before = 0, 0.0
-    if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        step, elapsed_before = state["step"], state["elapsed"]
-        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained so far)", flush=True)
+    optimizer, gen, step, elapsed_before = start_or_resume(network, args, ckpt)
     print(f"network: {n_params:,} parameters, config {network.config.to_dict()}", flush=True)
 
     start = time.time()

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from tiny_objectives import SpecialIds
 from train_tiny import SHIP_DIR as TINY_DIR
-from train_tiny import build_data, lr_at, save_state
+from train_tiny import build_data, lr_at, save_state, start_or_resume
 
 from yipyap_jupyter.engine.layers import rotary_tables
 
@@ -226,21 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     network = build_network(args, tokenizer.get_vocab_size(), ids)
     n_params = sum(p.numel() for p in network.parameters())
-    decay = [p for p in network.parameters() if p.dim() >= 2]
-    no_decay = [p for p in network.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
-    )
-    gen = torch.Generator().manual_seed(args.seed)
-    step, elapsed_before = 0, 0.0
-    if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        step, elapsed_before = state["step"], state["elapsed"]
-        print(f"resumed at step {step} ({elapsed_before / 60:.1f} min trained so far)", flush=True)
+    optimizer, gen, step, elapsed_before = start_or_resume(network, args, ckpt)
     print(f"network: {n_params:,} parameters, config {network.config.to_dict()}", flush=True)
     print(f"training forward vs shipped forward: max |logit gap| {check_training_forward(network, args):.2e}", flush=True)
 
