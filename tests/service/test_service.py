@@ -249,20 +249,22 @@ def wait_until(condition, seconds: float = 30.0, saw=lambda: None) -> None:  # t
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("load_as", ["tiny", "package directory"])
-def test_defaults_are_the_same_loaded_or_not(tmp_path: Path, load_as: str) -> None:
+@pytest.mark.parametrize(("model", "steps"), [("tiny", 32), ("tiny-block", 4)])
+@pytest.mark.parametrize("load_as", ["id", "package directory"])
+def test_defaults_are_the_same_loaded_or_not(tmp_path: Path, model: str, steps: int, load_as: str) -> None:
     """A request with defaults only runs the model's own spec whether or not (and however) the model was loaded."""
-    from yipyap_jupyter.constants import TINY_MODEL_DIR
+    from yipyap_jupyter.constants import SHIPPED_MODELS_DIR
 
-    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "settings.json"))
+    service = DiffusionLLMService(DiffusionModelManager(), SettingsStore(tmp_path / "settings.json"),
+                                  default_model=model)
     fresh = service.generate({"prompt": "def add(a, b):", "seed": 0})
-    service.load_model("tiny" if load_as == "tiny" else str(TINY_MODEL_DIR), {"device": "cpu"})
+    service.load_model(model if load_as == "id" else str(SHIPPED_MODELS_DIR / model), {"device": "cpu"})
     loaded = service.generate({"prompt": "def add(a, b):", "seed": 0})
     service.unload_model()
     again = service.generate({"prompt": "def add(a, b):", "seed": 0})
-    assert fresh.options["max_new_tokens"] == 64 and fresh.options["steps"] == 32  # tiny's own defaults
+    assert fresh.options["max_new_tokens"] == 64 and fresh.options["steps"] == steps  # the model's own defaults
     assert fresh.options == loaded.options == again.options
-    assert fresh.text == loaded.text == again.text and fresh.model_used == loaded.model_used == "tiny"
+    assert fresh.text == loaded.text == again.text and fresh.model_used == loaded.model_used == model
 
 
 def test_a_registry_model_loaded_by_its_directory_keeps_its_spec(
