@@ -21,7 +21,13 @@ def cli(*args: str, tmp_path: Path, gate: HeldChild | None = None) -> subprocess
     if gate is not None:
         env = gate.env(env)
     return subprocess.Popen([sys.executable, "-m", "yipyap_jupyter", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_as_in_a_terminal)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT's default action in the child, as a terminal gives it: a test run in the background
+    (`nohup ... &` from a script) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_prints_where_it_stopped_and_exits_130(tmp_path: Path) -> None:
