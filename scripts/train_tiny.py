@@ -177,6 +177,20 @@ def start_or_resume(network, args: argparse.Namespace, ckpt: Path):
     return optimizer, gen, step, elapsed
 
 
+def run_record(argv: list[str] | None, step: int, planned_steps: int, elapsed: float, parameters: int,
+               args: argparse.Namespace) -> dict:
+    """What an export records of the run that made it: the command, steps, time, size, machine and seed."""
+    return {
+        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "steps": step,
+        "planned_steps": planned_steps,
+        "training_minutes": round(elapsed / 60, 1),
+        "parameters": parameters,
+        "hardware": f"{platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}",
+        "seed": args.seed,
+    }
+
+
 def save_state(path: Path, network, optimizer, step: int, gen: torch.Generator, elapsed: float, args) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -279,17 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     h_loss, h_acc = held_out_loss(network, held, ids, args.seq_len)
     meta = {
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "steps": step,
-        "planned_steps": total_steps,
-        "training_minutes": round(elapsed / 60, 1),
-        "parameters": n_params,
-        "hardware": f"{platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}",
+        **run_record(argv, step, total_steps, elapsed, n_params, args),
         "held_out_loss_at_0.5": round(h_loss, 4),
         "held_out_accuracy_at_0.5": round(h_acc, 4),
         "bos_token_id": ids.bos,
         "expand_token_id": ids.expand,
-        "seed": args.seed,
     }
     export(network, run_dir / "tokenizer", args.export_dir, meta)
     print(f"exported to {args.export_dir}: {json.dumps(meta)}", flush=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import shutil
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from tiny_objectives import SpecialIds
 from train_tiny import SHIP_DIR as TINY_DIR
-from train_tiny import build_data, lr_at, save_state, start_or_resume
+from train_tiny import build_data, lr_at, run_record, save_state, start_or_resume
 
 from yipyap_jupyter.engine.layers import rotary_tables
 
@@ -269,16 +268,10 @@ def main(argv: list[str] | None = None) -> int:
 
     h_loss, h_acc = held_out(network, held, args, ids)
     meta = {
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "steps": step,
-        "planned_steps": args.steps,
-        "training_minutes": round(elapsed / 60, 1),
-        "parameters": n_params,
-        "hardware": f"{platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}",
+        **run_record(argv, step, args.steps, elapsed, n_params, args),
         "held_out_block_loss": round(h_loss, 4),
         "held_out_masked_accuracy": round(h_acc, 4),
         "training_vs_shipped_forward_max_gap": check_training_forward(network, args),
-        "seed": args.seed,
     }
     export(network, run_dir / "tokenizer", args.export_dir, meta)
     print(f"exported to {args.export_dir}: {json.dumps(meta)}", flush=True)
