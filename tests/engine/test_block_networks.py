@@ -13,6 +13,7 @@ from block_reference import llada2_forward, sdar_forward
 from safetensors.torch import load_file
 
 from yipyap_jupyter.engine.block_cache import BlockCache
+from yipyap_jupyter.engine.checkpoint.weights import load_network
 from yipyap_jupyter.engine.families.llada2.config import LLaDA2Config
 from yipyap_jupyter.engine.families.llada2.network import LLaDA2Model, LLaDA2MoE
 from yipyap_jupyter.engine.families.sdar.network import SDARConfig, SDARModel
@@ -43,6 +44,23 @@ def test_logits_match_the_official_network_restated(family: str, block_length: i
         ours = network.eval()(ids, block_length=block_length)[0]
     state = {name: t.double() for name, t in load_file(str(directory / "model.safetensors")).items()}
     expected, _ = reference(state, config, ids[0], block_length=block_length)
+    assert (ours.double() - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize(("shared", "tensors"), [(0, 3), (None, 0)])
+def test_llada2_shared_experts_as_the_official_block_builds_them(shared: int | None, tensors: int, tmp_path: Path) -> None:
+    # the official block has shared experts unless the config says null: 0 (its default) gives empty tensors
+    config = llada2_config(num_shared_experts=shared)
+    directory = save_official(llada2_network(config), config, tmp_path)
+    weights = load_file(str(directory / "model.safetensors"))
+    shared_tensors = [name for name in weights if "shared_experts" in name]
+    assert len(shared_tensors) == tensors * 2  # two MoE layers
+    assert all(weights[name].numel() == 0 for name in shared_tensors)
+    network = load_network(directory)
+    ids = _ids(9)
+    with torch.no_grad():
+        ours = network(ids, block_length=4)[0]
+    expected, _ = llada2_forward({n: t.double() for n, t in weights.items()}, config, ids[0], block_length=4)
     assert (ours.double() - expected).abs().max() < 1e-4
 
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from ....errors import ModelLoadingError
 
+#: Fields whose null in config.json the official network reads as "none", not as the default.
+_NULL_MEANS_NONE = frozenset({"num_experts", "num_shared_experts"})
+
 
 @dataclass
 class LLaDA2Config:
@@ -51,7 +54,9 @@ class LLaDA2Config:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LLaDA2Config:
         names = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in raw.items() if k in names and v is not None})
+        # null means the default, except where the official code reads null as "none": no experts (every
+        # layer dense), no shared experts
+        config = cls(**{k: v for k, v in raw.items() if k in names and (v is not None or k in _NULL_MEANS_NONE)})
         problems = config._problems()
         if raw.get("rope_scaling"):
             problems.append("rope_scaling is not supported")

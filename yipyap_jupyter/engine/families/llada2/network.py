@@ -83,9 +83,10 @@ class LLaDA2MoE(nn.Module):
         size = cast(int, config.moe_intermediate_size)
         self.experts = nn.ModuleList(LLaDA2MLP(config.hidden_size, size) for _ in range(cast(int, config.num_experts)))
         self.gate = LLaDA2Gate(config)
-        self.shared_experts = (
-            LLaDA2MLP(config.hidden_size, size * config.num_shared_experts) if config.num_shared_experts else None
-        )
+        # as the official block: shared experts unless the config says null, of zero width for 0 (their
+        # checkpoint then holds empty tensors)
+        shared = config.num_shared_experts
+        self.shared_experts = LLaDA2MLP(config.hidden_size, size * shared) if shared is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
