@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .kv_cache import KVCache, LayerKV
 from .layers import merge_heads
-from .packing import Dense, Packing
+from .packing import Dense, LogitPositions, Packing
 
 # `enable_gqa` (torch >= 2.5) shares key/value heads without copying them per query head
 _SDPA_GROUPS_HEADS = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -105,7 +105,7 @@ class BlockLayout:
         input_ids: (batch, seq) canvases from position 0, or (1, total) packed windows.
         packing: the packed rows; each segment's cache must be a `BlockCache` (it says where the blocks are).
         block_length: for a plain batch, its blocks (None: the whole input is one block, bidirectional).
-        logits_at: for a plain batch, the positions (start, end) to return logits for (default: all).
+        logits_at: for a plain batch, the positions to return logits for (default: all).
     """
 
     def __init__(
@@ -113,7 +113,7 @@ class BlockLayout:
         input_ids: torch.Tensor,
         packing: Packing | None = None,
         block_length: int | None = None,
-        logits_at: tuple[int, int] | None = None,
+        logits_at: LogitPositions | None = None,
     ) -> None:
         self.packing = packing
         self._inner: Packing | Dense = packing if packing is not None else Dense(None, logits_at)

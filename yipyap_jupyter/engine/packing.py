@@ -32,6 +32,19 @@ import torch
 from .kv_cache import KVCache
 from .layers import bidirectional_attention, merge_heads, rotary_tables
 
+#: The window positions a pass returns logits for: a range (start, end), or the positions themselves
+#: (1-D, increasing), such as the masks a greedy step still has to fill.
+LogitPositions = tuple[int, int] | torch.Tensor
+
+
+def select_positions(x: torch.Tensor, at: LogitPositions | None) -> torch.Tensor:
+    """The positions `at` of `x` (batch, seq, ...) along its second dimension (all of them for None)."""
+    if at is None:
+        return x
+    if isinstance(at, tuple):
+        return x[:, at[0]:at[1]]
+    return x.index_select(1, at)
+
 
 class Layout(Protocol):
     """How the sequences of one forward pass sit in its input, as the network's layers need to know."""
@@ -53,10 +66,10 @@ class Layout(Protocol):
 class Dense:
     """An ordinary batch of equally long sequences; `key_padding_mask` (batch, seq) marks the real tokens.
 
-    `logits_at` (start, end) limits the logits to those positions (default: all).
+    `logits_at` limits the logits to those positions (default: all).
     """
 
-    def __init__(self, key_padding_mask: torch.Tensor | None = None, logits_at: tuple[int, int] | None = None) -> None:
+    def __init__(self, key_padding_mask: torch.Tensor | None = None, logits_at: LogitPositions | None = None) -> None:
         self.key_padding_mask = key_padding_mask
         self.logits_at = logits_at
 
@@ -71,7 +84,7 @@ class Dense:
         return merge_heads(bidirectional_attention(q, k, v, self.key_padding_mask))
 
     def logit_positions(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.logits_at is None else x[:, self.logits_at[0]:self.logits_at[1]]
+        return select_positions(x, self.logits_at)
 
 
 @dataclass(frozen=True)
@@ -80,23 +93,27 @@ class Segment:
 
     A row has two sequences under classifier-free guidance (conditional and unconditional
     canvas). With a `cache`, the window attends to the cached keys/values of its whole canvas
-    (and fills the cache when it is empty); without, only to itself. `logits_at` (start, end)
-    are the window's positions that get logits (default: all).
+    (and fills the cache when it is empty); without, only to itself. `logits_at` are the
+    window's positions that get logits (default: all).
     """
 
     length: int
     start: int = 0
     sequences: int = 1
     cache: KVCache | None = None
-    logits_at: tuple[int, int] | None = None
+    logits_at: LogitPositions | None = None
 
     @property
     def size(self) -> int:
         return self.length * self.sequences
 
     @property
-    def logit_range(self) -> tuple[int, int]:
-        return self.logits_at or (0, self.length)
+    def logit_count(self) -> int:
+        """Positions that get logits, in each sequence."""
+        at = self.logits_at
+        if at is None:
+            return self.length
+        return at[1] - at[0] if isinstance(at, tuple) else len(at)
 
 
 class Packing:
@@ -134,18 +151,16 @@ class Packing:
 
     def logit_positions(self, x: torch.Tensor) -> torch.Tensor:
         """Each row's logit positions of each of its sequences, end to end: (1, sum of their sizes, d)."""
-        parts = []
-        for part, segment in zip(x.split(self._sizes, dim=1), self.segments, strict=True):
-            start, end = segment.logit_range
-            parts.append(part.view(segment.sequences, segment.length, -1)[:, start:end].reshape(1, -1, x.shape[-1]))
+        parts = [select_positions(part.view(segment.sequences, segment.length, -1), segment.logits_at)
+                 .reshape(1, -1, x.shape[-1])
+                 for part, segment in zip(x.split(self._sizes, dim=1), self.segments, strict=True)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def split(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """Per-row (sequences, positions, vocab) parts of the packed (1, total, vocab) logits."""
-        ranges = [s.logit_range for s in self.segments]
-        sizes = [s.sequences * (end - start) for s, (start, end) in zip(self.segments, ranges, strict=True)]
-        return [part.unflatten(0, (s.sequences, end - start))
-                for part, s, (start, end) in zip(logits[0].split(sizes), self.segments, ranges, strict=True)]
+        sizes = [s.sequences * s.logit_count for s in self.segments]
+        return [part.unflatten(0, (s.sequences, s.logit_count))
+                for part, s in zip(logits[0].split(sizes), self.segments, strict=True)]
 
 
 def _unpack(t: torch.Tensor, sequences: int) -> torch.Tensor:
@@ -167,7 +182,7 @@ def through_layers(
     attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor | None,
     packing: Packing | None,
-    logits_at: tuple[int, int] | None,
+    logits_at: LogitPositions | None,
 ) -> torch.Tensor:
     """`x`, the embedded `input_ids`, through the `layers` of a whole-canvas network (LLaDA, Dream) in one pass.
 

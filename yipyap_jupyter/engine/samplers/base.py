@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..kv_cache import KVCache
+from ..packing import LogitPositions
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Forward:
 
     Two sequences under classifier-free guidance. With a `cache`, the window runs against it
     (an empty one is filled, from a full pass with `start` 0). The program is sent the logits
-    of the window's positions `logits_at` (start, end), or of all of them when None: the
+    of the window's positions `logits_at` (a range or the positions), or of all of them when None: the
     vocabulary head, the largest layer of a small model, runs only where the step reads.
     `inputs` are further keyword arguments for a network that cannot pack (a library's class,
     run one pass per row: `engine.runtime.batch`), such as its own cache or self-conditioning.
@@ -34,7 +35,7 @@ class Forward:
     ids: torch.Tensor
     start: int = 0
     cache: KVCache | None = None
-    logits_at: tuple[int, int] | None = None
+    logits_at: LogitPositions | None = None
     inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -195,6 +195,10 @@ def block_program(
     stored = 0  # canvas positions whose keys/values the cache holds for good
     step = 0
     ever_edited = torch.zeros(end, dtype=torch.bool)
+    # a greedy step without editing reads only the masks' predictions: the vocabulary head runs on those
+    # alone (a sampled step draws at every position of the block, as the official loops do, so its random
+    # draws stay theirs)
+    masks_only = temperature == 0 and editing is None
     for block in range(first_block, blocks):
         block_start, block_end = block * block_length, (block + 1) * block_length
         editable = torch.arange(block_start, block_end, device=x.device) >= start
@@ -210,8 +214,9 @@ def block_program(
                 if post_steps > editing.max_post_steps:
                     break
             window_start = stored if kv.keep else 0
-            logits = yield Forward(x[:, window_start:block_end], window_start, kv,
-                                   (block_start - window_start, block_end - window_start))
+            offset = block_start - window_start
+            at = masked.nonzero().flatten() + offset if masks_only else (offset, block_end - window_start)
+            logits = yield Forward(x[:, window_start:block_end], window_start, kv, at)
             assert logits is not None
             if kv.keep:
                 stored = block_start
@@ -219,6 +224,9 @@ def block_program(
             # mask (LLaDA 2.1's loop would never end)
             logits[..., mask_id] = -torch.inf
             predicted, probs = draw(logits[0], temperature, top_k, top_p, generator)
+            if masks_only:  # back to the block's positions
+                predicted = tokens.masked_scatter(masked, predicted)
+                probs = probs.new_zeros(block_length).masked_scatter(masked, probs)
             confidence = torch.where(masked, probs, -torch.inf)
             if masks == 0:
                 chosen = masked

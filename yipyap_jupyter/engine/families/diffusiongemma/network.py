@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ....errors import ModelLoadingError
+from ...packing import LogitPositions, select_positions
 
 
 class Session:
@@ -140,9 +141,9 @@ class DiffusionGemmaNetwork(nn.Module):
         dtype: torch.dtype = self.model.model.decoder.embed_tokens.weight.dtype
         return dtype
 
-    def forward(self, canvas: torch.Tensor, logits_at: tuple[int, int] | None = None, *, session: Session | None = None,
+    def forward(self, canvas: torch.Tensor, logits_at: LogitPositions | None = None, *, session: Session | None = None,
                 self_conditioning: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder's logits over `canvas` (1, C), from `logits_at` (start, end) when given.
+        """The decoder's logits over `canvas` (1, C), at `logits_at` when given.
 
         Without a session (the load-time check) `canvas`'s first token is the prompt and its
         second, repeated, the canvas.
@@ -155,4 +156,4 @@ class DiffusionGemmaNetwork(nn.Module):
                             decoder_attention_mask=session.decoder_mask, cache=session.cache,
                             decoder_position_ids=session.decoder_positions)
         logits: torch.Tensor = output.logits
-        return logits if logits_at is None else logits[:, logits_at[0]:logits_at[1]]
+        return select_positions(logits, logits_at)

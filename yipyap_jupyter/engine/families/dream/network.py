@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ...layers import RMSNorm, apply_rotary, silu_, split_heads
-from ...packing import Layout, Packing, through_layers
+from ...packing import Layout, LogitPositions, Packing, through_layers
 from .config import DreamConfig
 
 
@@ -98,7 +98,7 @@ class DreamModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
-        logits_at: tuple[int, int] | None = None,
+        logits_at: LogitPositions | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) of `input_ids`, unshifted.
 
@@ -107,7 +107,7 @@ class DreamModel(nn.Module):
             attention_mask: (batch, seq) marks real tokens; padding is never attended to.
             position_ids: rotary positions of `input_ids`; default 0, 1, ... (with `packing`, its own).
             packing: the rows packed in `input_ids`, their windows, caches and logit positions (see `Packing`).
-            logits_at: without `packing`, the positions (start, end) to return logits for (default: all).
+            logits_at: without `packing`, the positions to return logits for (default: all).
         """
         x = through_layers(self.model.embed_tokens(input_ids), self.model.layers, input_ids,
                            head_dim=self.config.head_dim, rope_theta=self.config.rope_theta,

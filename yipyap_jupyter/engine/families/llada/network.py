@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ...layers import RMSNorm, apply_rotary, silu_, split_heads
-from ...packing import Layout, Packing, through_layers
+from ...packing import Layout, LogitPositions, Packing, through_layers
 from .config import LLaDAConfig
 
 
@@ -84,7 +84,7 @@ class LLaDAModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
-        logits_at: tuple[int, int] | None = None,
+        logits_at: LogitPositions | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) of `input_ids`.
 
@@ -93,7 +93,7 @@ class LLaDAModel(nn.Module):
             attention_mask: (batch, seq) marks real tokens; padding is never attended to.
             position_ids: rotary positions of `input_ids`; default 0, 1, ... (with `packing`, its own).
             packing: the rows packed in `input_ids`, their windows, caches and logit positions (see `Packing`).
-            logits_at: without `packing`, the positions (start, end) to return logits for (default: all).
+            logits_at: without `packing`, the positions to return logits for (default: all).
         """
         t = self.model.transformer
         x = t["wte"](input_ids)

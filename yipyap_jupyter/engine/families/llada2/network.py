@@ -27,7 +27,7 @@ from torch import nn
 
 from ...block_cache import BlockLayout
 from ...layers import RMSNorm, apply_rotary, rotary_tables, silu_
-from ...packing import Packing
+from ...packing import LogitPositions, Packing
 from .config import LLaDA2Config
 
 
@@ -184,7 +184,7 @@ class LLaDA2Model(nn.Module):
         input_ids: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
-        logits_at: tuple[int, int] | None = None,
+        logits_at: LogitPositions | None = None,
         block_length: int | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) of `input_ids`.
@@ -193,7 +193,7 @@ class LLaDA2Model(nn.Module):
             input_ids: (batch, seq) canvases from position 0; with `packing`, (1, total): the packed windows.
             position_ids: rotary positions (default 0, 1, ...; with `packing`, each window's own).
             packing: rows packed in `input_ids`, each with a `BlockCache` (see `block_cache`).
-            logits_at: without `packing`, the positions (start, end) to return logits for (default: all).
+            logits_at: without `packing`, the positions to return logits for (default: all).
             block_length: without `packing`, the blocks of the block-causal mask (None: bidirectional).
         """
         layout = BlockLayout(input_ids, packing, block_length, logits_at)

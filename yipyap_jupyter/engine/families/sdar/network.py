@@ -24,7 +24,7 @@ from ....errors import ModelLoadingError
 from ...block_cache import BlockLayout
 from ...checkpoint.checks import check_config
 from ...layers import rotary_tables
-from ...packing import Packing
+from ...packing import LogitPositions, Packing
 
 #: The name our attention function is registered under in transformers' attention registry.
 ATTENTION = "yipyap_block_causal"
@@ -126,7 +126,7 @@ class SDARModel(nn.Module):
         input_ids: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         packing: Packing | None = None,
-        logits_at: tuple[int, int] | None = None,
+        logits_at: LogitPositions | None = None,
         block_length: int | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) of `input_ids`; the arguments are those of `LLaDA2Model.forward`."""
