@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from yipyap_jupyter.engine.checkpoint.weights import official_state
 from yipyap_jupyter.engine.families.llada2.config import LLaDA2Config
 from yipyap_jupyter.engine.families.llada2.network import LLaDA2Model
 from yipyap_jupyter.engine.families.sdar.network import SDARConfig, SDARModel
@@ -90,7 +91,7 @@ def liven(network: torch.nn.Module, head: float = 6.0) -> torch.nn.Module:
 def save_official(network: torch.nn.Module, config: dict[str, Any], directory: Path) -> Path:
     """Write `config.json` (the official dictionary) and `model.safetensors` (the official names)."""
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: t.detach().contiguous() for name, t in network.state_dict().items()}
+    state = {name: t.detach().contiguous() for name, t in official_state(network).items()}
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return directory

@@ -3,7 +3,6 @@ match the official networks restated in block_reference, the block cache is exac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,11 @@ def test_logits_match_the_official_network_restated(family: str, block_length: i
     make_config, make_network, reference, model_class, config_class = FAMILIES[family]
     config = make_config()
     directory = save_official(make_network(config), config, tmp_path)
-    # what a checkpoint directory holds, loaded by name into a fresh network
-    network = model_class(config_class.from_dict(json.loads((directory / "config.json").read_text())))
-    network.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    network = load_network(directory)  # what a checkpoint directory holds, loaded by name
+    assert isinstance(network, model_class)
     ids = _ids(13)
     with torch.no_grad():
-        ours = network.eval()(ids, block_length=block_length)[0]
+        ours = network(ids, block_length=block_length)[0]
     state = {name: t.double() for name, t in load_file(str(directory / "model.safetensors")).items()}
     expected, _ = reference(state, config, ids[0], block_length=block_length)
     assert (ours.double() - expected).abs().max() < 1e-4
@@ -114,17 +112,34 @@ def test_packed_rows_give_their_solo_logits(family: str) -> None:
 
 
 def test_each_expert_runs_only_over_the_tokens_routed_to_it() -> None:
-    network = llada2_network(llada2_config())
-    rows: list[int] = []
-    for layer in network.model.layers:
-        if isinstance(layer.mlp, LLaDA2MoE):
-            for expert in layer.mlp.experts:
-                expert.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
-    with torch.no_grad():
+    config = llada2_config()
+    network = llada2_network(config)
+    hidden, size = config["hidden_size"], config["moe_intermediate_size"]
+    with torch.no_grad(), torch.profiler.profile(record_shapes=True) as profile:
         network(_ids(10))
+    # the experts' gate-and-up products: (tokens routed to the expert, hidden) @ (hidden, 2 * size)
+    rows = [shapes[0][0] for event in profile.events() if event.name == "aten::mm"
+            for shapes in [event.input_shapes] if shapes[1] == [hidden, 2 * size]]
     moe_layers = sum(isinstance(layer.mlp, LLaDA2MoE) for layer in network.model.layers)
     assert sum(rows) == moe_layers * 10 * 2  # each token through its 2 experts, never through all 8
     assert max(rows) < 10 and len(rows) > 2 * moe_layers
+
+
+def test_the_stacked_experts_read_and_write_the_official_names(tmp_path: Path) -> None:
+    config = llada2_config()
+    network = llada2_network(config)
+    directory = save_official(network, config, tmp_path)
+    written = load_file(str(directory / "model.safetensors"))
+    expert = "model.layers.1.mlp.experts.3."
+    experts = network.model.layers[1].mlp.experts
+    size = config["moe_intermediate_size"]
+    assert written[expert + "gate_proj.weight"].shape == (size, config["hidden_size"])
+    assert torch.equal(written[expert + "gate_proj.weight"], experts.gate_up[3, :, :size].T)
+    assert torch.equal(written[expert + "up_proj.weight"], experts.gate_up[3, :, size:].T)
+    assert torch.equal(written[expert + "down_proj.weight"], experts.down[3].T)
+    assert not any(name.endswith(("gate_up", "down")) for name in written)
+    loaded = load_network(directory)
+    assert all(torch.equal(loaded.state_dict()[name], t) for name, t in network.state_dict().items())
 
 
 def test_expert_bias_chooses_experts_but_does_not_weigh_them() -> None:

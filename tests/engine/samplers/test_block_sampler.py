@@ -11,6 +11,7 @@ import torch
 from block_checkpoints import llada2_config, llada2_network, sdar_config, sdar_network
 from block_reference import llada2_forward, llada20_generate, llada21_generate, sdar_forward, sdar_generate
 
+from yipyap_jupyter.engine.checkpoint.weights import official_state
 from yipyap_jupyter.engine.families.llada2.sampler import llada2_program
 from yipyap_jupyter.engine.families.sdar.sampler import sdar_program
 from yipyap_jupyter.engine.runtime.batch import DecodingBatch, run_alone
@@ -32,7 +33,7 @@ def _pair(family: str) -> tuple[torch.nn.Module, Callable[..., Any]]:
     config = llada2_config() if family == "llada2" else sdar_config()
     network = (llada2_network if family == "llada2" else sdar_network)(config, lively=True)
     network.register_forward_hook(lambda module, args, out: _never_predicts_mask(out))
-    weights = {name: t.double() for name, t in network.state_dict().items()}
+    weights = {name: t.double() for name, t in official_state(network).items()}
     reference = llada2_forward if family == "llada2" else sdar_forward
 
     def official(block_length: int) -> Callable[..., Any]:

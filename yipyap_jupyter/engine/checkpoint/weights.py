@@ -1,4 +1,4 @@
-"""Read and write checkpoints in the official layouts of our own networks (LLaDA, Dream).
+"""Read and write checkpoints in the official layouts of our own networks (LLaDA, Dream, LLaDA 2.x, SDAR).
 
 A checkpoint directory holds `config.json` and either `model.safetensors` or
 shards listed in `model.safetensors.index.json`. The network is built on the
@@ -6,6 +6,10 @@ shards listed in `model.safetensors.index.json`. The network is built on the
 dtype, so loading never holds two copies of the weights: the files are read
 with plain reads through one staging buffer (a memory map would keep every page
 of a shard resident beside the converted weights).
+
+A module may store its weights otherwise than the checkpoint names them (LLaDA 2.x's
+experts, stacked): it then has `to_official` and `from_official` (`StoresOtherwise`),
+and `official_state` is what a checkpoint of the network holds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from safetensors.torch import save_file
@@ -83,6 +87,32 @@ def _shapes_only() -> Iterator[None]:
             setattr(nn.init, name, function)
 
 
+@runtime_checkable
+class StoresOtherwise(Protocol):
+    """A module whose tensors the checkpoint names and shapes otherwise; `prefix` is the module's path and a dot."""
+
+    def to_official(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+        """Replace the module's tensors in `state` by the checkpoint's (views where they can be)."""
+
+    def from_official(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+        """Replace the checkpoint's tensors in `state` by the module's, releasing each as it goes."""
+
+
+def official_state(network: nn.Module) -> dict[str, torch.Tensor]:
+    """`network`'s tensors under the names and in the shapes of its family's checkpoints."""
+    state = dict(network.state_dict())
+    for prefix, module in network.named_modules():
+        if isinstance(module, StoresOtherwise):
+            module.to_official(state, f"{prefix}.")
+    return state
+
+
+def _from_official(network: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for prefix, module in network.named_modules():
+        if isinstance(module, StoresOtherwise):
+            module.from_official(state, f"{prefix}.")
+
+
 def build_network(config: dict[str, Any], directory: Path | str = ".") -> nn.Module:
     """An uninitialised network for a raw config dict of a checkpoint in `directory` (on the current default device).
 
@@ -122,7 +152,7 @@ def load_network(
         return family.load(directory, device, dtype)
     with _shapes_only():
         network = family.network(config)
-    expected = {name: tensor.shape for name, tensor in network.state_dict().items()}
+    expected = {name: tensor.shape for name, tensor in official_state(network).items()}
     state: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     for path in weight_files(directory):
@@ -149,6 +179,7 @@ def load_network(
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(sorted(unexpected)[:3])})")
         raise ModelLoadingError(f"checkpoint in {directory} does not match its config: {'; '.join(parts)}")
+    _from_official(network, state)
     network.load_state_dict(state, assign=True)
     return network.eval()
 
@@ -160,7 +191,7 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {**cast(Any, network).config.to_dict(), **(extra_config or {})}  # our networks carry their config
-    state = {name: t.detach().to(dtype or t.dtype).contiguous().cpu() for name, t in network.state_dict().items()}
+    state = {name: t.detach().to(dtype or t.dtype).contiguous().cpu() for name, t in official_state(network).items()}
     config["torch_dtype"] = str(next(iter(state.values())).dtype).removeprefix("torch.")
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

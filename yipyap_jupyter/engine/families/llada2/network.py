@@ -14,6 +14,8 @@ sum of its two best, the best `topk_group` groups are kept, and the best
 `num_experts_per_tok` experts of those are chosen. Their weights are the chosen sigmoid
 scores (without the bias) normalised to sum to one, times `routed_scaling_factor`. Each
 expert runs once over the tokens routed to it; the shared experts run over every token.
+The routed experts' weights are stored stacked (`LLaDA2Experts`) and read and written
+under the official per-expert names.
 Logits are returned in float32 (float64 for a float64 network), as the official model returns them.
 """
 
@@ -32,7 +34,7 @@ from .config import LLaDA2Config
 
 
 class LLaDA2MLP(nn.Module):
-    """SwiGLU: `down_proj(silu(gate_proj(x)) * up_proj(x))`, no biases (a dense layer, an expert, the shared experts)."""
+    """SwiGLU: `down_proj(silu(gate_proj(x)) * up_proj(x))`, no biases (a dense layer, the shared experts)."""
 
     def __init__(self, hidden_size: int, intermediate_size: int) -> None:
         super().__init__()
@@ -41,9 +43,7 @@ class LLaDA2MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the weights straight into `linear`: an expert runs on a few rows, where module calls cost ~10 %
-        linear = nn.functional.linear
-        return linear(silu_(linear(x, self.gate_proj.weight)) * linear(x, self.up_proj.weight), self.down_proj.weight)
+        return self.down_proj(silu_(self.gate_proj(x)) * self.up_proj(x))
 
 
 class LLaDA2Gate(nn.Module):
@@ -75,13 +75,67 @@ class LLaDA2Gate(nn.Module):
         return chosen, weights * c.routed_scaling_factor
 
 
+class LLaDA2Experts(nn.Module):
+    """The routed experts' SwiGLU weights, stacked: `gate_up` (experts, hidden, 2 * size), `down` (experts, size, hidden).
+
+    Stored as the right-hand side of `tokens @ weight`, with each expert's gate and up
+    projections side by side in one product: a block step routes a few tokens to each
+    expert, and such small products run faster on the CPU so than against `nn.Linear`'s
+    transposed weights, one projection at a time. The checkpoint's names for expert N,
+    `N.gate_proj.weight`, `N.up_proj.weight` (size, hidden) and `N.down_proj.weight`
+    (hidden, size), are read by `from_official` and written by `to_official` (see
+    `engine.checkpoint.weights`).
+    """
+
+    def __init__(self, experts: int, hidden_size: int, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.gate_up = nn.Parameter(torch.empty(experts, hidden_size, 2 * size))
+        self.down = nn.Parameter(torch.empty(experts, size, hidden_size))
+        # as each expert's nn.Linear draws them (only a fresh, untrained network reads them)
+        nn.init.uniform_(self.gate_up, -hidden_size**-0.5, hidden_size**-0.5)
+        nn.init.uniform_(self.down, -size**-0.5, size**-0.5)
+
+    def forward(self, inputs: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Each expert over its rows of `inputs` (tokens grouped by expert, `counts[n]` rows for expert n)."""
+        outputs = torch.empty_like(inputs)
+        begin = 0
+        for expert, count in enumerate(counts):
+            if count:
+                rows = slice(begin, begin + count)
+                gate, up = (inputs[rows] @ self.gate_up[expert]).split(self.size, dim=-1)
+                outputs[rows] = (nn.functional.silu(gate) * up) @ self.down[expert]
+                begin += count
+        return outputs
+
+    def to_official(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+        """Replace this module's stacked tensors in `state` by each expert's, under the official names (views)."""
+        gate_up, down = state.pop(prefix + "gate_up"), state.pop(prefix + "down")
+        for expert in range(gate_up.shape[0]):
+            state[f"{prefix}{expert}.gate_proj.weight"] = gate_up[expert, :, : self.size].T
+            state[f"{prefix}{expert}.up_proj.weight"] = gate_up[expert, :, self.size :].T
+            state[f"{prefix}{expert}.down_proj.weight"] = down[expert].T
+
+    def from_official(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+        """Replace each expert's official tensors in `state` by the stacked ones, freeing them one by one."""
+        experts, hidden, _ = self.gate_up.shape
+        first = state[f"{prefix}0.gate_proj.weight"]
+        gate_up = first.new_empty(experts, hidden, 2 * self.size)
+        down = first.new_empty(experts, self.size, hidden)
+        for expert in range(experts):
+            gate_up[expert, :, : self.size] = state.pop(f"{prefix}{expert}.gate_proj.weight").T
+            gate_up[expert, :, self.size :] = state.pop(f"{prefix}{expert}.up_proj.weight").T
+            down[expert] = state.pop(f"{prefix}{expert}.down_proj.weight").T
+        state[prefix + "gate_up"], state[prefix + "down"] = gate_up, down
+
+
 class LLaDA2MoE(nn.Module):
     """Routed experts plus shared experts; each expert computed over its own tokens only."""
 
     def __init__(self, config: LLaDA2Config) -> None:
         super().__init__()
         size = cast(int, config.moe_intermediate_size)
-        self.experts = nn.ModuleList(LLaDA2MLP(config.hidden_size, size) for _ in range(cast(int, config.num_experts)))
+        self.experts = LLaDA2Experts(cast(int, config.num_experts), config.hidden_size, size)
         self.gate = LLaDA2Gate(config)
         # as the official block: shared experts unless the config says null, of zero width for 0 (their
         # checkpoint then holds empty tensors)
@@ -94,14 +148,8 @@ class LLaDA2MoE(nn.Module):
         top_k = chosen.shape[1]
         routes = chosen.flatten()
         order = routes.argsort(stable=True)  # (token, slot) pairs grouped by expert
-        inputs = flat[order // top_k]
-        outputs = torch.empty_like(inputs)
-        counts = torch.bincount(routes, minlength=len(self.experts)).tolist()
-        begin = 0
-        for expert, count in zip(self.experts, counts, strict=True):
-            if count:
-                outputs[begin : begin + count] = expert(inputs[begin : begin + count])
-                begin += count
+        counts = torch.bincount(routes, minlength=self.experts.gate_up.shape[0]).tolist()
+        outputs = self.experts(flat[order // top_k], counts)
         routed = torch.empty_like(outputs)
         routed[order] = outputs
         # the official sum: slot by slot, in the weights' float32, then back to the activations' dtype
