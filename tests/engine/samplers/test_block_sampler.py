@@ -246,6 +246,32 @@ def test_the_prefix_cache_runs_only_new_blocks_and_the_current_one(sdar) -> None
     assert windows == [(0, 12), (8, 12), (8, 16), (12, 16), (12, 16), (12, 16)]
 
 
+@pytest.mark.parametrize(("temperature", "whole_block"), [(0.0, False), (0.7, True)])
+def test_a_greedy_step_gets_logits_only_where_masks_are(llada2, temperature: float, whole_block: bool) -> None:
+    network, _ = llada2
+    asked: list[tuple[list[int], list[int]]] = []  # (window positions with logits, the window's masks)
+
+    def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        (segment,) = kwargs["packing"].segments
+        at = segment.logits_at
+        positions = list(range(*at)) if isinstance(at, tuple) else at.tolist()
+        asked.append((positions, (args[0][0] == MASK).nonzero().flatten().tolist()))
+
+    handle = network.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        _run(network, llada2_program(_canvas(PROMPTS["tail"], 16), mask_id=MASK, eos_id=MASK, block_length=8,
+                                     steps=8, threshold=0.9, temperature=temperature,
+                                     generator=torch.Generator().manual_seed(0)))
+    finally:
+        handle.remove()
+    assert len(asked) > 4
+    for positions, masks in asked:
+        block = list(range(positions[0] - positions[0] % 8, positions[0] - positions[0] % 8 + 8))
+        # a sampled step draws at every position of its block, as the official loop does
+        assert positions == (block if whole_block else masks)
+    assert whole_block or any(len(masks) < 8 for _, masks in asked)  # steps after the first had fewer
+
+
 @pytest.mark.parametrize("family", ["llada2", "sdar"])
 def test_rows_in_one_batch_give_their_solo_runs(llada2, sdar, family: str) -> None:
     network = (llada2 if family == "llada2" else sdar)[0]
