@@ -80,7 +80,7 @@ class LLaDA2Experts(nn.Module):
 
     Stored as the right-hand side of `tokens @ weight`, with each expert's gate and up
     projections side by side in one product: a block step routes a few tokens to each
-    expert, and such small products run faster on the CPU so than against `nn.Linear`'s
+    expert, and such small products run faster on the CPU this way than against `nn.Linear`'s
     transposed weights, one projection at a time. The checkpoint's names for expert N,
     `N.gate_proj.weight`, `N.up_proj.weight` (size, hidden) and `N.down_proj.weight`
     (hidden, size), are read by `from_official` and written by `to_official` (see
