@@ -12,7 +12,7 @@ from block_reference import llada2_forward, sdar_forward
 from safetensors.torch import load_file
 
 from yipyap_jupyter.engine.block_cache import BlockCache
-from yipyap_jupyter.engine.checkpoint.weights import load_network
+from yipyap_jupyter.engine.checkpoint.weights import load_network, save_checkpoint
 from yipyap_jupyter.engine.families.llada2.config import LLaDA2Config
 from yipyap_jupyter.engine.families.llada2.network import LLaDA2Model, LLaDA2MoE
 from yipyap_jupyter.engine.families.sdar.network import SDARConfig, SDARModel
@@ -128,7 +128,7 @@ def test_each_expert_runs_only_over_the_tokens_routed_to_it() -> None:
 def test_the_stacked_experts_read_and_write_the_official_names(tmp_path: Path) -> None:
     config = llada2_config()
     network = llada2_network(config)
-    directory = save_official(network, config, tmp_path)
+    directory = save_checkpoint(network, tmp_path)  # the package's own writer
     written = load_file(str(directory / "model.safetensors"))
     expert = "model.layers.1.mlp.experts.3."
     experts = network.model.layers[1].mlp.experts

@@ -9,7 +9,8 @@ of a shard resident beside the converted weights).
 
 A module may store its weights otherwise than the checkpoint names them (LLaDA 2.x's
 experts, stacked): it then has `to_official` and `from_official` (`StoresOtherwise`),
-and `official_state` is what a checkpoint of the network holds.
+and `official_state` is what a checkpoint of the network holds. Loading converts one such
+module at a time, so the second copy it holds is that module's, never the network's.
 """
 
 from __future__ import annotations
