@@ -9,13 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yipyap_jupyter.engine.packing import select_positions  # the positions a sampler asked logits for
+
 VOCAB = 16
 BOS, EOS, EXPAND, EOT, MASK = 10, 11, 12, 13, 15
-
-
-def at(logits: torch.Tensor, logits_at: tuple[int, int] | None) -> torch.Tensor:
-    """The positions a sampler asked logits for, as our networks return them."""
-    return logits if logits_at is None else logits[:, logits_at[0]:logits_at[1]]
 
 
 class FixedLogits(nn.Module):
@@ -28,7 +25,7 @@ class FixedLogits(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None, logits_at=None) -> torch.Tensor:
         self.inputs.append(input_ids.clone())
-        return at(self.logits.expand(input_ids.shape[0], -1, -1), logits_at).clone()
+        return select_positions(self.logits.expand(input_ids.shape[0], -1, -1), logits_at).clone()
 
 
 class ScriptedNetwork(nn.Module):
@@ -56,4 +53,4 @@ class ScriptedNetwork(nn.Module):
             row = int(masks[nth]) - 1 if self.shift else int(masks[nth])
             for token, value in zip(tokens, (20.0, 10.0)[: len(tokens)], strict=True):
                 logits[0, row, token] = value
-        return at(logits, logits_at)
+        return select_positions(logits, logits_at)

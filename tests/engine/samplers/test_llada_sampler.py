@@ -7,10 +7,11 @@ import pytest
 import torch
 from alone import llada_sample
 from fast_dllm_reference import llada_loop
-from sampler_networks import MASK, VOCAB, FixedLogits, at
+from sampler_networks import MASK, VOCAB, FixedLogits
 
 from yipyap_jupyter.cancel import CancelToken
 from yipyap_jupyter.engine.families.llada.sampler import num_transfer_tokens
+from yipyap_jupyter.engine.packing import select_positions
 from yipyap_jupyter.engine.samplers.base import make_generator
 from yipyap_jupyter.errors import GenerationCancelled, ValidationError
 
@@ -94,7 +95,7 @@ def test_classifier_free_guidance_masks_the_prompt_and_suffix_in_the_uncondition
             out[0, :, 0], out[0, :, 1] = 1.0, 0.9
             if input_ids.shape[0] == 2:
                 out[1, :, 0], out[1, :, 1] = 1.0, 0.5
-            return at(out, logits_at)
+            return select_positions(out, logits_at)
 
     network = TwoRows(torch.zeros(0))
     canvas = _canvas(2, (7,))
